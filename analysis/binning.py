@@ -1,0 +1,148 @@
+"""Bins frozen from the reference, so every production window is binned the same way.
+
+Our default binning
+-------------------
+* numeric: the reference's deciles (``numpy.quantile``, linear interpolation, on the
+  non-missing values), duplicate edges removed. Bins are half-open and left-closed,
+  ``(-inf, e1), [e1, e2), ..., [ek, +inf)``, plus a final "missing" bin for NaN.
+* categorical: one bin per level seen in the reference (sorted), then "other" for levels
+  the reference never had, then "missing".
+
+Evidently's binning (``binning="evidently"``)
+---------------------------------------------
+Reproduces Evidently 0.7's ``get_binned_data``: see :func:`evidently_shares`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.stats import EmptySampleError
+
+OTHER = "__other__"
+MISSING = "__missing__"
+
+
+@dataclass(frozen=True)
+class NumericBins:
+    """Left-closed bins between frozen ``edges``, with a trailing missing bin."""
+
+    edges: tuple[float, ...]
+
+    @property
+    def labels(self) -> list[str]:
+        e = self.edges
+        if not e:
+            return ["all values", "missing"]
+        out = [f"< {e[0]:.4g}"]
+        out += [f"[{a:.4g}, {b:.4g})" for a, b in zip(e[:-1], e[1:])]
+        out += [f">= {e[-1]:.4g}", "missing"]
+        return out
+
+    def counts(self, values) -> np.ndarray:
+        arr = np.asarray(values, dtype=float).ravel()
+        missing = np.isnan(arr)
+        idx = np.searchsorted(np.asarray(self.edges, dtype=float), arr[~missing], side="right")
+        out = np.bincount(idx, minlength=len(self.edges) + 1).astype(float)
+        return np.append(out, float(missing.sum()))
+
+
+@dataclass(frozen=True)
+class CategoricalBins:
+    """One bin per reference level, then "other" and "missing"."""
+
+    categories: tuple[str, ...]
+
+    @property
+    def labels(self) -> list[str]:
+        return [*self.categories, "other", "missing"]
+
+    def counts(self, values) -> np.ndarray:
+        s = pd.Series(values)
+        present = _level_counts(s)
+        known = present.reindex(list(self.categories), fill_value=0).to_numpy(dtype=float)
+        other = float(present.sum() - known.sum())
+        return np.concatenate([known, [other, float(s.isna().sum())]])
+
+
+def _level_counts(s: pd.Series) -> pd.Series:
+    """Counts of the non-missing values, keyed by their string form."""
+    vc = s.value_counts(dropna=True)
+    vc.index = vc.index.map(str)
+    return vc.groupby(level=0).sum()
+
+
+def quantile_bins(reference, n_bins: int = 10) -> NumericBins:
+    """Inner edges at the reference's ``1/n_bins, ..., (n_bins-1)/n_bins`` quantiles.
+
+    Deciles by default. Edges that coincide (discrete or heavily tied data) are merged,
+    so a column with few distinct values gets fewer bins. A constant reference gets one
+    edge at its value: everything below, equal-or-above, missing.
+    """
+    if n_bins < 2:
+        raise ValueError("n_bins must be at least 2")
+    arr = np.asarray(reference, dtype=float).ravel()
+    arr = arr[~np.isnan(arr)]
+    if arr.size == 0:
+        raise EmptySampleError("reference sample has no non-missing values to bin")
+    qs = np.quantile(arr, np.arange(1, n_bins) / n_bins)
+    return NumericBins(tuple(float(x) for x in np.unique(qs)))
+
+
+def category_bins(reference) -> CategoricalBins:
+    """Bins for the reference's levels (as strings, sorted), plus other and missing."""
+    return CategoricalBins(tuple(sorted(_level_counts(pd.Series(reference)).index)))
+
+
+def bins_for(reference, kind: str, n_bins: int = 10) -> NumericBins | CategoricalBins:
+    """Our default bins for a column of ``kind`` ('numeric' or 'categorical')."""
+    if kind == "numeric":
+        return quantile_bins(reference, n_bins)
+    if kind == "categorical":
+        return category_bins(reference)
+    raise ValueError(f"unknown column kind {kind!r}")
+
+
+def evidently_shares(reference, production, kind: str, fill_zeros: bool
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Reference and production shares binned the way Evidently 0.7 bins them.
+
+    * missing values are dropped from both samples first;
+    * a numeric reference with more than 20 distinct values: equal-width bins over the
+      combined samples, their number by Sturges' rule
+      (``numpy.histogram_bin_edges(..., bins="sturges")``, i.e. ceil(log2 n) + 1 bins);
+    * otherwise one bin per distinct value seen in either sample;
+    * shares are counts / sample size;
+    * ``fill_zeros`` (used for PSI, not for Jensen-Shannon): in each vector separately, a
+      zero share becomes 0.0001, or the smallest non-zero share / 10**6 when that share
+      is itself <= 0.0001.
+    """
+    ref = pd.Series(reference).dropna()
+    prod = pd.Series(production).dropna()
+    if ref.empty:
+        raise EmptySampleError("reference sample has no non-missing values")
+    if prod.empty:
+        raise EmptySampleError("production sample has no non-missing values")
+    if kind == "numeric" and ref.nunique() > 20:
+        ref_v = ref.to_numpy(dtype=float)
+        prod_v = prod.to_numpy(dtype=float)
+        edges = np.histogram_bin_edges(np.concatenate([ref_v, prod_v]), bins="sturges")
+        p = np.histogram(ref_v, edges)[0] / ref_v.size
+        q = np.histogram(prod_v, edges)[0] / prod_v.size
+    else:
+        keys = pd.Index(pd.concat([ref, prod], ignore_index=True).unique())
+        p = ref.value_counts().reindex(keys, fill_value=0).to_numpy(dtype=float) / len(ref)
+        q = prod.value_counts().reindex(keys, fill_value=0).to_numpy(dtype=float) / len(prod)
+    if fill_zeros:
+        p, q = _fill_zero_shares(p), _fill_zero_shares(q)
+    return p, q
+
+
+def _fill_zero_shares(shares: np.ndarray) -> np.ndarray:
+    out = shares.astype(float).copy()
+    nonzero = out[out > 0]
+    smallest = nonzero.min()
+    out[out == 0] = smallest / 1e6 if smallest <= 1e-4 else 1e-4
+    return out

@@ -1,0 +1,114 @@
+"""Command line: ``python -m analysis <command>``.
+
+Commands
+--------
+drift   per-feature drift table of a production file against a reference file
+demo    build the rental-pricing demo store
+
+Exit codes: 0 success, 2 bad input (one-line message on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import pandas as pd
+
+from analysis.drift import BINNINGS, TESTS, drift_table
+from analysis.stats import EmptySampleError
+from analysis.store import DEFAULT_STORE, Store, StoreError
+from analysis.tables import InputError, pick_features, read_table
+
+
+
+def _clean(value):
+    """JSON-safe value: NaN/inf -> None, numpy scalars -> Python."""
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _format_table(table: pd.DataFrame) -> str:
+    def num(v, fmt):
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+    rows = [("feature", "kind", "test", "statistic", "p_value", "threshold", "drifted")]
+    for r in table.itertuples(index=False):
+        drifted = "n/a" if r.drifted is None or pd.isna(r.drifted) else ("DRIFT" if r.drifted else "ok")
+        rows.append((r.feature, r.kind, r.test, num(r.statistic, ".6g"), num(r.p_value, ".3g"),
+                     format(r.threshold, "g"), drifted + (f"  ({r.note})" if r.note else "")))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(6)]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row[:6], widths)) + "  " + row[6]
+                     for row in rows)
+
+
+def cmd_drift(args) -> int:
+    reference = read_table(args.reference, "reference")
+    production = read_table(args.production, "production")
+    requested = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
+    features, skipped = pick_features(reference, production, requested)
+    if len(reference) == 0:
+        raise InputError(f"reference file {args.reference} has no data rows")
+    if len(production) == 0:
+        raise InputError(f"production file {args.production} has no data rows")
+    table = drift_table(reference, production, features, test=args.test, binning=args.binning)
+    if args.json:
+        records = [{k: _clean(v) for k, v in row.items()} for row in table.to_dict("records")]
+        print(json.dumps(records, indent=2))
+        return 0
+    print(_format_table(table))
+    judged = table["drifted"].dropna()
+    print(f"\n{int(judged.astype(bool).sum())} of {len(judged)} features drifted "
+          f"(reference {len(reference):,} rows, production {len(production):,} rows, "
+          f"binning {args.binning})")
+    if skipped:
+        print(f"skipped timestamp column(s): {', '.join(skipped)}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from analysis.scenarios import rental
+
+    store = Store(args.store)
+    rental.build_store(store, int(rental.DEFAULT_REFERENCE_ROWS * args.scale),
+                       int(rental.DEFAULT_PRODUCTION_ROWS * args.scale))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m analysis",
+                                     description="Drift Investigator command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("drift", help="per-feature drift table of production vs reference")
+    p.add_argument("--reference", required=True, help="reference CSV or Parquet file")
+    p.add_argument("--production", required=True, help="production CSV or Parquet file")
+    p.add_argument("--features", help="comma-separated columns (default: all shared, "
+                                      "timestamps excluded)")
+    p.add_argument("--test", choices=list(TESTS), help="force one test for every feature")
+    p.add_argument("--binning", choices=BINNINGS, default="quantile",
+                   help="bins for PSI / Jensen-Shannon / Hellinger (default: quantile)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    p.set_defaults(func=cmd_drift)
+
+    p = sub.add_parser("demo", help="build the rental-pricing demo store")
+    p.add_argument("--store", default=str(DEFAULT_STORE), help="store directory")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="size multiplier (1.0 = 180k reference + 540k production rows)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (InputError, StoreError, EmptySampleError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

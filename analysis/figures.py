@@ -1,0 +1,162 @@
+"""Plotly figure builders. Pages, exports and tests all use these same figures.
+
+The numbers behind each figure come from the small functions here (tested); the
+builders only lay them out.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+REFERENCE_COLOR = "#4C78A8"
+PRODUCTION_COLOR = "#F58518"
+DRIFT_COLOR = "#E45756"
+FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=13)
+
+
+def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left"), height=height,
+                      font=FONT, template="plotly_white", margin=dict(l=60, r=20, t=70, b=50),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
+    return fig
+
+
+def histogram_shares(reference, production, n_bins: int = 40
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shared equal-width bins and each sample's share per bin, in percent.
+
+    The range spans the combined 0.1st to 99.9th percentiles, so one far outlier does not
+    squash the picture; values outside it are counted in the first or last bin. Missing
+    values are dropped. Returns (edges, reference %, production %); each share vector
+    sums to 100 (or is all zero for an empty sample).
+    """
+    ref = np.asarray(reference, dtype=float)
+    prod = np.asarray(production, dtype=float)
+    ref, prod = ref[~np.isnan(ref)], prod[~np.isnan(prod)]
+    both = np.concatenate([ref, prod])
+    if both.size == 0:
+        return np.array([0.0, 1.0]), np.zeros(1), np.zeros(1)
+    lo, hi = np.quantile(both, [0.001, 0.999])
+    if hi <= lo:
+        lo, hi = float(both.min()) - 0.5, float(both.max()) + 0.5
+    edges = np.linspace(lo, hi, n_bins + 1)
+
+    def shares(x):
+        if x.size == 0:
+            return np.zeros(n_bins)
+        counts = np.histogram(np.clip(x, lo, hi), edges)[0]
+        return 100.0 * counts / x.size
+
+    return edges, shares(ref), shares(prod)
+
+
+def ecdf_on_grid(values, grid) -> np.ndarray:
+    """Empirical CDF of the non-missing ``values`` at each grid point: share <= x."""
+    x = np.sort(np.asarray(values, dtype=float))
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return np.full(len(grid), np.nan)
+    return np.searchsorted(x, np.asarray(grid, dtype=float), side="right") / x.size
+
+
+def category_shares(reference, production) -> pd.DataFrame:
+    """Share (%) of each level in each sample: columns level, reference, production.
+
+    Levels are ordered by reference share, then production-only levels; missing values
+    appear as the level "(missing)" when present.
+    """
+    ref = pd.Series(reference).astype(object).where(pd.Series(reference).notna(), "(missing)")
+    prod = pd.Series(production).astype(object).where(pd.Series(production).notna(), "(missing)")
+    r = ref.astype(str).value_counts(normalize=True) * 100
+    p = prod.astype(str).value_counts(normalize=True) * 100
+    levels = list(r.index) + [lvl for lvl in p.index if lvl not in r.index]
+    return pd.DataFrame({"level": levels,
+                         "reference": r.reindex(levels, fill_value=0.0).to_numpy(),
+                         "production": p.reindex(levels, fill_value=0.0).to_numpy()})
+
+
+def distribution_figure(reference, production, kind: str, feature: str,
+                        unit: str = "") -> go.Figure:
+    """Reference vs production for one feature: histogram + ECDF (numeric) or shares
+    side by side (categorical)."""
+    label = f"{feature} ({unit})" if unit else feature
+    if kind == "numeric":
+        edges, ref_pct, prod_pct = histogram_shares(reference, production)
+        centres = (edges[:-1] + edges[1:]) / 2
+        width = float(edges[1] - edges[0])
+        fig = make_subplots(rows=1, cols=2, subplot_titles=("Histogram", "Cumulative distribution"),
+                            horizontal_spacing=0.1)
+        for name, pct, color in (("reference", ref_pct, REFERENCE_COLOR),
+                                 ("production", prod_pct, PRODUCTION_COLOR)):
+            fig.add_bar(x=centres, y=pct, width=width, name=name, marker_color=color, opacity=0.55,
+                        hovertemplate=f"{feature} %{{x:.4g}}<br>%{{y:.2f}}% of {name}<extra></extra>",
+                        row=1, col=1)
+        grid = np.linspace(edges[0], edges[-1], 200)
+        for name, values, color in (("reference", reference, REFERENCE_COLOR),
+                                    ("production", production, PRODUCTION_COLOR)):
+            fig.add_scatter(x=grid, y=100 * ecdf_on_grid(values, grid), mode="lines", name=name,
+                            line=dict(color=color, width=2), showlegend=False,
+                            hovertemplate=f"{feature} <= %{{x:.4g}}: %{{y:.1f}}% of {name}<extra></extra>",
+                            row=1, col=2)
+        fig.update_layout(barmode="overlay", bargap=0)
+        fig.update_xaxes(title_text=label)
+        fig.update_yaxes(title_text="share of rows (%)", row=1, col=1)
+        fig.update_yaxes(title_text="rows at or below (%)", range=[0, 100], row=1, col=2)
+        return _layout(fig, f"{feature}: reference vs production", 420)
+    shares = category_shares(reference, production)
+    fig = go.Figure()
+    for name, color in (("reference", REFERENCE_COLOR), ("production", PRODUCTION_COLOR)):
+        fig.add_bar(x=shares["level"], y=shares[name], name=name, marker_color=color,
+                    hovertemplate=f"%{{x}}<br>%{{y:.2f}}% of {name}<extra></extra>")
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title_text=label, type="category")
+    fig.update_yaxes(title_text="share of rows (%)")
+    return _layout(fig, f"{feature}: reference vs production", 420)
+
+
+def overview_figure(summary: pd.DataFrame, reference_mae: float | None,
+                    reference_mape: float | None, n_features: int, target: str = "",
+                    unit: str = "month") -> go.Figure:
+    """Four aligned panels over production windows: MAE and MAPE against the reference
+    level (dashed), rows per window, and drifted features per window."""
+    fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=(f"MAE ({target})" if target else "MAE", "MAPE (%)",
+                                        "Rows per window", f"Drifted features (of {n_features})"))
+    x = pd.to_datetime(summary["window_start"])
+    for row, col, ref_level, fmt in ((1, "mae", reference_mae, ".2f"),
+                                     (2, "mape", reference_mape, ".2f")):
+        fig.add_scatter(x=x, y=summary[col], mode="lines+markers", name=col.upper(),
+                        line=dict(color=PRODUCTION_COLOR, width=2), showlegend=False,
+                        hovertemplate=f"%{{x|%Y-%m-%d}}<br>{col.upper()} %{{y:{fmt}}}<extra></extra>",
+                        row=row, col=1)
+        if ref_level is not None:
+            fig.add_hline(y=ref_level, line=dict(color=REFERENCE_COLOR, dash="dash"),
+                          annotation_text=f"reference {ref_level:{fmt}}",
+                          annotation_position="top left", row=row, col=1)
+    fig.add_bar(x=x, y=summary["rows"], marker_color="#9D9DA0", showlegend=False,
+                hovertemplate="%{x|%Y-%m-%d}<br>%{y:,} rows<extra></extra>", row=3, col=1)
+    drifted = summary["drifted_features"].astype(float)
+    colors = [DRIFT_COLOR if v and v > 0 else REFERENCE_COLOR for v in drifted.fillna(0)]
+    fig.add_bar(x=x, y=drifted, marker_color=colors, showlegend=False,
+                customdata=summary["drifted_list"],
+                hovertemplate="%{x|%Y-%m-%d}<br>%{y} drifted: %{customdata}<extra></extra>",
+                row=4, col=1)
+    fig.update_yaxes(range=[0, max(n_features, 1)], row=4, col=1)
+    fig.update_xaxes(title_text=f"window start ({unit})", row=4, col=1)
+    return _layout(fig, "Model error, volume and drift per window", 820)
+
+
+_UNIT_SUFFIXES = {"_sqm": "m²", "_m2": "m²", "_km": "km", "_m": "m", "_eur": "EUR", "_usd": "USD",
+                  "_years": "years", "_yrs": "years", "_days": "days", "_pct": "%", "_s": "s",
+                  "_ms": "ms", "_kg": "kg"}
+
+
+def unit_of(column: str) -> str:
+    """Unit read off a column name's suffix (``area_sqm`` -> m²), or ''."""
+    lower = column.lower()
+    for suffix in sorted(_UNIT_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return _UNIT_SUFFIXES[suffix]
+    return ""

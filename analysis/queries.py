@@ -1,0 +1,189 @@
+"""DuckDB queries over a dataset's snapshots. Work happens in SQL; pandas only at the edge.
+
+Every function opens its own in-memory DuckDB connection (cheap, and a connection is
+not thread-safe), reads the slice's Parquet files with ``read_parquet``, and returns a
+small pandas frame or plain values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Mapping, Sequence
+
+import duckdb
+import pandas as pd
+
+from analysis.store import Store
+
+WINDOW_UNITS = ("hour", "day", "week", "month")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the analyst selected: a production time range and segment values.
+
+    ``start`` is inclusive and ``end`` exclusive. ``segments`` maps a segment column to
+    the values kept; a column absent from the mapping is not filtered. Segment filters
+    apply to the reference too, so a group is compared with the same group.
+    """
+
+    start: datetime | None = None
+    end: datetime | None = None
+    segments: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def key(self) -> tuple:
+        return (self.start, self.end, tuple(sorted((k, tuple(v)) for k, v in self.segments.items())))
+
+
+def quote(identifier: str) -> str:
+    """A SQL identifier, double-quoted."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _source(store: Store, dataset: str, slice: str) -> str | None:
+    files = store.files(dataset, slice)
+    if not files:
+        return None
+    paths = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+    return f"read_parquet([{paths}], union_by_name = true)"
+
+
+def _where(store: Store, dataset: str, slice: str, filters: Filters | None
+           ) -> tuple[str, list]:
+    roles = store.dataset(dataset).roles
+    clauses, params = [], []
+    if filters is not None:
+        if slice == "production" and roles.timestamp:
+            if filters.start is not None:
+                clauses.append(f"{quote(roles.timestamp)} >= ?")
+                params.append(filters.start)
+            if filters.end is not None:
+                clauses.append(f"{quote(roles.timestamp)} < ?")
+                params.append(filters.end)
+        for column, values in filters.segments.items():
+            values = list(values)
+            if not values:
+                clauses.append("FALSE")
+                continue
+            clauses.append(f"CAST({quote(column)} AS VARCHAR) IN ({', '.join('?' * len(values))})")
+            params.extend(str(v) for v in values)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _query(sql: str, params: Sequence = ()) -> pd.DataFrame:
+    with duckdb.connect() as con:
+        return con.execute(sql, list(params)).df()
+
+
+def load_frame(store: Store, dataset: str, slice: str, columns: Sequence[str],
+               filters: Filters | None = None) -> pd.DataFrame:
+    """Rows of a slice (selected columns only), filtered; empty frame when no snapshot."""
+    src = _source(store, dataset, slice)
+    if src is None:
+        return pd.DataFrame(columns=list(columns))
+    where, params = _where(store, dataset, slice, filters)
+    cols = ", ".join(quote(c) for c in columns)
+    return _query(f"SELECT {cols} FROM {src}{where}", params)
+
+
+def time_bounds(store: Store, dataset: str, slice: str) -> tuple[datetime, datetime] | None:
+    """(first, last) timestamp of a slice, or None without snapshots or timestamp."""
+    ts = store.dataset(dataset).roles.timestamp
+    src = _source(store, dataset, slice)
+    if src is None or ts is None:
+        return None
+    row = _query(f"SELECT min({quote(ts)}) AS lo, max({quote(ts)}) AS hi FROM {src}")
+    lo, hi = row["lo"].iloc[0], row["hi"].iloc[0]
+    if pd.isna(lo):
+        return None
+    return pd.Timestamp(lo).to_pydatetime(), pd.Timestamp(hi).to_pydatetime()
+
+
+def segment_values(store: Store, dataset: str, column: str) -> list[str]:
+    """Distinct values of a segment column over both slices, sorted."""
+    parts = [s for s in (_source(store, dataset, sl) for sl in ("reference", "production")) if s]
+    if not parts:
+        return []
+    union = " UNION ".join(f"SELECT DISTINCT CAST({quote(column)} AS VARCHAR) AS v FROM {p}"
+                           for p in parts)
+    values = _query(f"SELECT v FROM ({union}) WHERE v IS NOT NULL ORDER BY v")["v"]
+    return values.tolist()
+
+
+def row_counts(store: Store, dataset: str, filters: Filters | None = None) -> dict[str, int]:
+    """Rows per slice after filters."""
+    out = {}
+    for sl in ("reference", "production"):
+        src = _source(store, dataset, sl)
+        if src is None:
+            out[sl] = 0
+            continue
+        where, params = _where(store, dataset, sl, filters)
+        out[sl] = int(_query(f"SELECT count(*) AS n FROM {src}{where}", params)["n"].iloc[0])
+    return out
+
+
+def _error_sql(prediction: str, target: str) -> str:
+    y, p = quote(target), quote(prediction)
+    return (f"avg(abs({y} - {p})) AS mae, "
+            f"100 * avg(CASE WHEN {y} <> 0 THEN abs({y} - {p}) / abs({y}) END) AS mape, "
+            f"count({y}) AS labelled")
+
+
+def reference_error(store: Store, dataset: str, filters: Filters | None = None) -> dict:
+    """MAE and MAPE (%) of the model on the reference rows with a label.
+
+    MAE = mean |y - y_hat|; MAPE = 100 * mean |y - y_hat| / |y| over rows with y != 0.
+    """
+    roles = store.dataset(dataset).roles
+    src = _source(store, dataset, "reference")
+    if src is None or not (roles.prediction and roles.target):
+        return {"mae": None, "mape": None, "rows": 0, "labelled": 0}
+    where, params = _where(store, dataset, "reference", filters)
+    row = _query(f"SELECT count(*) AS rows, {_error_sql(roles.prediction, roles.target)} "
+                 f"FROM {src}{where}", params).iloc[0]
+    return {k: (None if pd.isna(row[k]) else float(row[k])) if k in ("mae", "mape") else int(row[k])
+            for k in ("mae", "mape", "rows", "labelled")}
+
+
+def window_start_sql(timestamp: str, unit: str) -> str:
+    if unit not in WINDOW_UNITS:
+        raise ValueError(f"window unit must be one of {WINDOW_UNITS}, got {unit!r}")
+    return f"date_trunc('{unit}', {quote(timestamp)})"
+
+
+def window_metrics(store: Store, dataset: str, unit: str = "month",
+                   filters: Filters | None = None) -> pd.DataFrame:
+    """Per production window: ``window_start``, ``rows``, ``labelled``, ``mae``, ``mape``.
+
+    Windows are calendar units (``date_trunc``); weeks start on Monday. MAE and MAPE are
+    NaN where a window has no labelled rows or the dataset has no prediction/target.
+    """
+    roles = store.dataset(dataset).roles
+    cols = ["window_start", "rows", "labelled", "mae", "mape"]
+    src = _source(store, dataset, "production")
+    if src is None or roles.timestamp is None:
+        return pd.DataFrame(columns=cols)
+    where, params = _where(store, dataset, "production", filters)
+    if roles.prediction and roles.target:
+        err = _error_sql(roles.prediction, roles.target)
+    else:
+        err = "NULL AS mae, NULL AS mape, 0 AS labelled"
+    w = window_start_sql(roles.timestamp, unit)
+    sql = (f"SELECT {w} AS window_start, count(*) AS rows, {err} FROM {src}{where} "
+           f"GROUP BY 1 ORDER BY 1")
+    out = _query(sql, params)
+    return out[cols]
+
+
+def load_windows(store: Store, dataset: str, columns: Sequence[str], unit: str,
+                 filters: Filters | None = None) -> pd.DataFrame:
+    """Production rows with a ``window_start`` column (calendar unit) added."""
+    roles = store.dataset(dataset).roles
+    src = _source(store, dataset, "production")
+    if src is None or roles.timestamp is None:
+        return pd.DataFrame(columns=["window_start", *columns])
+    where, params = _where(store, dataset, "production", filters)
+    cols = ", ".join(quote(c) for c in columns)
+    w = window_start_sql(roles.timestamp, unit)
+    return _query(f"SELECT {w} AS window_start, {cols} FROM {src}{where}", params)

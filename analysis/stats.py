@@ -1,0 +1,209 @@
+"""Two-sample drift statistics, as small pure functions.
+
+Conventions used throughout
+---------------------------
+* "Shares" are bin counts divided by the sample size; every count-based statistic
+  (PSI, Jensen-Shannon, Hellinger, chi-square) takes two aligned count or share vectors,
+  reference first, production second.
+* Logarithms are natural (base e) unless a docstring says otherwise.
+* Sample-based statistics (Kolmogorov-Smirnov, Wasserstein) drop missing values first.
+* Every function validates its input at the boundary and raises ``ValueError`` with a
+  message that says what is wrong; an empty sample raises :class:`EmptySampleError`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as sps
+from scipy.spatial import distance as spd
+
+#: Share given to an empty bin before PSI's logarithm (our default binning).
+PSI_EPSILON = 1e-4
+
+
+class EmptySampleError(ValueError):
+    """A sample that a statistic needs has no (non-missing) values."""
+
+
+def _counts(values, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if np.any(~np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must be finite and non-negative")
+    if arr.sum() <= 0:
+        raise EmptySampleError(f"{name} is empty (all counts are zero)")
+    return arr
+
+
+def _aligned_shares(reference_counts, production_counts) -> tuple[np.ndarray, np.ndarray]:
+    ref = _counts(reference_counts, "reference counts")
+    prod = _counts(production_counts, "production counts")
+    if ref.shape != prod.shape:
+        raise ValueError(
+            f"reference and production bins differ in length ({ref.size} vs {prod.size})"
+        )
+    return ref / ref.sum(), prod / prod.sum()
+
+
+def _finite(values, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=float).ravel()
+    arr = arr[~np.isnan(arr)]
+    if arr.size == 0:
+        raise EmptySampleError(f"{name} has no non-missing values")
+    return arr
+
+
+def psi(reference_counts, production_counts, epsilon: float = PSI_EPSILON) -> float:
+    """Population Stability Index of two binned samples.
+
+    .. math:: \\mathrm{PSI} = \\sum_i (q_i - p_i)\\,\\ln(q_i / p_i)
+
+    with :math:`p_i` the reference share and :math:`q_i` the production share of bin *i*.
+    A share of exactly zero is replaced by ``epsilon`` (default 1e-4) before the logarithm;
+    shares are not renormalised afterwards, so a bin empty on both sides contributes 0.
+    PSI is symmetric and non-negative; conventional reading: < 0.1 stable, 0.1-0.25
+    moderate shift, > 0.25 major shift.
+
+    Parameters
+    ----------
+    reference_counts, production_counts : array-like of float
+        Counts (or shares) per bin, aligned, same length.
+    epsilon : float
+        Share substituted for empty bins.
+    """
+    if not epsilon > 0:
+        raise ValueError("epsilon must be positive")
+    p, q = _aligned_shares(reference_counts, production_counts)
+    p = np.where(p == 0, epsilon, p)
+    q = np.where(q == 0, epsilon, q)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def psi_from_shares(reference_shares, production_shares) -> float:
+    """PSI of share vectors used exactly as given (no filling, no renormalisation).
+
+    .. math:: \\sum_i (p_i - q_i)\\,\\ln(p_i / q_i)
+
+    Used by the Evidently-compatible binning, which fills empty shares itself
+    (see :func:`analysis.binning.evidently_shares`).
+    """
+    p = np.asarray(reference_shares, dtype=float)
+    q = np.asarray(production_shares, dtype=float)
+    if p.shape != q.shape:
+        raise ValueError("share vectors differ in length")
+    if np.any(p <= 0) or np.any(q <= 0):
+        raise ValueError("shares must be strictly positive; fill empty bins first")
+    return float(np.sum((p - q) * np.log(p / q)))
+
+
+def jensenshannon_distance(reference_counts, production_counts) -> float:
+    """Jensen-Shannon distance of two binned samples, natural logarithm.
+
+    .. math:: \\mathrm{JS} = \\sqrt{\\tfrac12 \\mathrm{KL}(p\\,\\|\\,m) + \\tfrac12 \\mathrm{KL}(q\\,\\|\\,m)},
+              \\quad m = \\tfrac12 (p + q)
+
+    The square root of the Jensen-Shannon divergence, as ``scipy.spatial.distance.
+    jensenshannon`` computes it (base e). It needs no smoothing: empty bins are fine.
+    Range [0, sqrt(ln 2)] ~ [0, 0.8326].
+    """
+    p, q = _aligned_shares(reference_counts, production_counts)
+    return float(spd.jensenshannon(p, q))
+
+
+def hellinger_distance(reference_counts, production_counts) -> float:
+    """Hellinger distance of two binned samples.
+
+    .. math:: H = \\frac{1}{\\sqrt 2} \\big\\| \\sqrt p - \\sqrt q \\big\\|_2
+              = \\sqrt{1 - \\sum_i \\sqrt{p_i q_i}}
+
+    Range [0, 1]; needs no smoothing.
+    """
+    p, q = _aligned_shares(reference_counts, production_counts)
+    return float(np.sqrt(np.sum((np.sqrt(p) - np.sqrt(q)) ** 2) / 2.0))
+
+
+def chisquare_homogeneity(reference_counts, production_counts) -> tuple[float, float]:
+    """Pearson chi-square test that two binned samples come from one distribution.
+
+    The 2 x k contingency table (reference row, production row) is tested with
+    ``scipy.stats.chi2_contingency`` (no continuity correction): expected counts are
+    :math:`E_{ij} = R_i C_j / N`, :math:`\\chi^2 = \\sum (O - E)^2 / E`, with
+    :math:`k - 1` degrees of freedom, where *k* counts bins that are non-empty in at
+    least one sample (bins empty in both carry no information and are dropped).
+
+    Returns
+    -------
+    statistic, p_value : float
+        With a single non-empty bin the samples cannot differ: (0.0, 1.0).
+
+    Notes
+    -----
+    Evidently's ``chisquare`` instead runs a goodness-of-fit test of the production
+    counts against the reference shares scaled to the production size, which treats the
+    reference as exact; the homogeneity test accounts for sampling noise on both sides.
+    """
+    ref = _counts(reference_counts, "reference counts")
+    prod = _counts(production_counts, "production counts")
+    if ref.shape != prod.shape:
+        raise ValueError("reference and production bins differ in length")
+    keep = (ref + prod) > 0
+    table = np.vstack([ref[keep], prod[keep]])
+    if table.shape[1] < 2:
+        return 0.0, 1.0
+    statistic, p_value, _, _ = sps.chi2_contingency(table, correction=False)
+    return float(statistic), float(p_value)
+
+
+def ks_test(reference, production) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov test on the non-missing values.
+
+    Statistic :math:`D = \\sup_x |F_{ref}(x) - F_{prod}(x)|`; the two-sided p-value is
+    ``scipy.stats.ks_2samp``'s with its default ``method='auto'`` (exact for small
+    samples, asymptotic otherwise).
+    """
+    ref = _finite(reference, "reference sample")
+    prod = _finite(production, "production sample")
+    result = sps.ks_2samp(ref, prod)
+    return float(result.statistic), float(result.pvalue)
+
+
+def wasserstein_normed(reference, production, min_scale: float = 1e-3) -> float:
+    """First Wasserstein distance divided by the reference's standard deviation.
+
+    .. math:: W_1 = \\int |F_{ref}(x) - F_{prod}(x)|\\,dx, \\qquad
+              W_{norm} = W_1 / \\max(\\sigma_{ref}, 0.001)
+
+    :math:`\\sigma_{ref}` is the population standard deviation (``ddof=0``) of the
+    non-missing reference values; the floor of 0.001 keeps a constant reference finite.
+    This is Evidently's normalisation, so the threshold 0.1 reads as "a tenth of a
+    reference standard deviation of mass moved".
+    """
+    ref = _finite(reference, "reference sample")
+    prod = _finite(production, "production sample")
+    scale = max(float(np.std(ref)), min_scale)
+    return float(sps.wasserstein_distance(ref, prod) / scale)
+
+
+def proportions_ztest(reference_successes: float, reference_n: float,
+                      production_successes: float, production_n: float) -> tuple[float, float]:
+    """Two-proportion z-test with the pooled standard error, two-sided.
+
+    .. math:: z = \\frac{\\hat p_1 - \\hat p_2}{\\sqrt{P(1-P)(1/n_1 + 1/n_2)}},\\quad
+              P = \\frac{x_1 + x_2}{n_1 + n_2},\\quad p = 2\\,(1 - \\Phi(|z|))
+
+    Index 1 is the reference, 2 the production sample. When the pooled proportion is 0
+    or 1 both samples are identical in this respect: returns (0.0, 1.0).
+    """
+    n1, n2 = float(reference_n), float(production_n)
+    if n1 <= 0:
+        raise EmptySampleError("reference sample is empty")
+    if n2 <= 0:
+        raise EmptySampleError("production sample is empty")
+    x1, x2 = float(reference_successes), float(production_successes)
+    if not (0 <= x1 <= n1 and 0 <= x2 <= n2):
+        raise ValueError("successes must lie between 0 and the sample size")
+    pooled = (x1 + x2) / (n1 + n2)
+    if pooled in (0.0, 1.0):
+        return 0.0, 1.0
+    z = (x1 / n1 - x2 / n2) / np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    return float(z), float(2 * sps.norm.sf(abs(z)))

@@ -1,0 +1,67 @@
+"""What the pages show, computed from the store for the analyst's filters."""
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.drift import drift_table
+from analysis.queries import Filters, load_frame, load_windows, window_metrics
+from analysis.stats import EmptySampleError
+from analysis.store import Store
+
+SUMMARY_COLUMNS = ["window_start", "rows", "labelled", "mae", "mape", "drifted_features",
+                   "judged_features", "drifted_list"]
+
+
+def window_summary(store: Store, dataset: str, unit: str = "month",
+                   filters: Filters | None = None, test: str | None = None,
+                   binning: str = "quantile") -> pd.DataFrame:
+    """Per production window: volume, model error and how many features drifted.
+
+    Each window's features are compared with the (segment-filtered) reference by the
+    default test per column, or ``test`` when given. Returns the columns of
+    ``SUMMARY_COLUMNS``; ``drifted_list`` names the drifted features, comma-separated.
+    """
+    roles = store.dataset(dataset).roles
+    metrics = window_metrics(store, dataset, unit, filters)
+    if metrics.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    features = roles.features
+    reference = load_frame(store, dataset, "reference", list(features), filters)
+    production = load_windows(store, dataset, list(features), unit, filters)
+    counts = []
+    for start, window in production.groupby("window_start", sort=True):
+        if reference.empty:
+            counts.append((start, None, 0, ""))
+            continue
+        table = drift_table(reference, window, features, test=test, binning=binning)
+        judged = table[table["drifted"].notna()]
+        drifted = judged[judged["drifted"].astype(bool)]["feature"].tolist()
+        counts.append((start, len(drifted), len(judged), ", ".join(drifted)))
+    drift = pd.DataFrame(counts, columns=["window_start", "drifted_features", "judged_features",
+                                          "drifted_list"])
+    return metrics.merge(drift, on="window_start", how="left")[SUMMARY_COLUMNS]
+
+
+def filtered_drift_table(store: Store, dataset: str, filters: Filters | None = None,
+                         test: str | None = None, binning: str = "quantile") -> pd.DataFrame:
+    """Drift table of the filtered production rows against the segment-filtered reference.
+
+    Raises :class:`EmptySampleError` with a message naming the empty side.
+    """
+    features = store.dataset(dataset).roles.features
+    reference = load_frame(store, dataset, "reference", list(features), filters)
+    production = load_frame(store, dataset, "production", list(features), filters)
+    if reference.empty:
+        raise EmptySampleError("the reference has no rows for the selected segments")
+    if production.empty:
+        raise EmptySampleError("no production rows in the selected time range and segments")
+    return drift_table(reference, production, features, test=test, binning=binning)
+
+
+def feature_samples(store: Store, dataset: str, feature: str,
+                    filters: Filters | None = None) -> tuple[pd.Series, pd.Series]:
+    """The reference and production values of one feature under the filters."""
+    ref = load_frame(store, dataset, "reference", [feature], filters)[feature]
+    prod = load_frame(store, dataset, "production", [feature], filters)[feature]
+    return ref, prod
+

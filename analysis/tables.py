@@ -1,0 +1,125 @@
+"""Reading user tables (CSV or Parquet) for the command line, with one-line errors."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.drift import CATEGORICAL, NUMERIC, infer_kind
+
+DELIMITERS = ",;\t|"
+
+
+class InputError(ValueError):
+    """Bad user input; the message is one line that says what and where."""
+
+
+def sniff_delimiter(sample: str) -> str:
+    """The delimiter of a CSV sample among , ; tab |; comma when undecidable."""
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def read_table(path: str | Path, label: str = "input") -> pd.DataFrame:
+    """Read a CSV (delimiter sniffed; UTF-8, UTF-8 with BOM or Latin-1) or Parquet file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{label} file not found: {path}")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise InputError(f"{label} file {path} is not readable Parquet: {exc}") from None
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise InputError(f"{label} file {path} is empty")
+    for encoding in ("utf-8-sig", "latin-1"):
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    delimiter = sniff_delimiter(text[:65536])
+    try:
+        frame = pd.read_csv(path, sep=delimiter, encoding=encoding)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        msg = " ".join(str(exc).split())
+        raise InputError(f"{label} file {path} is not a readable CSV: {msg}") from None
+    if frame.shape[1] < 1:
+        raise InputError(f"{label} file {path} has no columns")
+    return frame
+
+
+def looks_like_timestamp(series: pd.Series) -> bool:
+    """True for datetime columns and text columns whose every value parses as a date."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return True
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return False
+    values = series.dropna().astype(str)
+    if values.empty or not values.str.contains(r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}").all():
+        return False
+    parsed = pd.to_datetime(values.head(1000), errors="coerce", format="mixed")
+    return bool(parsed.notna().all())
+
+
+def column_kinds(reference: pd.DataFrame, production: pd.DataFrame,
+                 columns: list[str]) -> dict[str, str]:
+    """Kind of each column, agreed between both tables.
+
+    Numeric on both sides -> numeric; non-numeric on both -> categorical. A column that
+    is numeric on one side and has text on the other is an input error that names the
+    column and the first offending value.
+    """
+    kinds = {}
+    for col in columns:
+        ref_kind, prod_kind = infer_kind(reference[col]), infer_kind(production[col])
+        if ref_kind == prod_kind or reference[col].isna().all() or production[col].isna().all():
+            kinds[col] = ref_kind if not reference[col].isna().all() else prod_kind
+            continue
+        # one side numeric, the other text: find the values that are not numbers
+        numeric_side, text_side = (("reference", "production") if ref_kind == NUMERIC
+                                   else ("production", "reference"))
+        values = (production if text_side == "production" else reference)[col]
+        bad = values[values.notna() & pd.to_numeric(values, errors="coerce").isna()]
+        if bad.empty:
+            kinds[col] = NUMERIC
+            continue
+        raise InputError(
+            f"column {col!r} is numeric in the {numeric_side} file but the {text_side} file has "
+            f"{len(bad)} non-numeric value(s), first {bad.iloc[0]!r} at data row {int(bad.index[0]) + 1}")
+    return kinds
+
+
+def pick_features(reference: pd.DataFrame, production: pd.DataFrame,
+                  requested: list[str] | None) -> tuple[dict[str, str], list[str]]:
+    """Features to compare and the common columns skipped (timestamps).
+
+    Without ``requested``: every column the two tables share, except timestamp-like
+    columns. With it: exactly those columns, each of which must be in both tables.
+    """
+    common = [c for c in reference.columns if c in set(production.columns)]
+    if requested:
+        missing = [c for c in requested if c not in common]
+        if missing:
+            where = []
+            for c in missing:
+                sides = [n for n, f in (("reference", reference), ("production", production))
+                         if c not in f.columns]
+                where.append(f"{c!r} (not in {' and '.join(sides)})")
+            raise InputError(f"unknown feature(s): {', '.join(where)}")
+        return column_kinds(reference, production, list(requested)), []
+    if not common:
+        raise InputError("the reference and production files have no column in common")
+    skipped = [c for c in common if looks_like_timestamp(reference[c])]
+    features = [c for c in common if c not in skipped]
+    if not features:
+        raise InputError("the shared columns are all timestamps; nothing to compare")
+    return column_kinds(reference, production, features), skipped
+
+
+__all__ = ["InputError", "read_table", "pick_features", "column_kinds", "looks_like_timestamp",
+           "NUMERIC", "CATEGORICAL"]

@@ -1,0 +1,135 @@
+"""Dashboard plumbing shared by every page: the sidebar filters and cached loaders.
+
+UI only: every number comes from analysis/. Filters live in ``st.session_state`` under
+the ``filter.*`` keys so they survive page switches (widget keys are dropped when a page
+that does not draw the widget runs).
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+import streamlit as st
+
+from analysis import queries, summary
+from analysis.queries import Filters
+from analysis.store import DEFAULT_STORE, Store
+
+CACHE = dict(ttl=900, max_entries=64, show_spinner=False)
+
+
+def store() -> Store:
+    return Store(DEFAULT_STORE)
+
+
+def _filters(key: tuple) -> Filters:
+    start, end, segments = key
+    return Filters(start, end, {col: vals for col, vals in segments})
+
+
+@st.cache_data(**CACHE)
+def production_bounds(root: str, version: str, dataset: str):
+    return queries.time_bounds(Store(root), dataset, "production")
+
+
+@st.cache_data(**CACHE)
+def segment_values(root: str, version: str, dataset: str, column: str) -> list[str]:
+    return queries.segment_values(Store(root), dataset, column)
+
+
+@st.cache_data(**CACHE)
+def window_summary(root: str, version: str, dataset: str, unit: str, key: tuple):
+    return summary.window_summary(Store(root), dataset, unit, _filters(key))
+
+
+@st.cache_data(**CACHE)
+def reference_error(root: str, version: str, dataset: str, key: tuple) -> dict:
+    return queries.reference_error(Store(root), dataset, _filters(key))
+
+
+@st.cache_data(**CACHE)
+def drift_table(root: str, version: str, dataset: str, key: tuple, test, binning: str):
+    return summary.filtered_drift_table(Store(root), dataset, _filters(key), test, binning)
+
+
+@st.cache_data(**CACHE)
+def feature_samples(root: str, version: str, dataset: str, feature: str, key: tuple):
+    return summary.feature_samples(Store(root), dataset, feature, _filters(key))
+
+
+@st.cache_data(**CACHE)
+def row_counts(root: str, version: str, dataset: str, key: tuple) -> dict:
+    return queries.row_counts(Store(root), dataset, _filters(key))
+
+
+def _remember(widget_key: str, state_key: str) -> None:
+    st.session_state[state_key] = st.session_state[widget_key]
+
+
+def _bound(widget, state_key: str, default, **kwargs):
+    """Draw ``widget`` whose value persists in ``st.session_state[state_key]``."""
+    if state_key not in st.session_state:
+        st.session_state[state_key] = default
+    widget_key = "widget." + state_key
+    st.session_state[widget_key] = st.session_state[state_key]
+    return widget(key=widget_key, on_change=_remember, args=(widget_key, state_key), **kwargs)
+
+
+class Context:
+    """What a page needs: the store, the dataset, the filters and a cache key."""
+
+    def __init__(self, st_store: Store, dataset: str, filters: Filters, key: tuple):
+        self.store, self.dataset, self.filters, self.key = st_store, dataset, filters, key
+        self.root = str(st_store.root)
+        self.version = st_store.version(dataset)
+        self.info = st_store.dataset(dataset)
+
+
+def sidebar() -> Context | None:
+    """Draw the sidebar filters; None (with a message on the page) when there is no data."""
+    st_store = store()
+    names = st_store.datasets()
+    if not names:
+        st.error(f"The store at `{st_store.root}` holds no dataset. Build the demo with "
+                 "`python -m analysis demo`, or start the dashboard with `scripts/run.sh`.")
+        return None
+    with st.sidebar:
+        st.header("Investigation")
+        if st.session_state.get("filter.dataset") not in names:
+            st.session_state.pop("filter.dataset", None)
+        dataset = _bound(st.selectbox, "filter.dataset", names[0], label="Dataset", options=names)
+        version = st_store.version(dataset)
+        info = st_store.dataset(dataset)
+        bounds = production_bounds(str(st_store.root), version, dataset)
+        start = end = None
+        if bounds:
+            lo, hi = bounds[0].date(), bounds[1].date()
+            state = f"filter.range.{dataset}"
+            current = st.session_state.get(state)
+            if not (isinstance(current, tuple) and current and lo <= current[0] <= hi):
+                st.session_state.pop(state, None)
+            picked = _bound(st.date_input, state, (lo, hi), label="Production time range",
+                            min_value=lo, max_value=hi,
+                            help="Production rows from the first day through the last day.")
+            if isinstance(picked, (tuple, list)) and len(picked) == 2:
+                start = datetime.combine(picked[0], time.min)
+                end = datetime.combine(picked[1] + timedelta(days=1), time.min)
+            elif isinstance(picked, (tuple, list)) and len(picked) == 1 or isinstance(picked, date):
+                day = picked[0] if isinstance(picked, (tuple, list)) else picked
+                start = datetime.combine(day, time.min)
+                end = start + timedelta(days=1)
+        segments = []
+        for column in info.roles.segments:
+            values = segment_values(str(st_store.root), version, dataset, column)
+            state = f"filter.segment.{dataset}.{column}"
+            if state in st.session_state and not set(st.session_state[state]) <= set(values):
+                st.session_state.pop(state)
+            chosen = _bound(st.multiselect, state, list(values), label=f"{column}",
+                            options=values, help="Applies to reference and production alike, "
+                                                 "so a group is compared with itself.")
+            if len(chosen) < len(values):
+                segments.append((column, tuple(sorted(chosen))))
+        key = (start, end, tuple(segments))
+        counts = row_counts(str(st_store.root), version, dataset, key)
+        st.caption(f"Reference: {counts['reference']:,} rows · "
+                   f"production (filtered): {counts['production']:,} rows")
+    return Context(st_store, dataset, _filters(key), key)
