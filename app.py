@@ -5,7 +5,7 @@ import ui
 
 st.set_page_config(page_title="Drift Investigator", page_icon="🔎", layout="wide")
 
-st.title("🔎 Drift Investigator")
+st.title("Drift Investigator")
 st.markdown(
     "Find out **why a production model degraded**: compare production data with the "
     "reference the model was trained on, feature by feature, window by window and "
@@ -38,8 +38,8 @@ if ctx is not None:
 
 st.subheader("Where to look")
 st.page_link("pages/1_Overview.py", label="Overview: model error, volume and drifted "
-             "features per time window", icon="📈")
+             "features per time window")
 st.page_link("pages/2_Feature_drift.py", label="Feature drift: every feature's test and "
-             "verdict, and the distributions of the one you pick", icon="📊")
+             "verdict, and the distributions of the one you pick")
 st.caption("The sidebar filters (dataset, production time range, user groups) apply to "
            "every page.")

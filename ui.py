@@ -15,6 +15,8 @@ from analysis.queries import Filters
 from analysis.store import DEFAULT_STORE, Store
 
 CACHE = dict(ttl=900, max_entries=64, show_spinner=False)
+NAVIGATION = [("app.py", "Home"), ("pages/1_Overview.py", "Overview"),
+              ("pages/2_Feature_drift.py", "Feature drift")]
 
 
 def store() -> Store:
@@ -86,6 +88,10 @@ class Context:
 
 def sidebar() -> Context | None:
     """Draw the sidebar filters; None (with a message on the page) when there is no data."""
+    with st.sidebar:
+        for path, label in NAVIGATION:
+            st.page_link(path, label=label)
+        st.divider()
     st_store = store()
     names = st_store.datasets()
     if not names:

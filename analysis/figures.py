@@ -18,8 +18,8 @@ FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=13)
 
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0.0, xanchor="left"), height=height,
-                      font=FONT, template="plotly_white", margin=dict(l=60, r=20, t=70, b=50),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
+                      font=FONT, template="plotly_white", margin=dict(l=60, r=20, t=110, b=50),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.08, xanchor="right", x=1))
     return fig
 
 

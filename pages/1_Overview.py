@@ -6,7 +6,7 @@ import ui
 from analysis.figures import overview_figure, unit_of
 
 st.set_page_config(page_title="Overview · Drift Investigator", page_icon="📈", layout="wide")
-st.title("📈 Overview")
+st.title("Overview")
 
 ctx = ui.sidebar()
 if ctx is None:

@@ -8,7 +8,7 @@ from analysis.stats import EmptySampleError
 
 st.set_page_config(page_title="Feature drift · Drift Investigator", page_icon="📊",
                    layout="wide")
-st.title("📊 Feature drift")
+st.title("Feature drift")
 
 ctx = ui.sidebar()
 if ctx is None:
@@ -45,16 +45,19 @@ st.dataframe(shown.sort_values("statistic", ascending=False, na_position="last")
              hide_index=True, key="feature.table", column_config={
                  "statistic": st.column_config.NumberColumn(format="%.4f"),
                  "p_value": st.column_config.NumberColumn("p-value", format="%.3g"),
-                 "n_reference": st.column_config.NumberColumn("reference rows", format="%d"),
-                 "n_production": st.column_config.NumberColumn("production rows", format="%d"),
+                 "n_reference": st.column_config.NumberColumn("reference rows", format="localized"),
+                 "n_production": st.column_config.NumberColumn("production rows",
+                                                               format="localized"),
              })
 st.caption("Click a column header to sort. Distances (PSI, Wasserstein, Jensen–Shannon, "
            "Hellinger) flag drift at or above the threshold; tests with a p-value (KS, "
            "chi-square, z) flag drift below it.")
 
-order = list(drifted["feature"]) + [f for f in features if f not in set(drifted["feature"])]
+ranked = table.assign(rank=table["drifted"].fillna(False).astype(bool)).sort_values(
+    ["rank", "statistic"], ascending=False, na_position="last")
+order = list(ranked["feature"])
 feature = st.selectbox("Feature to inspect", order, key="feature.selected",
-                       help="Drifted features first.")
+                       help="Drifted features first, largest statistic first.")
 reference, production = ui.feature_samples(ctx.root, ctx.version, ctx.dataset, feature, ctx.key)
 fig = distribution_figure(reference, production, features[feature], feature, unit_of(feature))
 st.plotly_chart(fig, key="feature.figure")

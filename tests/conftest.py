@@ -1,0 +1,28 @@
+"""Shared fixtures: the demo store (built once if absent) and small generated frames."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from analysis.scenarios import rental  # noqa: E402
+from analysis.store import DEFAULT_STORE, Store  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def demo_store() -> Store:
+    """The default-size demo store that scripts/setup.sh builds (built here if absent)."""
+    store = Store(DEFAULT_STORE)
+    if rental.ground_truth()["dataset"] not in store.datasets():
+        rental.build_store(store)
+    return store
+
+
+@pytest.fixture(scope="session")
+def ground_truth() -> dict:
+    return rental.ground_truth()

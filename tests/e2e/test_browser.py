@@ -1,0 +1,51 @@
+"""Every page in a real browser: it renders its content and shows no error element."""
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+PAGES = [
+    ("", "Drift Investigator", "Where to look", "landing"),
+    ("Overview", "Overview", "Per window", "overview"),
+    ("Feature_drift", "Feature drift", "Drifted features", "feature_drift"),
+]
+TIMEOUT = 90_000
+
+
+def _no_errors(page: Page) -> None:
+    assert page.get_by_test_id("stException").count() == 0
+    errors = page.locator('[data-testid="stAlertContentError"]')
+    assert errors.count() == 0, errors.all_inner_texts()
+
+
+@pytest.mark.parametrize("path,title,marker,shot", PAGES)
+def test_page_opens_without_errors(page: Page, server_url, screenshot_dir, path, title, marker,
+                                   shot):
+    page.goto(f"{server_url}/{path}")
+    expect(page.get_by_role("heading", name=title).first).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text(marker).first).to_be_visible(timeout=TIMEOUT)
+    # wait for the script run to finish (no "Running..." status) before judging
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=TIMEOUT)
+    if path:
+        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=TIMEOUT)
+    _no_errors(page)
+    out = screenshot_dir / f"{shot}.png"
+    page.screenshot(path=str(out))
+    assert out.stat().st_size > 10_000
+
+
+def test_overview_chart_shows_drift_from_june(page: Page, server_url):
+    page.goto(f"{server_url}/Overview")
+    expect(page.get_by_text("Per window").first).to_be_visible(timeout=TIMEOUT)
+    metric = page.get_by_test_id("stMetric").filter(has_text="Drifted features, latest month")
+    expect(metric).to_contain_text("6 of 11", timeout=TIMEOUT)
+    _no_errors(page)
+
+
+def test_navigation_keeps_the_sidebar_filter(page: Page, server_url):
+    page.goto(f"{server_url}/Feature_drift")
+    expect(page.get_by_test_id("stMetric").first).to_contain_text("6 of 11", timeout=TIMEOUT)
+    page.get_by_role("link", name="Overview").first.click()
+    expect(page.get_by_role("heading", name="Overview").first).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text("Per window").first).to_be_visible(timeout=TIMEOUT)
+    _no_errors(page)

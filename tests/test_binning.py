@@ -1,0 +1,78 @@
+"""Frozen reference bins and Evidently's binning rules."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import stats
+from analysis.binning import (CategoricalBins, NumericBins, category_bins, evidently_shares,
+                              quantile_bins)
+from analysis.stats import EmptySampleError
+
+
+def test_deciles_of_reference_and_left_closed_bins():
+    bins = quantile_bins(np.arange(1, 101))  # deciles of 1..100: 10.9, 20.8, ...
+    assert len(bins.edges) == 9
+    assert bins.edges[0] == pytest.approx(np.quantile(np.arange(1, 101), 0.1))
+    counts = bins.counts(np.arange(1, 101))
+    assert counts.sum() == 100 and counts[-1] == 0  # last bin is "missing"
+    assert list(counts[:-1]) == [10] * 10
+    tied = NumericBins((1.0, 2.0))
+    # a value equal to an edge falls in the bin that starts there
+    assert list(tied.counts([0.5, 1.0, 1.5, 2.0, np.nan])) == [1, 2, 1, 1]
+
+
+def test_ties_merge_edges_and_constant_column_gets_one_edge():
+    assert quantile_bins([0, 0, 0, 0, 1, 1, 2, 2, 3, 9]).edges == tuple(
+        np.unique(np.quantile([0, 0, 0, 0, 1, 1, 2, 2, 3, 9], np.arange(1, 10) / 10)))
+    const = quantile_bins([4.0] * 50)
+    assert const.edges == (4.0,)
+    assert list(const.counts([4.0, 4.0, 3.0])) == [1, 2, 0]
+    assert stats.psi(const.counts([4.0] * 50), const.counts([4.0] * 20)) == 0.0
+    with pytest.raises(EmptySampleError):
+        quantile_bins([np.nan, np.nan])
+
+
+def test_categories_other_and_missing():
+    bins = category_bins(["b", "a", "a", None])
+    assert bins == CategoricalBins(("a", "b"))
+    assert bins.labels == ["a", "b", "other", "missing"]
+    assert list(bins.counts(["a", "c", "d", None, "b", "a"])) == [2, 1, 2, 1]
+    single = category_bins(["x"] * 5)
+    assert stats.jensenshannon_distance(single.counts(["x"] * 5), single.counts(["x"] * 3)) == 0.0
+
+
+def test_evidently_categorical_shares_and_psi_fill_rule():
+    # keys a, b, c; p = [2/3, 1/3, 0], q = [1/4, 1/2, 1/4]; p's zero -> 0.0001
+    ref, prod = pd.Series(list("aab")), pd.Series(list("abbc"))
+    p, q = evidently_shares(ref, prod, "categorical", fill_zeros=True)
+    order = list(pd.concat([ref, prod]).unique())
+    assert order == ["a", "b", "c"]
+    assert p == pytest.approx([2 / 3, 1 / 3, 1e-4])
+    assert q == pytest.approx([0.25, 0.5, 0.25])
+    expected = ((2 / 3 - 0.25) * math.log((2 / 3) / 0.25) + (1 / 3 - 0.5) * math.log((1 / 3) / 0.5)
+                + (1e-4 - 0.25) * math.log(1e-4 / 0.25))
+    assert stats.psi_from_shares(p, q) == pytest.approx(expected, abs=1e-12)
+
+
+def test_evidently_fill_uses_smallest_share_when_tiny():
+    # one "b" in 20,000 reference rows: smallest non-zero share 5e-5 <= 1e-4 -> fill 5e-11
+    ref = pd.Series(["a"] * 19_999 + ["b"])
+    prod = pd.Series(["a", "c"])
+    p, _ = evidently_shares(ref, prod, "categorical", fill_zeros=True)
+    assert p[2] == pytest.approx(5e-5 / 1e6)
+
+
+def test_evidently_numeric_sturges_bins_over_both_samples():
+    rng = np.random.default_rng(0)
+    ref, prod = pd.Series(rng.normal(size=600)), pd.Series(rng.normal(1, 1, size=400))
+    p, q = evidently_shares(ref, prod, "numeric", fill_zeros=False)
+    # Sturges: ceil(log2(1000)) + 1 = 11 equal-width bins over min..max of both
+    assert len(p) == 11
+    edges = np.linspace(min(ref.min(), prod.min()), max(ref.max(), prod.max()), 12)
+    assert p == pytest.approx(np.histogram(ref, edges)[0] / 600)
+    assert q == pytest.approx(np.histogram(prod, edges)[0] / 400)
+    # 20 or fewer distinct reference values: one bin per value instead
+    p2, _ = evidently_shares(pd.Series([1, 2, 2, 3] * 10), pd.Series([3, 4]), "numeric", False)
+    assert len(p2) == 4

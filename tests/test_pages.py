@@ -1,0 +1,101 @@
+"""AppTest for every page, on the demo store: no exception, and the numbers shown are
+the analysis functions' numbers."""
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from analysis.queries import Filters, reference_error
+from analysis.summary import window_summary
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ["app.py", "pages/1_Overview.py", "pages/2_Feature_drift.py"]
+
+
+@pytest.fixture(autouse=True)
+def clear_caches():
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+
+
+def _open(page_file: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    if page_file != "app.py":
+        at.switch_page(page_file)
+        at.run()
+    return at
+
+
+@pytest.mark.parametrize("page_file", PAGES)
+def test_page_renders_without_errors(demo_store, page_file):
+    at = _open(page_file)
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.title[0].value
+
+
+def test_landing_page_shows_dataset_and_counts(demo_store, ground_truth):
+    at = _open("app.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Reference rows"] == "180,000"
+    assert metrics["Production rows (filtered)"] == "540,000"
+    assert metrics["Features"] == "11"
+    assert any(ground_truth["dataset"] in s.value for s in at.subheader)
+
+
+def test_overview_shows_analysis_numbers(demo_store, ground_truth):
+    at = _open("pages/1_Overview.py")
+    summary = window_summary(demo_store, ground_truth["dataset"], "month")
+    ref = reference_error(demo_store, ground_truth["dataset"])
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Reference MAE"] == f"{ref['mae']:,.2f}"
+    assert metrics["Latest month MAE"] == f"{summary.mae.iloc[-1]:,.2f}"
+    assert metrics["Drifted features, latest month"] == "6 of 11"
+    shown = at.dataframe[0].value
+    assert list(shown["drifted features"]) == list(summary["drifted_features"])
+
+
+def test_feature_drift_page_honours_the_segment_filter(demo_store):
+    at = _open("pages/2_Feature_drift.py")
+    assert at.metric[0].value == "6 of 11"
+    at.multiselect(key="widget.filter.segment.rental_pricing.user_group").set_value(
+        ["professionals"]).run()
+    assert not at.exception
+    assert at.metric[0].value == "0 of 11"  # professionals' inputs never moved
+    caption = " ".join(c.value for c in at.sidebar.caption)
+    assert "Reference: 54," in caption or "Reference: 53," in caption
+
+
+def test_feature_drift_page_switching_test_and_binning(demo_store):
+    at = _open("pages/2_Feature_drift.py")
+    at.selectbox(key="feature.test").set_value("psi").run()
+    table = at.dataframe[0].value
+    assert set(table["test"]) == {"psi"}
+    at.radio(key="feature.binning").set_value("evidently").run()
+    assert not at.exception
+    assert set(at.dataframe[0].value["test"]) == {"psi"}
+
+
+def test_filters_survive_a_page_switch(demo_store):
+    at = _open("pages/2_Feature_drift.py")
+    at.multiselect(key="widget.filter.segment.rental_pricing.user_group").set_value(
+        ["families"]).run()
+    at.switch_page("pages/1_Overview.py")
+    at.run()
+    assert at.multiselect(key="widget.filter.segment.rental_pricing.user_group").value == ["families"]
+    assert at.metric[3].value.startswith("0 of")
+
+
+def test_empty_store_explains_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("DRIFT_STORE", str(tmp_path))
+    import analysis.store
+    monkeypatch.setattr(analysis.store, "DEFAULT_STORE", tmp_path)
+    import ui
+    monkeypatch.setattr(ui, "DEFAULT_STORE", tmp_path)
+    for page_file in PAGES:
+        at = _open(page_file)
+        assert not at.exception, (page_file, at.exception)
+        assert "holds no dataset" in at.error[0].value

@@ -1,0 +1,73 @@
+"""DuckDB queries against the same numbers computed in pandas."""
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from analysis import queries
+from analysis.queries import Filters
+from analysis.store import Roles, Store
+
+
+@pytest.fixture()
+def store(tmp_path):
+    rng = np.random.default_rng(7)
+    n = 3000
+    frame = pd.DataFrame({
+        "ts": pd.Timestamp("2025-03-01") + pd.to_timedelta(rng.integers(0, 90 * 86400, n), "s"),
+        "group": rng.choice(["a", "b", "c"], n), "x": rng.normal(size=n),
+        "pred": rng.uniform(50, 150, n), "y": rng.uniform(50, 150, n),
+    })
+    frame.loc[:9, "y"] = 0.0  # MAPE skips zero targets
+    s = Store(tmp_path)
+    s.create_dataset("d", Roles(timestamp="ts", segments=["group"], numeric=["x"],
+                                prediction="pred", target="y"))
+    s.add_snapshot("d", "reference", pa.Table.from_pandas(frame.iloc[:1000]), source="r")
+    s.add_snapshot("d", "production", pa.Table.from_pandas(frame.iloc[1000:]), source="p")
+    s.frame = frame
+    return s
+
+
+def _expected_error(f: pd.DataFrame) -> tuple[float, float]:
+    err = (f.y - f.pred).abs()
+    nz = f.y != 0
+    return err.mean(), 100 * (err[nz] / f.y[nz].abs()).mean()
+
+
+def test_window_metrics_match_pandas(store):
+    prod = store.frame.iloc[1000:]
+    got = queries.window_metrics(store, "d", "month").set_index("window_start")
+    for month, part in prod.groupby(prod.ts.dt.to_period("M")):
+        row = got.loc[month.to_timestamp()]
+        mae, mape = _expected_error(part)
+        assert row["rows"] == len(part)
+        assert row["mae"] == pytest.approx(mae) and row["mape"] == pytest.approx(mape)
+    weeks = queries.window_metrics(store, "d", "week")
+    assert (pd.to_datetime(weeks.window_start).dt.day_of_week == 0).all()  # Monday starts
+    assert weeks["rows"].sum() == len(prod)
+
+
+def test_filters_time_on_production_segments_on_both(store):
+    f = Filters(datetime(2025, 4, 1), datetime(2025, 5, 1), {"group": ("a",)})
+    prod = store.frame.iloc[1000:]
+    ref = store.frame.iloc[:1000]
+    expected_prod = prod[(prod.ts >= "2025-04-01") & (prod.ts < "2025-05-01") & (prod.group == "a")]
+    counts = queries.row_counts(store, "d", f)
+    assert counts == {"reference": int((ref.group == "a").sum()), "production": len(expected_prod)}
+    got = queries.reference_error(store, "d", f)
+    mae, mape = _expected_error(ref[ref.group == "a"])
+    assert got["mae"] == pytest.approx(mae) and got["mape"] == pytest.approx(mape)
+    frame = queries.load_frame(store, "d", "production", ["x"], f)
+    assert sorted(frame.x) == pytest.approx(sorted(expected_prod.x))
+    assert queries.row_counts(store, "d", Filters(segments={"group": ()}))["production"] == 0
+
+
+def test_bounds_and_segment_values(store):
+    lo, hi = queries.time_bounds(store, "d", "production")
+    prod = store.frame.iloc[1000:]
+    assert lo == prod.ts.min() and hi == prod.ts.max()
+    assert queries.segment_values(store, "d", "group") == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="window unit"):
+        queries.window_metrics(store, "d", "fortnight")
