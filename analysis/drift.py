@@ -148,7 +148,8 @@ def feature_drift(reference: pd.Series, production: pd.Series, kind: str, *,
                   threshold: float | None = None, name: str | None = None) -> FeatureDrift:
     """Compare one column of the reference with the same column in production.
 
-    Raises :class:`EmptySampleError` when either sample has no rows at all. A column
+    Numeric values of +-inf are treated as missing. Raises :class:`EmptySampleError`
+    when either sample has no rows at all. A column
     whose values are all missing on one side is reported, not raised: in the reference
     it cannot be judged (``drifted`` is None); in production it is flagged as drifted
     when the test cannot see missing values (a feed that went all-null is a problem).
@@ -161,8 +162,11 @@ def feature_drift(reference: pd.Series, production: pd.Series, kind: str, *,
     if binning not in BINNINGS:
         raise ValueError(f"binning must be one of {BINNINGS}, got {binning!r}")
     if kind == NUMERIC:
-        reference = pd.to_numeric(reference, errors="raise").astype(float)
-        production = pd.to_numeric(production, errors="raise").astype(float)
+        # +-inf count as missing, as in Evidently: no distance or bin is defined for them
+        reference = pd.to_numeric(reference, errors="raise").astype(float).replace(
+            [np.inf, -np.inf], np.nan)
+        production = pd.to_numeric(production, errors="raise").astype(float).replace(
+            [np.inf, -np.inf], np.nan)
     test_name = test or default_test(kind, len(reference), _n_distinct(reference, production))
     if test_name not in TESTS:
         raise ValueError(f"unknown test {test_name!r}; choose one of {', '.join(TESTS)}")

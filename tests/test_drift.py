@@ -125,3 +125,13 @@ def test_unknown_test_and_binning_rejected():
         feature_drift(ref.x, prod.x, "numeric", test="nope")
     with pytest.raises(ValueError, match="binning"):
         feature_drift(ref.x, prod.x, "numeric", binning="nope")
+
+
+def test_infinite_values_count_as_missing():
+    rng = np.random.default_rng(4)
+    ref = pd.Series(rng.normal(size=2000))
+    prod = pd.Series(rng.normal(size=1000))
+    with_inf = pd.concat([prod, pd.Series([np.inf, -np.inf])], ignore_index=True)
+    assert feature_drift(ref, with_inf, "numeric").statistic == pytest.approx(
+        feature_drift(ref, prod, "numeric").statistic)
+    assert feature_drift(ref, with_inf, "numeric").n_production == 1000
