@@ -86,10 +86,6 @@ def infer_kind(series: pd.Series) -> str:
     return NUMERIC
 
 
-def _n_distinct(reference: pd.Series, production: pd.Series) -> int:
-    return int(pd.concat([reference.dropna(), production.dropna()], ignore_index=True).nunique())
-
-
 def default_test(kind: str, n_reference: int, n_distinct: int) -> str:
     """Name of the default test for a column (see the module docstring)."""
     if kind not in (NUMERIC, CATEGORICAL):
@@ -103,44 +99,132 @@ def default_test(kind: str, n_reference: int, n_distinct: int) -> str:
     return "jensenshannon"
 
 
-def _statistic(test: DriftTest, reference: pd.Series, production: pd.Series, kind: str,
-               binning: str) -> tuple[float, float | None]:
-    """(statistic, p_value or None) of ``test`` on the two samples."""
-    name = test.name
-    if name == "ks":
-        return stats.ks_test(reference, production)
-    if name == "wasserstein":
-        return stats.wasserstein_normed(reference, production), None
-    if name == "z":
-        ref, prod = reference.dropna(), production.dropna()
-        if ref.empty:
-            raise EmptySampleError("reference sample has no non-missing values")
-        if prod.empty:
-            raise EmptySampleError("production sample has no non-missing values")
-        keys = sorted(pd.concat([ref, prod], ignore_index=True).unique(), key=str)
-        if len(keys) > 2:
-            raise ValueError(f"z-test needs a binary column; this one has {len(keys)} values")
-        first = keys[0]
-        return stats.proportions_ztest((ref != first).sum(), len(ref),
-                                       (prod != first).sum(), len(prod))
-    if binning == "evidently" and name in ("psi", "jensenshannon", "hellinger"):
-        p, q = evidently_shares(reference, production, kind, fill_zeros=(name == "psi"))
+def _clean(values: pd.Series, kind: str) -> pd.Series:
+    if kind != NUMERIC:
+        return values
+    # +-inf count as missing, as in Evidently: no distance or bin is defined for them
+    return pd.to_numeric(values, errors="raise").astype(float).replace([np.inf, -np.inf], np.nan)
+
+
+class ColumnReference:
+    """One reference column with what comparing it needs, computed once and reused for
+    every production window: its default bins and counts, and (numeric) the sorted
+    values for exact KS and Wasserstein."""
+
+    def __init__(self, values: pd.Series, kind: str, name: str | None = None):
+        if kind not in (NUMERIC, CATEGORICAL):
+            raise ValueError(f"unknown column kind {kind!r}")
+        self.name = name or str(values.name)
+        self.kind = kind
+        self.values = _clean(values, kind)
+        self.rows = len(self.values)
+        self.present = int(self.values.notna().sum())
+        # distinct values up to 6: all the default-test rule needs to know
+        self._distinct = set(self.values.dropna().unique()[:6].tolist()) if self.present else set()
+        self._bins = self._counts = self._sorted = None
+
+    @property
+    def bins(self):
+        """Our default bins, frozen from this reference."""
+        if self._bins is None:
+            self._bins = bins_for(self.values, self.kind)
+        return self._bins
+
+    @property
+    def counts(self) -> np.ndarray:
+        """This reference's counts in :attr:`bins`."""
+        if self._counts is None:
+            self._counts = self.bins.counts(self.values)
+        return self._counts
+
+    @property
+    def sorted(self) -> stats.SortedSample:
+        if self._sorted is None:
+            self._sorted = stats.SortedSample(self.values)
+        return self._sorted
+
+    def n_distinct(self, production: pd.Series) -> int:
+        """Distinct non-missing values of reference and production together (capped at 6)."""
+        if len(self._distinct) > 5:
+            return 6
+        seen = set(self._distinct)
+        for value in production.dropna().unique():
+            seen.add(value)
+            if len(seen) > 5:
+                break
+        return len(seen)
+
+    def compare(self, production: pd.Series, *, test: str | None = None,
+                binning: str = "quantile", threshold: float | None = None) -> FeatureDrift:
+        """The drift row of ``production`` against this reference column."""
+        if self.rows == 0:
+            raise EmptySampleError(f"reference has no rows for column {self.name!r}")
+        if len(production) == 0:
+            raise EmptySampleError(f"production window has no rows for column {self.name!r}")
+        if binning not in BINNINGS:
+            raise ValueError(f"binning must be one of {BINNINGS}, got {binning!r}")
+        production = _clean(production, self.kind)
+        test_name = test or default_test(self.kind, self.rows, self.n_distinct(production))
+        if test_name not in TESTS:
+            raise ValueError(f"unknown test {test_name!r}; choose one of {', '.join(TESTS)}")
+        spec = TESTS[test_name]
+        limit = spec.threshold if threshold is None else float(threshold)
+        row = FeatureDrift(self.name, self.kind, test_name, None, None, limit, None,
+                           self.present, int(production.notna().sum()))
+        if self.kind not in spec.kinds:
+            row.note = f"{spec.label} does not apply to {self.kind} columns"
+            return row
+        if row.n_reference == 0:
+            row.note = "reference has no non-missing values"
+            return row
+        sees_missing = test_name in ("psi", "jensenshannon", "hellinger", "chisquare") and (
+            binning == "quantile" or test_name == "chisquare")
+        if row.n_production == 0 and not sees_missing:
+            row.drifted = True
+            row.note = "production values are all missing"
+            return row
+        try:
+            statistic, p_value = self._statistic(spec.name, production, binning)
+        except ValueError as exc:  # e.g. a z-test asked of a non-binary column
+            row.note = str(exc)
+            return row
+        row.statistic, row.p_value = statistic, p_value
+        row.drifted = bool(p_value < limit) if spec.uses_p_value else bool(statistic >= limit)
+        return row
+
+    def _statistic(self, name: str, production: pd.Series, binning: str
+                   ) -> tuple[float, float | None]:
+        """(statistic, p_value or None) of test ``name``."""
+        reference = self.values
+        if name == "ks":
+            return stats.ks_test(reference, production)
+        if name == "wasserstein":
+            return stats.wasserstein_normed_sorted(self.sorted, production), None
+        if name == "z":
+            ref, prod = reference.dropna(), production.dropna()
+            keys = sorted(pd.concat([ref, prod], ignore_index=True).unique(), key=str)
+            if len(keys) > 2:
+                raise ValueError(f"z-test needs a binary column; this one has {len(keys)} values")
+            first = keys[0]
+            return stats.proportions_ztest((ref != first).sum(), len(ref),
+                                           (prod != first).sum(), len(prod))
+        if binning == "evidently" and name in ("psi", "jensenshannon", "hellinger"):
+            p, q = evidently_shares(reference, production, self.kind, fill_zeros=(name == "psi"))
+            if name == "psi":
+                return stats.psi_from_shares(p, q), None
+            if name == "jensenshannon":
+                return stats.jensenshannon_distance(p, q), None
+            return stats.hellinger_distance(p, q), None
+        ref_counts, prod_counts = self.counts, self.bins.counts(production)
         if name == "psi":
-            return stats.psi_from_shares(p, q), None
+            return stats.psi(ref_counts, prod_counts), None
         if name == "jensenshannon":
-            return stats.jensenshannon_distance(p, q), None
-        return stats.hellinger_distance(p, q), None
-    bins = bins_for(reference, kind)
-    ref_counts, prod_counts = bins.counts(reference), bins.counts(production)
-    if name == "psi":
-        return stats.psi(ref_counts, prod_counts), None
-    if name == "jensenshannon":
-        return stats.jensenshannon_distance(ref_counts, prod_counts), None
-    if name == "hellinger":
-        return stats.hellinger_distance(ref_counts, prod_counts), None
-    if name == "chisquare":
-        return stats.chisquare_homogeneity(ref_counts, prod_counts)
-    raise ValueError(f"unknown test {name!r}")
+            return stats.jensenshannon_distance(ref_counts, prod_counts), None
+        if name == "hellinger":
+            return stats.hellinger_distance(ref_counts, prod_counts), None
+        if name == "chisquare":
+            return stats.chisquare_homogeneity(ref_counts, prod_counts)
+        raise ValueError(f"unknown test {name!r}")
 
 
 def feature_drift(reference: pd.Series, production: pd.Series, kind: str, *,
@@ -149,51 +233,37 @@ def feature_drift(reference: pd.Series, production: pd.Series, kind: str, *,
     """Compare one column of the reference with the same column in production.
 
     Numeric values of +-inf are treated as missing. Raises :class:`EmptySampleError`
-    when either sample has no rows at all. A column
-    whose values are all missing on one side is reported, not raised: in the reference
-    it cannot be judged (``drifted`` is None); in production it is flagged as drifted
-    when the test cannot see missing values (a feed that went all-null is a problem).
+    when either sample has no rows at all. A column whose values are all missing on one
+    side is reported, not raised: in the reference it cannot be judged (``drifted`` is
+    None); in production it is flagged as drifted when the test cannot see missing
+    values (a feed that went all-null is a problem).
     """
-    name = name or str(reference.name)
-    if len(reference) == 0:
-        raise EmptySampleError(f"reference has no rows for column {name!r}")
-    if len(production) == 0:
-        raise EmptySampleError(f"production window has no rows for column {name!r}")
-    if binning not in BINNINGS:
-        raise ValueError(f"binning must be one of {BINNINGS}, got {binning!r}")
-    if kind == NUMERIC:
-        # +-inf count as missing, as in Evidently: no distance or bin is defined for them
-        reference = pd.to_numeric(reference, errors="raise").astype(float).replace(
-            [np.inf, -np.inf], np.nan)
-        production = pd.to_numeric(production, errors="raise").astype(float).replace(
-            [np.inf, -np.inf], np.nan)
-    test_name = test or default_test(kind, len(reference), _n_distinct(reference, production))
-    if test_name not in TESTS:
-        raise ValueError(f"unknown test {test_name!r}; choose one of {', '.join(TESTS)}")
-    spec = TESTS[test_name]
-    limit = spec.threshold if threshold is None else float(threshold)
-    row = FeatureDrift(name, kind, test_name, None, None, limit, None,
-                       int(reference.notna().sum()), int(production.notna().sum()))
-    if kind not in spec.kinds:
-        row.note = f"{spec.label} does not apply to {kind} columns"
-        return row
-    if row.n_reference == 0:
-        row.note = "reference has no non-missing values"
-        return row
-    sees_missing = test_name in ("psi", "jensenshannon", "hellinger", "chisquare") and (
-        binning == "quantile" or test_name == "chisquare")
-    if row.n_production == 0 and not sees_missing:
-        row.drifted = True
-        row.note = "production values are all missing"
-        return row
-    try:
-        statistic, p_value = _statistic(spec, reference, production, kind, binning)
-    except ValueError as exc:  # e.g. a z-test asked of a non-binary column
-        row.note = str(exc)
-        return row
-    row.statistic, row.p_value = statistic, p_value
-    row.drifted = bool(p_value < limit) if spec.uses_p_value else bool(statistic >= limit)
-    return row
+    return ColumnReference(reference, kind, name).compare(
+        production, test=test, binning=binning, threshold=threshold)
+
+
+class ReferenceProfile:
+    """The reference side of a drift table, prepared once for many production windows."""
+
+    def __init__(self, reference: pd.DataFrame, features: Mapping[str, str]):
+        if len(reference) == 0:
+            raise EmptySampleError("the reference has no rows")
+        self.features = dict(features)
+        self.columns = {c: ColumnReference(reference[c], k, c) for c, k in self.features.items()}
+
+    def table(self, production: pd.DataFrame, *, test: str | None = None,
+              binning: str = "quantile",
+              thresholds: Mapping[str, float] | None = None) -> pd.DataFrame:
+        """Drift table of ``production``; see :func:`drift_table`."""
+        if len(production) == 0:
+            raise EmptySampleError("the production window has no rows")
+        thresholds = dict(thresholds or {})
+        rows = []
+        for column, ref in self.columns.items():
+            chosen = test or default_test(ref.kind, ref.rows, ref.n_distinct(production[column]))
+            rows.append(ref.compare(production[column], test=chosen, binning=binning,
+                                    threshold=thresholds.get(chosen)).as_dict())
+        return pd.DataFrame(rows, columns=list(FeatureDrift.__dataclass_fields__))
 
 
 def drift_table(reference: pd.DataFrame, production: pd.DataFrame,
@@ -212,22 +282,8 @@ def drift_table(reference: pd.DataFrame, production: pd.DataFrame,
     Returns one row per feature with the columns of :class:`FeatureDrift`.
     Raises :class:`EmptySampleError` when either frame has no rows.
     """
-    if len(reference) == 0:
-        raise EmptySampleError("the reference has no rows")
-    if len(production) == 0:
-        raise EmptySampleError("the production window has no rows")
-    thresholds = dict(thresholds or {})
-    rows = []
-    for column, kind in features.items():
-        chosen = test
-        if chosen is None:
-            chosen = default_test(kind, len(reference),
-                                  _n_distinct(reference[column], production[column]))
-        rows.append(feature_drift(reference[column], production[column], kind, test=chosen,
-                                  binning=binning, threshold=thresholds.get(chosen),
-                                  name=column).as_dict())
-    table = pd.DataFrame(rows, columns=list(FeatureDrift.__dataclass_fields__))
-    return table
+    return ReferenceProfile(reference, features).table(
+        production, test=test, binning=binning, thresholds=thresholds)
 
 
 def drifted_share(table: pd.DataFrame) -> float:

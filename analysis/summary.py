@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.drift import drift_table
+from analysis.drift import ReferenceProfile, drift_table
 from analysis.queries import Filters, load_frame, load_windows, window_metrics
 from analysis.stats import EmptySampleError
 from analysis.store import Store
@@ -28,12 +28,13 @@ def window_summary(store: Store, dataset: str, unit: str = "month",
     features = roles.features
     reference = load_frame(store, dataset, "reference", list(features), filters)
     production = load_windows(store, dataset, list(features), unit, filters)
+    profile = ReferenceProfile(reference, features) if not reference.empty else None
     counts = []
     for start, window in production.groupby("window_start", sort=True):
-        if reference.empty:
+        if profile is None:
             counts.append((start, None, 0, ""))
             continue
-        table = drift_table(reference, window, features, test=test, binning=binning)
+        table = profile.table(window, test=test, binning=binning)
         judged = table[table["drifted"].notna()]
         drifted = judged[judged["drifted"].astype(bool)]["feature"].tolist()
         counts.append((start, len(drifted), len(judged), ", ".join(drifted)))

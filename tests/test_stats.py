@@ -116,3 +116,27 @@ def test_count_statistics_validate_input():
         stats.hellinger_distance([1, -1], [1, 1])
     with pytest.raises(EmptySampleError):
         stats.proportions_ztest(0, 10, 0, 0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sorted_wasserstein_equals_scipy(seed):
+    rng = np.random.default_rng(seed)
+    if seed % 2:  # ties: integers on both sides
+        a, b = rng.integers(0, 12, 3000).astype(float), rng.integers(2, 15, 700).astype(float)
+    else:
+        a, b = rng.normal(0, 1, 5000), rng.normal(0.3 * seed, 1.5, 1 + 400 * seed)
+    a = a + 1e6 * (seed == 4)  # a large offset must not cost precision
+    b = b + 1e6 * (seed == 4)
+    ref = stats.SortedSample(a)
+    assert stats.wasserstein_distance_sorted(ref, b) == pytest.approx(
+        sps.wasserstein_distance(a, b), rel=1e-9, abs=1e-12)
+    assert stats.wasserstein_normed_sorted(ref, b) == pytest.approx(
+        stats.wasserstein_normed(a, b), rel=1e-9, abs=1e-12)
+
+
+def test_sorted_wasserstein_hand_values_and_disjoint_supports():
+    # all reference mass at 0, all production mass at 5: W1 = 5
+    assert stats.wasserstein_distance_sorted(stats.SortedSample([0, 0]), [5, 5, 5]) == 5.0
+    # production entirely below the reference
+    assert stats.wasserstein_distance_sorted(stats.SortedSample([10, 12]), [1]) == pytest.approx(10)
+    assert stats.wasserstein_distance_sorted(stats.SortedSample([1, 2, 3]), [1, 2, 3]) == pytest.approx(0.0, abs=1e-15)
