@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
+import pandas as pd
 import streamlit as st
 
-from analysis import queries, summary
+from analysis import aggregate, heatmap, queries, summary
 from analysis.queries import Filters
 from analysis.store import DEFAULT_STORE, Store
 
 CACHE = dict(ttl=900, max_entries=64, show_spinner=False)
 NAVIGATION = [("app.py", "Home"), ("pages/1_Overview.py", "Overview"),
-              ("pages/2_Feature_drift.py", "Feature drift")]
+              ("pages/2_Feature_drift.py", "Feature drift"), ("pages/3_Heatmap.py", "Drift heatmap"),
+              ("pages/4_Segments.py", "Segments")]
 
 
 def store() -> Store:
@@ -139,3 +141,65 @@ def sidebar() -> Context | None:
         st.caption(f"Reference: {counts['reference']:,} rows · "
                    f"production (filtered): {counts['production']:,} rows")
     return Context(st_store, dataset, _filters(key), key)
+
+
+# -- heatmap and segments ----------------------------------------------------------
+@st.cache_data(**CACHE)
+def frozen_bins(root: str, version: str, dataset: str):
+    return aggregate.frozen_bins(Store(root), dataset)
+
+
+@st.cache_data(**CACHE)
+def coarse_cube(root: str, version: str, dataset: str, segment):
+    """Day-grain counts on the coarse bins, every segment value: one engine pass; every
+    filter, window unit and segment choice afterwards is numpy on this."""
+    store_ = Store(root)
+    return heatmap.build_cube(store_, dataset, segment, "coarse", "day",
+                              bins=aggregate.frozen_bins(store_, dataset))
+
+
+@st.cache_data(**CACHE)
+def fine_cube(root: str, version: str, dataset: str, segment, unit: str, start, end):
+    store_ = Store(root)
+    return heatmap.build_cube(store_, dataset, segment, "fine", unit, Filters(start, end),
+                              bins=aggregate.frozen_bins(store_, dataset))
+
+
+@st.cache_data(**CACHE)
+def reference_moments(root: str, version: str, dataset: str, segment):
+    return aggregate.reference_moments(Store(root), dataset, segment)
+
+
+@st.cache_data(**CACHE)
+def segment_window_metrics(root: str, version: str, dataset: str, segment: str, unit: str,
+                           key: tuple):
+    return queries.segment_window_metrics(Store(root), dataset, segment, unit, _filters(key))
+
+
+@st.cache_data(**CACHE)
+def compare_cells(root: str, version: str, dataset: str, key_a: tuple, key_b: tuple):
+    return summary.compare_cells(Store(root), dataset, _filters(key_a), _filters(key_b))
+
+
+def cell_key(ctx: "Context", segment: str | None, value: str | None, start, unit: str) -> tuple:
+    """Filter key of one window x segment value, inside the sidebar's time range and
+    keeping the sidebar's filters on other segment columns."""
+    lo = pd.Timestamp(start).to_pydatetime()
+    hi = pd.Timestamp(heatmap.window_end(start, unit)).to_pydatetime()
+    side_start, side_end, side_segments = ctx.key
+    if side_start is not None:
+        lo = max(lo, side_start)
+    if side_end is not None:
+        hi = min(hi, side_end)
+    segments = [(c, v) for c, v in side_segments if c != segment]
+    if segment is not None and value is not None:
+        segments.append((segment, (value,)))
+    return (lo, hi, tuple(segments))
+
+
+def selected_segments(ctx: "Context", segment: str | None) -> list[str] | None:
+    """The sidebar's chosen values of ``segment`` (None: all of them)."""
+    for column, values in ctx.key[2]:
+        if column == segment:
+            return list(values)
+    return None

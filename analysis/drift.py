@@ -109,9 +109,10 @@ def _clean(values: pd.Series, kind: str) -> pd.Series:
 class ColumnReference:
     """One reference column with what comparing it needs, computed once and reused for
     every production window: its default bins and counts, and (numeric) the sorted
-    values for exact KS and Wasserstein."""
+    values for exact KS and Wasserstein. ``bins`` freezes the bins (e.g. the whole
+    reference's, when this is one segment of it); by default they come from ``values``."""
 
-    def __init__(self, values: pd.Series, kind: str, name: str | None = None):
+    def __init__(self, values: pd.Series, kind: str, name: str | None = None, bins=None):
         if kind not in (NUMERIC, CATEGORICAL):
             raise ValueError(f"unknown column kind {kind!r}")
         self.name = name or str(values.name)
@@ -121,7 +122,7 @@ class ColumnReference:
         self.present = int(self.values.notna().sum())
         # distinct values up to 6: all the default-test rule needs to know
         self._distinct = set(self.values.dropna().unique()[:6].tolist()) if self.present else set()
-        self._bins = self._counts = self._sorted = None
+        self._bins, self._counts, self._sorted = bins, None, None
 
     @property
     def bins(self):
@@ -245,11 +246,14 @@ def feature_drift(reference: pd.Series, production: pd.Series, kind: str, *,
 class ReferenceProfile:
     """The reference side of a drift table, prepared once for many production windows."""
 
-    def __init__(self, reference: pd.DataFrame, features: Mapping[str, str]):
+    def __init__(self, reference: pd.DataFrame, features: Mapping[str, str],
+                 bins: Mapping | None = None):
         if len(reference) == 0:
             raise EmptySampleError("the reference has no rows")
         self.features = dict(features)
-        self.columns = {c: ColumnReference(reference[c], k, c) for c, k in self.features.items()}
+        bins = bins or {}
+        self.columns = {c: ColumnReference(reference[c], k, c, bins.get(c))
+                        for c, k in self.features.items()}
 
     def table(self, production: pd.DataFrame, *, test: str | None = None,
               binning: str = "quantile",
@@ -269,7 +273,8 @@ class ReferenceProfile:
 def drift_table(reference: pd.DataFrame, production: pd.DataFrame,
                 features: Mapping[str, str], *, test: str | None = None,
                 binning: str = "quantile",
-                thresholds: Mapping[str, float] | None = None) -> pd.DataFrame:
+                thresholds: Mapping[str, float] | None = None,
+                bins: Mapping | None = None) -> pd.DataFrame:
     """The per-feature drift table of ``production`` against ``reference``.
 
     Parameters
@@ -278,11 +283,12 @@ def drift_table(reference: pd.DataFrame, production: pd.DataFrame,
     test : force one test (by name) for every feature; default per column as above
     binning : 'quantile' (ours) or 'evidently' (for PSI, Jensen-Shannon and Hellinger)
     thresholds : per-test threshold overrides, by test name
+    bins : frozen bins per feature (default: from ``reference``)
 
     Returns one row per feature with the columns of :class:`FeatureDrift`.
     Raises :class:`EmptySampleError` when either frame has no rows.
     """
-    return ReferenceProfile(reference, features).table(
+    return ReferenceProfile(reference, features, bins).table(
         production, test=test, binning=binning, thresholds=thresholds)
 
 

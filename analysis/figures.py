@@ -78,24 +78,27 @@ def category_shares(reference, production) -> pd.DataFrame:
 
 
 def distribution_figure(reference, production, kind: str, feature: str,
-                        unit: str = "") -> go.Figure:
+                        unit: str = "", names: tuple[str, str] = ("reference", "production"),
+                        title: str | None = None) -> go.Figure:
     """Reference vs production for one feature: histogram + ECDF (numeric) or shares
-    side by side (categorical)."""
+    side by side (categorical). ``names`` label the two samples."""
     label = f"{feature} ({unit})" if unit else feature
+    first, second = names
+    title = title or f"{feature}: {first} vs {second}"
     if kind == "numeric":
         edges, ref_pct, prod_pct = histogram_shares(reference, production)
         centres = (edges[:-1] + edges[1:]) / 2
         width = float(edges[1] - edges[0])
         fig = make_subplots(rows=1, cols=2, subplot_titles=("Histogram", "Cumulative distribution"),
                             horizontal_spacing=0.1)
-        for name, pct, color in (("reference", ref_pct, REFERENCE_COLOR),
-                                 ("production", prod_pct, PRODUCTION_COLOR)):
+        for name, pct, color in ((first, ref_pct, REFERENCE_COLOR),
+                                 (second, prod_pct, PRODUCTION_COLOR)):
             fig.add_bar(x=centres, y=pct, width=width, name=name, marker_color=color, opacity=0.55,
                         hovertemplate=f"{feature} %{{x:.4g}}<br>%{{y:.2f}}% of {name}<extra></extra>",
                         row=1, col=1)
         grid = np.linspace(edges[0], edges[-1], 200)
-        for name, values, color in (("reference", reference, REFERENCE_COLOR),
-                                    ("production", production, PRODUCTION_COLOR)):
+        for name, values, color in ((first, reference, REFERENCE_COLOR),
+                                    (second, production, PRODUCTION_COLOR)):
             fig.add_scatter(x=grid, y=100 * ecdf_on_grid(values, grid), mode="lines", name=name,
                             line=dict(color=color, width=2), showlegend=False,
                             hovertemplate=f"{feature} <= %{{x:.4g}}: %{{y:.1f}}% of {name}<extra></extra>",
@@ -104,16 +107,17 @@ def distribution_figure(reference, production, kind: str, feature: str,
         fig.update_xaxes(title_text=label)
         fig.update_yaxes(title_text="share of rows (%)", row=1, col=1)
         fig.update_yaxes(title_text="rows at or below (%)", range=[0, 100], row=1, col=2)
-        return _layout(fig, f"{feature}: reference vs production", 420)
+        return _layout(fig, title, 420)
     shares = category_shares(reference, production)
     fig = go.Figure()
-    for name, color in (("reference", REFERENCE_COLOR), ("production", PRODUCTION_COLOR)):
-        fig.add_bar(x=shares["level"], y=shares[name], name=name, marker_color=color,
+    for column, name, color in (("reference", first, REFERENCE_COLOR),
+                                ("production", second, PRODUCTION_COLOR)):
+        fig.add_bar(x=shares["level"], y=shares[column], name=name, marker_color=color,
                     hovertemplate=f"%{{x}}<br>%{{y:.2f}}% of {name}<extra></extra>")
     fig.update_layout(barmode="group")
     fig.update_xaxes(title_text=label, type="category")
     fig.update_yaxes(title_text="share of rows (%)")
-    return _layout(fig, f"{feature}: reference vs production", 420)
+    return _layout(fig, title, 420)
 
 
 def overview_figure(summary: pd.DataFrame, reference_mae: float | None,
@@ -160,3 +164,81 @@ def unit_of(column: str) -> str:
         if lower.endswith(suffix):
             return _UNIT_SUFFIXES[suffix]
     return ""
+
+
+BAND_COLORS = ("#54A24B", "#ECA82C", "#E45756")  # stable, moderate, major
+
+
+def heatmap_figure(grid_frame: pd.DataFrame, metric_label: str, bands: tuple[float, float],
+                   order: list[str], unit: str, title: str) -> go.Figure:
+    """Features x windows, coloured in three bands, values on hover.
+
+    The cells are a ``go.Heatmap``; an invisible square marker sits on every cell so the
+    chart emits selection events (Streamlit reports none for heatmap traces). The
+    markers' ``customdata`` is (feature, window start ISO) for the drill-down.
+    """
+    low, high = bands
+    windows = sorted(grid_frame["window_start"].unique())
+    pivot = grid_frame.pivot(index="feature", columns="window_start", values="value").reindex(
+        index=order, columns=windows)
+    rows = grid_frame.pivot(index="feature", columns="window_start", values="rows").reindex(
+        index=order, columns=windows)
+    z = pivot.to_numpy(dtype=float)
+    # three bands: colour by band index, keep the value for hover
+    banded = np.where(np.isnan(z), np.nan, np.where(z < low, 0, np.where(z <= high, 1, 2)))
+    x_labels = [pd.Timestamp(w).strftime("%Y-%m-%d") for w in windows]
+    fig = go.Figure()
+    fig.add_heatmap(
+        z=banded, x=x_labels, y=order, zmin=0, zmax=2, hoverinfo="skip",
+        colorscale=[[0, BAND_COLORS[0]], [1 / 3, BAND_COLORS[0]], [1 / 3, BAND_COLORS[1]],
+                    [2 / 3, BAND_COLORS[1]], [2 / 3, BAND_COLORS[2]], [1, BAND_COLORS[2]]],
+        colorbar=dict(title=dict(text=metric_label, side="right"), tickvals=[1 / 3, 1, 5 / 3],
+                      ticktext=[f"< {low:g} stable", f"{low:g}-{high:g} moderate",
+                                f"> {high:g} major"], len=0.9),
+        xgap=1, ygap=1)
+    fx, fy, text, custom = [], [], [], []
+    for i, feature in enumerate(order):
+        for j, label in enumerate(x_labels):
+            fx.append(label)
+            fy.append(feature)
+            value = z[i, j]
+            n = rows.iat[i, j]
+            text.append(f"{feature}<br>{unit} of {label}<br>{metric_label}: "
+                        + ("no data" if np.isnan(value) else f"{value:.4f}")
+                        + f"<br>{0 if pd.isna(n) else int(n):,} production rows")
+            custom.append([feature, label])
+    n_x, n_y = max(len(x_labels), 1), max(len(order), 1)
+    size = max(4, min(28, int(900 / n_x), int(380 / n_y)))
+    fig.add_scatter(x=fx, y=fy, mode="markers", customdata=custom, text=text,
+                    hovertemplate="%{text}<extra></extra>", showlegend=False,
+                    marker=dict(symbol="square", size=size, color="rgba(0,0,0,0.01)",
+                                line=dict(width=0)),
+                    selected=dict(marker=dict(color="rgba(0,0,0,0.35)")),
+                    unselected=dict(marker=dict(opacity=1)))
+    fig.update_xaxes(title_text=f"window start ({unit})", type="category", tickangle=-45)
+    fig.update_yaxes(title_text="feature", autorange="reversed", type="category")
+    fig.update_layout(clickmode="event+select", dragmode=False)
+    return _layout(fig, title, max(360, 40 + 34 * len(order)) + 110)
+
+
+def segment_grid_figure(frame: pd.DataFrame, value: str, label: str, title: str,
+                        unit: str, diverging: bool = False,
+                        bands: tuple[float, float] | None = None) -> go.Figure:
+    """Segment x window grid of one value (error change, max PSI, drifted share)."""
+    pivot = frame.pivot(index="segment", columns="window_start", values=value)
+    x_labels = [pd.Timestamp(w).strftime("%Y-%m-%d") for w in pivot.columns]
+    z = pivot.to_numpy(dtype=float)
+    if diverging:
+        limit = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+        kwargs = dict(colorscale="RdBu_r", zmid=0, zmin=-limit, zmax=limit)
+    else:
+        kwargs = dict(colorscale="YlOrRd", zmin=0)
+    text = [[("—" if np.isnan(v) else f"{v:.3g}") for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(z=z, x=x_labels, y=list(pivot.index), text=text,
+                               texttemplate="%{text}", xgap=1, ygap=1,
+                               colorbar=dict(title=dict(text=label, side="right")),
+                               hovertemplate="%{y}<br>" + unit + " of %{x}<br>" + label
+                               + ": %{z:.4g}<extra></extra>", **kwargs))
+    fig.update_xaxes(title_text=f"window start ({unit})", type="category", tickangle=-45)
+    fig.update_yaxes(title_text="segment", autorange="reversed", type="category")
+    return _layout(fig, title, max(300, 120 + 40 * len(pivot.index)))

@@ -176,6 +176,39 @@ def window_metrics(store: Store, dataset: str, unit: str = "month",
     return out[cols]
 
 
+def segment_window_metrics(store: Store, dataset: str, segment: str, unit: str = "month",
+                           filters: Filters | None = None) -> pd.DataFrame:
+    """Per production window and value of ``segment``: rows, labelled, mae, mape, and the
+    same segment's reference MAE / MAPE (``ref_mae``, ``ref_mape``) and their changes
+    (``mae_change`` = mae - ref_mae, ``mape_change`` in percentage points)."""
+    roles = store.dataset(dataset).roles
+    cols = ["window_start", "segment", "rows", "labelled", "mae", "mape", "ref_mae",
+            "ref_mape", "mae_change", "mape_change"]
+    src = _source(store, dataset, "production")
+    ref_src = _source(store, dataset, "reference")
+    if src is None or roles.timestamp is None:
+        return pd.DataFrame(columns=cols)
+    seg = f"coalesce(CAST({quote(segment)} AS VARCHAR), '(missing)')"
+    if roles.prediction and roles.target:
+        err = _error_sql(roles.prediction, roles.target)
+    else:
+        err = "NULL AS mae, NULL AS mape, 0 AS labelled"
+    where, params = _where(store, dataset, "production", filters)
+    w = window_start_sql(roles.timestamp, unit)
+    prod = _query(f"SELECT {w} AS window_start, {seg} AS segment, count(*) AS rows, {err} "
+                  f"FROM {src}{where} GROUP BY 1, 2", params)
+    if ref_src is not None:
+        ref_where, ref_params = _where(store, dataset, "reference", filters)
+        ref = _query(f"SELECT {seg} AS segment, {err} FROM {ref_src}{ref_where} GROUP BY 1",
+                     ref_params).rename(columns={"mae": "ref_mae", "mape": "ref_mape"})
+        prod = prod.merge(ref[["segment", "ref_mae", "ref_mape"]], on="segment", how="left")
+    else:
+        prod["ref_mae"] = prod["ref_mape"] = float("nan")
+    prod["mae_change"] = prod["mae"] - prod["ref_mae"]
+    prod["mape_change"] = prod["mape"] - prod["ref_mape"]
+    return prod.sort_values(["segment", "window_start"]).reset_index(drop=True)[cols]
+
+
 def load_windows(store: Store, dataset: str, columns: Sequence[str], unit: str,
                  filters: Filters | None = None) -> pd.DataFrame:
     """Production rows with a ``window_start`` column (calendar unit) added."""

@@ -269,3 +269,110 @@ def wasserstein_normed_sorted(reference: SortedSample, production,
                               min_scale: float = 1e-3) -> float:
     """:func:`wasserstein_normed` against a pre-sorted reference (same value)."""
     return wasserstein_distance_sorted(reference, production) / max(reference.std, min_scale)
+
+
+def ks_from_bins(reference_counts, production_counts, same_point=None) -> tuple[float, float]:
+    """KS statistic from counts in shared, ordered bins, and how far off it can be.
+
+    The ECDFs are exact at every bin edge (each count is of values in [e_{i-1}, e_i)),
+    so :math:`D_{bins} = \\max_{edges} |F_{ref} - F_{prod}|` is a lower bound of the exact
+    D. Inside bin *i* each ECDF rises by its share, so
+    :math:`D \\le D_{bins} + \\max_i \\max(p_i, q_i)` over bins where the two samples are
+    not both a single, shared value (``same_point``: such bins add no error).
+
+    Missing values must be excluded from the counts beforehand.
+
+    Returns
+    -------
+    statistic, bound : float
+        Binned D, and the largest possible ``D - statistic``.
+    """
+    p, q = _aligned_shares(reference_counts, production_counts)
+    diff = np.abs(np.cumsum(p) - np.cumsum(q))
+    statistic = float(diff[:-1].max()) if diff.size > 1 else 0.0
+    within = np.maximum(p, q)
+    if same_point is not None:
+        within = np.where(np.asarray(same_point, dtype=bool), 0.0, within)
+    return statistic, float(within.max())
+
+
+def wasserstein_from_bins(edges, reference: dict, production: dict) -> float:
+    """First Wasserstein distance of two samples summarised per bin.
+
+    Each sample is given per bin (bins [-inf, e_0), [e_0, e_1), ..., [e_k, inf), missing
+    values excluded) as a dict of arrays: ``n`` (count), ``lo`` and ``hi`` (min and max
+    of the values in the bin) and ``sum``. :math:`W_1 = \int |F_{ref} - F_{prod}|` is
+    summed bin by bin over [A, B) = the bin clipped to the observed values:
+
+    * where the two CDFs' share ranges inside the bin do not overlap, the sign of
+      :math:`F_{ref} - F_{prod}` is constant there and the bin's part is exactly
+      :math:`|\int_A^B F_{ref} - \int_A^B F_{prod}|`, with
+      :math:`\int_A^B F = (c\,(B - A) + n B - \mathrm{sum}) / N` (c: count before the bin);
+    * where they overlap, each sample is modelled as uniform between the bin's min and
+      max (a point mass where they are equal); if that model keeps one sign in the bin
+      the exact integral above is used, else the model's own integral.
+
+    So the result is exact for discrete data and wherever the CDFs do not cross inside a
+    bin; the remaining error comes from crossings inside narrow bins (measured in the
+    tests: below 0.001 reference standard deviations on shifted, widened, discrete and
+    disjoint samples).
+    """
+    e = np.asarray(edges, dtype=float)
+    r = {k: np.asarray(v, dtype=float) for k, v in reference.items()}
+    p = {k: np.asarray(v, dtype=float) for k, v in production.items()}
+    nr, np_ = r["n"].sum(), p["n"].sum()
+    if nr <= 0 or np_ <= 0:
+        raise EmptySampleError("a sample has no non-missing values")
+    has_r, has_p = r["n"] > 0, p["n"] > 0
+    lo_all = min(np.nanmin(r["lo"][has_r]), np.nanmin(p["lo"][has_p]))
+    hi_all = max(np.nanmax(r["hi"][has_r]), np.nanmax(p["hi"][has_p]))
+    if hi_all <= lo_all:
+        return 0.0
+    left = np.clip(np.concatenate([[lo_all], e]), lo_all, hi_all)
+    right = np.clip(np.concatenate([e, [hi_all]]), lo_all, hi_all)
+    width = right - left
+    before_r = np.concatenate([[0.0], np.cumsum(r["n"])[:-1]])
+    before_p = np.concatenate([[0.0], np.cumsum(p["n"])[:-1]])
+    # exact integral of each CDF over [A, B): (c (B - A) + n B - sum) / N
+    int_r = (before_r * width + r["n"] * right - np.where(has_r, r["sum"], 0.0)) / nr
+    int_p = (before_p * width + p["n"] * right - np.where(has_p, p["sum"], 0.0)) / np_
+    overlap = ((before_r / nr < (before_p + p["n"]) / np_)
+               & (before_p / np_ < (before_r + r["n"]) / nr) & (width > 0))
+    exact = np.abs(int_r - int_p)
+    total = float(exact[~overlap].sum())
+    for i in np.flatnonzero(overlap):
+        total += _overlap_bin_integral(e, r, p, nr, np_, i, left[i], right[i], exact[i])
+    return total
+
+
+def _cdf_uniform(e, s, total, x, side):
+    """CDF at x when each bin's mass is uniform on [lo, hi] (point mass if lo == hi)."""
+    before = np.concatenate([[0.0], np.cumsum(s["n"])])
+    j = np.searchsorted(e, x, side="right")
+    lo_j, hi_j, n_j = s["lo"][j], s["hi"][j], s["n"][j]
+    width = hi_j - lo_j
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(width > 0, np.clip((x - lo_j) / width, 0.0, 1.0),
+                        (x >= lo_j) if side == "right" else (x > lo_j))
+    return (before[j] + np.where(n_j > 0, n_j * frac, 0.0)) / total
+
+
+def _overlap_bin_integral(e, r, p, nr, np_, i, left, right, exact) -> float:
+    """One bin where both CDFs move: exact if the uniform model keeps one sign there,
+    else the uniform model's integral."""
+    pts = [left, right]
+    for s in (r, p):
+        if s["n"][i] > 0:
+            pts += [s["lo"][i], s["hi"][i]]
+    knots = np.unique(np.clip(pts, left, right))
+    if knots.size < 2:
+        return 0.0
+    a, b = knots[:-1], knots[1:]
+    d0 = _cdf_uniform(e, r, nr, a, "right") - _cdf_uniform(e, p, np_, a, "right")
+    d1 = _cdf_uniform(e, r, nr, b, "left") - _cdf_uniform(e, p, np_, b, "left")
+    if np.all(np.concatenate([d0, d1]) >= 0) or np.all(np.concatenate([d0, d1]) <= 0):
+        return float(exact)
+    abs_sum = np.abs(d0) + np.abs(d1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        crossing = np.where(abs_sum > 0, (d0 ** 2 + d1 ** 2) / (2 * abs_sum), 0.0)
+    return float((np.where(d0 * d1 >= 0, abs_sum / 2, crossing) * (b - a)).sum())

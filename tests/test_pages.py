@@ -10,7 +10,8 @@ from analysis.summary import window_summary
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["app.py", "pages/1_Overview.py", "pages/2_Feature_drift.py"]
+PAGES = ["app.py", "pages/1_Overview.py", "pages/2_Feature_drift.py", "pages/3_Heatmap.py",
+         "pages/4_Segments.py"]
 
 
 @pytest.fixture(autouse=True)
@@ -99,3 +100,49 @@ def test_empty_store_explains_what_to_do(tmp_path, monkeypatch):
         at = _open(page_file)
         assert not at.exception, (page_file, at.exception)
         assert "holds no dataset" in at.error[0].value
+
+
+def test_heatmap_drill_down_shows_the_cell(demo_store):
+    from analysis import aggregate, heatmap
+    at = _open("pages/3_Heatmap.py")
+    at.selectbox(key="heatmap.cell_feature").set_value("neighborhood")
+    at.selectbox(key="heatmap.cell_window").set_value("2025-07-01").run()
+    assert not at.exception
+    bins = aggregate.frozen_bins(demo_store, "rental_pricing")
+    cube = heatmap.build_cube(demo_store, "rental_pricing", "user_group", "coarse", "day", bins=bins)
+    cells = heatmap.grid(heatmap.select(cube, "month"), "psi", bins)
+    value = cells[(cells.feature == "neighborhood") &
+                  (cells.window_start == "2025-07-01")]["value"].iloc[0]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["PSI"] == f"{value:.4f}"
+    assert metrics["Band"] == "major"
+    # the drill-down compares exactly that cell's rows
+    july = [c.value for c in at.caption if "Default test for this cell" in c.value][0]
+    assert "jensenshannon" in july and "drift" in july
+
+
+def test_heatmap_one_group_and_other_metrics(demo_store):
+    at = _open("pages/3_Heatmap.py")
+    at.selectbox(key="heatmap.group").set_value("professionals").run()
+    caption = [c.value for c in at.caption if "cells in the major band" in c.value][0]
+    assert caption.startswith("0 of ")  # professionals' inputs never moved
+    for metric in ("jensenshannon", "wasserstein", "ks"):
+        at.selectbox(key="heatmap.metric").set_value(metric).run()
+        assert not at.exception, metric
+        assert not at.warning, [w.value for w in at.warning]
+    at.segmented_control(key="heatmap.unit").set_value("week").run()
+    assert not at.exception
+
+
+def test_segments_compare_two_cells(demo_store):
+    at = _open("pages/4_Segments.py")
+    at.selectbox(key="segments.group_a").set_value("students")
+    at.selectbox(key="segments.window_a").set_value("2025-04-01")
+    at.selectbox(key="segments.group_b").set_value("students")
+    at.selectbox(key="segments.window_b").set_value("2025-07-01").run()
+    assert not at.exception
+    assert at.metric[0].value == "6 of 11"
+    at.selectbox(key="segments.group_b").set_value("families")
+    at.selectbox(key="segments.window_b").set_value("2025-04-01").run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 3

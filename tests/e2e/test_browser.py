@@ -8,6 +8,8 @@ PAGES = [
     ("", "Drift Investigator", "Where to look", "landing"),
     ("Overview", "Overview", "Per window", "overview"),
     ("Feature_drift", "Feature drift", "Drifted features", "feature_drift"),
+    ("Heatmap", "Drift heatmap", "Drill-down", "heatmap"),
+    ("Segments", "Segments", "Compare two cells", "segments"),
 ]
 TIMEOUT = 90_000
 
@@ -49,3 +51,22 @@ def test_navigation_keeps_the_sidebar_filter(page: Page, server_url):
     expect(page.get_by_role("heading", name="Overview").first).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_text("Per window").first).to_be_visible(timeout=TIMEOUT)
     _no_errors(page)
+
+
+def test_clicking_a_heatmap_cell_drills_into_it(page: Page, server_url, screenshot_dir):
+    page.goto(f"{server_url}/Heatmap")
+    expect(page.get_by_text("Drill-down").first).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=TIMEOUT)
+    window_box = page.get_by_role("combobox", name="Month starting")
+    expect(window_box).to_have_value("2025-12-01")  # default: the latest window
+    # the first marker is the top feature (largest PSI) in the first month, April
+    point = page.locator(".js-plotly-plot .scatterlayer .trace .points path").first
+    box = point.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(window_box).to_have_value("2025-04-01", timeout=TIMEOUT)
+    band = page.get_by_test_id("stMetric").filter(has_text="Band")
+    expect(band).to_contain_text("stable", timeout=TIMEOUT)
+    expect(page.get_by_text("reference vs month of 2025-04-01").first).to_be_visible(
+        timeout=TIMEOUT)
+    _no_errors(page)
+    page.screenshot(path=str(screenshot_dir / "heatmap_drilldown.png"))

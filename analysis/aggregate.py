@@ -1,0 +1,263 @@
+"""Binned counts per feature x window x segment x bin, computed inside the engine.
+
+The aggregation is written once, with Ibis, over the DuckDB connection; nothing here
+touches pandas until the small result comes back (``to_pyarrow`` at the edge). The
+same expressions compile for other Ibis backends (Spark, ClickHouse...), which is why
+bins are plain CASE expressions over **frozen** reference edges passed as literals:
+every engine then puts every row in the same bin.
+
+Frozen bins (:func:`frozen_bins`) are computed once per reference (its snapshot ids)
+and persisted next to the dataset as ``bins/<reference token>.json``:
+
+* ``coarse``: our default drift bins: reference deciles (numeric), reference levels +
+  other + missing (categorical). PSI, Jensen-Shannon, Hellinger, chi-square use these.
+* ``fine``: for numeric features, edges at the reference's 1/1000 ... 999/1000
+  quantiles (ties merged). KS and Wasserstein are computed from these counts (with the
+  observed min and max of every bin); the deciles are a subset of these edges, so the
+  coarse counts are also sums of fine ones.
+
+Counts are aggregated at the finest grain asked for and rolled up by summing (all
+segments = sum over segment values; a coarser window = sum of finer windows).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import ibis
+import numpy as np
+import pandas as pd
+
+from analysis.binning import CategoricalBins, NumericBins
+from analysis.queries import Filters
+from analysis.store import Store
+
+FINE_QUANTILES = 1000
+MISSING_SEGMENT = "(missing)"
+#: Ibis truncate units for our window names
+UNIT_CODES = {"hour": "h", "day": "D", "week": "W", "month": "M"}
+
+
+@dataclass(frozen=True)
+class FrozenBins:
+    """A reference's frozen bins for every feature."""
+
+    token: str
+    coarse: dict[str, NumericBins | CategoricalBins]
+    fine: dict[str, NumericBins]
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "token": self.token,
+            "coarse": {f: ({"edges": list(b.edges)} if isinstance(b, NumericBins)
+                           else {"categories": list(b.categories)}) for f, b in self.coarse.items()},
+            "fine": {f: list(b.edges) for f, b in self.fine.items()},
+        })
+
+    @classmethod
+    def from_json(cls, text: str) -> "FrozenBins":
+        raw = json.loads(text)
+        coarse = {f: (NumericBins(tuple(v["edges"])) if "edges" in v
+                      else CategoricalBins(tuple(v["categories"]))) for f, v in raw["coarse"].items()}
+        fine = {f: NumericBins(tuple(e)) for f, e in raw["fine"].items()}
+        return cls(raw["token"], coarse, fine)
+
+
+def _connect(store: Store, dataset: str, slice: str):
+    files = [str(p) for p in store.files(dataset, slice)]
+    if not files:
+        return None, None
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET enable_progress_bar = false")
+    return con, con.read_parquet(files, union_by_name=True)
+
+
+def reference_token(store: Store, dataset: str) -> str:
+    """Identifies the reference's content: changes when a reference snapshot does."""
+    digests = sorted(s.sha256 for s in store.snapshots(dataset, "reference"))
+    return hashlib.sha256("|".join(digests).encode()).hexdigest()[:16]
+
+
+def _present(col):
+    """Non-missing: not NULL and, for floats, not NaN or +-inf."""
+    cond = col.notnull()
+    if col.type().is_floating():
+        cond = cond & ~col.isnan() & ~col.isinf()
+    return cond
+
+
+def frozen_bins(store: Store, dataset: str) -> FrozenBins:
+    """The reference's frozen bins, computed with the engine once and persisted."""
+    token = reference_token(store, dataset)
+    folder = store.root / dataset / "bins"
+    path = folder / f"{token}.json"
+    if path.is_file():
+        return FrozenBins.from_json(path.read_text())
+    roles = store.dataset(dataset).roles
+    con, t = _connect(store, dataset, "reference")
+    if t is None:
+        raise ValueError(f"dataset {dataset!r} has no reference snapshot")
+    coarse: dict = {}
+    fine: dict = {}
+    deciles = [k / 10 for k in range(1, 10)]
+    fines = [k / FINE_QUANTILES for k in range(1, FINE_QUANTILES)]
+    if roles.numeric:
+        aggs = {}
+        for f in roles.numeric:
+            col = t[f].cast("float64")
+            aggs[f"{f}__d"] = col.quantile(deciles, where=_present(col))
+            aggs[f"{f}__f"] = col.quantile(fines, where=_present(col))
+        row = con.to_pyarrow(t.aggregate(**aggs)).to_pylist()[0]
+        for f in roles.numeric:
+            d, q = row[f"{f}__d"], row[f"{f}__f"]
+            if d is None:  # no values: a single bin plus missing
+                coarse[f], fine[f] = NumericBins(()), NumericBins(())
+                continue
+            coarse[f] = NumericBins(tuple(float(x) for x in np.unique(d)))
+            fine[f] = NumericBins(tuple(float(x) for x in np.unique(q)))
+    for f in roles.categorical:
+        levels = con.to_pyarrow(t.select(v=t[f].cast("string")).filter(ibis._.v.notnull())
+                                .distinct()).column("v").to_pylist()
+        coarse[f] = CategoricalBins(tuple(sorted(levels)))
+    bins = FrozenBins(token, coarse, fine)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(bins.to_json())
+    os.replace(tmp, path)
+    return bins
+
+
+def bin_expr(col, bins: NumericBins | CategoricalBins):
+    """Ibis expression for the bin index of ``col``, laid out as ``bins.counts``:
+    numeric bins 0..len(edges), then missing; categories, then other, then missing."""
+    if isinstance(bins, NumericBins):
+        edges = bins.edges
+        missing = len(edges) + 1
+        x = col.cast("float64")
+
+        def tree(lo: int, hi: int):
+            # bins lo..hi; bin i holds edges[i-1] <= x < edges[i]
+            if lo == hi:
+                return ibis.literal(lo, type="int16")
+            mid = (lo + hi + 1) // 2
+            return ibis.ifelse(x < edges[mid - 1], tree(lo, mid - 1), tree(mid, hi))
+
+        return ibis.ifelse(_present(x), tree(0, len(edges)), ibis.literal(missing, type="int16"))
+    cats = bins.categories
+    s = col.cast("string")
+    if not cats:
+        known = ibis.literal(0, type="int16")
+    else:
+        known = ibis.cases(*[(s == c, ibis.literal(i, type="int16")) for i, c in enumerate(cats)],
+                           else_=ibis.literal(len(cats), type="int16"))
+    return ibis.ifelse(s.isnull(), ibis.literal(len(cats) + 1, type="int16"), known)
+
+
+def _filtered(t, store: Store, dataset: str, slice: str, filters: Filters | None):
+    roles = store.dataset(dataset).roles
+    if filters is None:
+        return t
+    if slice == "production" and roles.timestamp:
+        if filters.start is not None:
+            t = t.filter(t[roles.timestamp] >= filters.start)
+        if filters.end is not None:
+            t = t.filter(t[roles.timestamp] < filters.end)
+    for column, values in filters.segments.items():
+        t = t.filter(t[column].cast("string").isin([str(v) for v in values]))
+    return t
+
+
+def binned_counts(store: Store, dataset: str, slice: str, bins: dict, *,
+                  unit: str | None = None, segment: str | None = None,
+                  filters: Filters | None = None, with_range: bool = False) -> pd.DataFrame:
+    """Counts per (window, segment, feature, bin) in one engine query.
+
+    Parameters
+    ----------
+    bins : feature -> frozen bins (coarse or fine)
+    unit : calendar window ('hour', 'day', 'week', 'month') or None for one window
+    segment : segment column to split by, or None
+    with_range : also return the min, max and sum of every numeric (window, segment, bin)
+
+    Returns a long frame: ``window`` (timestamp or NaT), ``segment`` (str, or "all"),
+    ``feature``, ``bin`` (int), ``n``, and ``lo``/``hi``/``sum`` when asked.
+    """
+    cols = ["window", "segment", "feature", "bin", "n"] + (["lo", "hi", "sum"] if with_range else [])
+    con, t = _connect(store, dataset, slice)
+    if t is None or not bins:
+        return pd.DataFrame(columns=cols)
+    t = _filtered(t, store, dataset, slice, filters)
+    roles = store.dataset(dataset).roles
+    keys = {}
+    if unit is not None:
+        keys["window"] = t[roles.timestamp].truncate(UNIT_CODES[unit])
+    else:
+        keys["window"] = ibis.null("timestamp")
+    if segment is not None:
+        keys["segment"] = t[segment].cast("string").fill_null(MISSING_SEGMENT)
+    else:
+        keys["segment"] = ibis.literal("all")
+    parts = []
+    for feature, fbins in bins.items():
+        grouped = t.group_by(**keys, bin=bin_expr(t[feature], fbins))
+        aggs = {"n": ibis._.count()}
+        if with_range:
+            x = t[feature].cast("float64") if isinstance(fbins, NumericBins) else None
+            for name, fn in (("lo", "min"), ("hi", "max"), ("sum", "sum")):
+                aggs[name] = (getattr(x, fn)(where=_present(x)) if x is not None
+                              else ibis.null("float64"))
+        parts.append(grouped.aggregate(**aggs).mutate(feature=ibis.literal(feature)))
+    expr = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
+    out = con.to_pyarrow(expr.select(*cols)).to_pandas()
+    out["bin"] = out["bin"].astype(int)
+    out["n"] = out["n"].astype(np.int64)
+    return out
+
+
+def reference_moments(store: Store, dataset: str, segment: str | None) -> pd.DataFrame:
+    """Count, mean and population variance of each numeric feature in the reference, per
+    segment value: columns segment, feature, n, mean, var (one engine query)."""
+    con, t = _connect(store, dataset, "reference")
+    roles = store.dataset(dataset).roles
+    if t is None or not roles.numeric:
+        return pd.DataFrame(columns=["segment", "feature", "n", "mean", "var"])
+    key = t[segment].cast("string").fill_null(MISSING_SEGMENT) if segment else ibis.literal("all")
+    parts = []
+    for f in roles.numeric:
+        x = t[f].cast("float64")
+        ok = _present(x)
+        parts.append(t.group_by(segment=key).aggregate(
+            n=x.count(where=ok), mean=x.mean(where=ok), var=x.var(how="pop", where=ok))
+            .mutate(feature=ibis.literal(f)))
+    expr = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
+    return con.to_pyarrow(expr.select("segment", "feature", "n", "mean", "var")).to_pandas()
+
+
+def n_bins(bins: NumericBins | CategoricalBins) -> int:
+    """Length of the count vector of ``bins`` (including other/missing)."""
+    if isinstance(bins, NumericBins):
+        return len(bins.edges) + 2
+    return len(bins.categories) + 2
+
+
+def compile_sql(store: Store, dataset: str, bins: dict, unit: str, segment: str | None) -> str:
+    """The SQL the engine runs for :func:`binned_counts` (for docs and debugging)."""
+    con, t = _connect(store, dataset, "production")
+    roles = store.dataset(dataset).roles
+    parts = []
+    for feature, fbins in bins.items():
+        keys = {"window": t[roles.timestamp].truncate(UNIT_CODES[unit]),
+                "segment": t[segment].cast("string") if segment else ibis.literal("all")}
+        parts.append(t.group_by(**keys, bin=bin_expr(t[feature], fbins))
+                     .aggregate(n=ibis._.count()).mutate(feature=ibis.literal(feature)))
+    return str(ibis.to_sql(ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]))
+
+
+__all__: Sequence[str] = ["FrozenBins", "frozen_bins", "binned_counts", "bin_expr",
+                          "n_bins", "reference_moments", "reference_token", "compile_sql"]

@@ -1,0 +1,290 @@
+"""Feature x window drift grids from binned counts (the heatmap and segments pages).
+
+The engine returns long binned counts (:mod:`analysis.aggregate`); here they become
+dense numpy cubes ``[window, segment, bin]`` and every statistic is computed from them.
+Roll-ups are sums: "all groups" sums the segment axis, weeks and months sum days.
+
+Metrics and where they come from:
+
+==============  ===============================  =====================================
+metric          counts                           bands (stable / moderate / major)
+==============  ===============================  =====================================
+psi             coarse (reference deciles)       < 0.1 / 0.1-0.25 / > 0.25 (convention)
+jensenshannon   coarse                           < 0.1 / 0.1-0.2 / > 0.2
+wasserstein     fine (1000 quantile bins,        < 0.1 / 0.1-0.25 / > 0.25 (normed)
+                with per-bin min, max, sum)
+ks              fine                             < 0.05 / 0.05-0.1 / > 0.1 (D)
+==============  ===============================  =====================================
+
+Coarse statistics are exact on their bins. KS from fine bins is exact at the ~1000 edges
+and at most :func:`analysis.stats.ks_from_bins`' bound below the exact D; Wasserstein
+from fine bins is exact except where the two CDFs cross inside a bin
+(:func:`analysis.stats.wasserstein_from_bins`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from analysis import stats
+from analysis.aggregate import FrozenBins, binned_counts, frozen_bins, n_bins
+from analysis.queries import Filters
+from analysis.store import Store
+
+METRICS = {
+    "psi": ("PSI", "coarse", (0.1, 0.25)),
+    "jensenshannon": ("Jensen-Shannon distance", "coarse", (0.1, 0.2)),
+    "wasserstein": ("Wasserstein distance (normed)", "fine", (0.1, 0.25)),
+    "ks": ("KS statistic D", "fine", (0.05, 0.1)),
+}
+ALL = "all"
+
+
+def window_start(values, unit: str) -> np.ndarray:
+    """Calendar window start (datetime64[us]) of each timestamp; weeks start on Monday."""
+    days = np.asarray(values, dtype="datetime64[us]").astype("datetime64[D]")
+    if unit == "day":
+        out = days
+    elif unit == "week":
+        # 1970-01-01 was a Thursday: shift so weeks start on Monday
+        out = (days - ((days.astype(np.int64) + 3) % 7).astype("timedelta64[D]"))
+    elif unit == "month":
+        out = days.astype("datetime64[M]").astype("datetime64[D]")
+    else:
+        raise ValueError(f"unknown window unit {unit!r}")
+    return out.astype("datetime64[us]")
+
+
+def window_end(start, unit: str) -> np.datetime64:
+    """Exclusive end of the window starting at ``start``."""
+    s = np.datetime64(start, "D")
+    if unit == "day":
+        e = s + np.timedelta64(1, "D")
+    elif unit == "week":
+        e = s + np.timedelta64(7, "D")
+    else:
+        e = (s.astype("datetime64[M]") + np.timedelta64(1, "M")).astype("datetime64[D]")
+    return e.astype("datetime64[us]")
+
+
+@dataclass
+class Cube:
+    """Counts ``[window, segment, bin]`` with every feature's bins side by side."""
+
+    windows: np.ndarray
+    segments: list[str]
+    offsets: dict[str, tuple[int, int]]
+    counts: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # lo / hi / sum (fine)
+    reference: np.ndarray | None = None                          # [segment, bin]
+    reference_extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.offsets)
+
+
+def _layout(bins: dict) -> tuple[dict[str, tuple[int, int]], int]:
+    offsets, pos = {}, 0
+    for feature, b in bins.items():
+        offsets[feature] = (pos, n_bins(b))
+        pos += n_bins(b)
+    return offsets, pos
+
+
+def _fill(frame: pd.DataFrame, offsets, width, windows, segments, with_range):
+    shape = (len(windows), len(segments), width)
+    counts = np.zeros(shape)
+    extra = {}
+    if frame.empty:
+        return counts, extra
+    wi = np.searchsorted(windows, frame["window"].to_numpy(dtype="datetime64[us]")) if len(
+        windows) > 1 or windows.dtype.kind == "M" else np.zeros(len(frame), dtype=int)
+    si = pd.Index(segments).get_indexer(frame["segment"])
+    start = np.array([offsets[f][0] for f in frame["feature"]]) if len(frame) else np.array([])
+    bi = start + frame["bin"].to_numpy(dtype=int)
+    np.add.at(counts, (wi, si, bi), frame["n"].to_numpy(dtype=float))
+    if with_range:
+        lo = np.full(shape, np.inf)
+        hi = np.full(shape, -np.inf)
+        total = np.zeros(shape)
+        np.minimum.at(lo, (wi, si, bi), frame["lo"].to_numpy(dtype=float, na_value=np.inf))
+        np.maximum.at(hi, (wi, si, bi), frame["hi"].to_numpy(dtype=float, na_value=-np.inf))
+        np.add.at(total, (wi, si, bi), frame["sum"].to_numpy(dtype=float, na_value=0.0))
+        extra = {"lo": lo, "hi": hi, "sum": total}
+    return counts, extra
+
+
+def build_cube(store: Store, dataset: str, segment: str | None, resolution: str,
+               unit: str = "day", filters: Filters | None = None,
+               bins: FrozenBins | None = None) -> Cube:
+    """Production counts at ``unit`` grain per ``segment`` value, and reference counts
+    per segment value, on the frozen ``resolution`` ('coarse' or 'fine') bins.
+
+    Two engine queries (production, reference); everything after is numpy.
+    """
+    bins = bins or frozen_bins(store, dataset)
+    chosen = bins.coarse if resolution == "coarse" else bins.fine
+    with_range = resolution == "fine"
+    offsets, width = _layout(chosen)
+    prod = binned_counts(store, dataset, "production", chosen, unit=unit, segment=segment,
+                         filters=filters, with_range=with_range)
+    ref = binned_counts(store, dataset, "reference", chosen, unit=None, segment=segment,
+                        with_range=with_range)
+    segments = sorted(set(prod["segment"]) | set(ref["segment"])) or [ALL]
+    windows = np.unique(prod["window"].to_numpy(dtype="datetime64[us]"))
+    counts, extra = _fill(prod, offsets, width, windows, segments, with_range)
+    ref_counts, ref_extra = _fill(ref.assign(window=np.datetime64("1970-01-01", "us")),
+                                  offsets, width, np.array(["1970-01-01"], dtype="datetime64[us]"),
+                                  segments, with_range)
+    return Cube(windows, segments, offsets, counts, extra, ref_counts[0],
+                {k: v[0] for k, v in ref_extra.items()})
+
+
+def select(cube: Cube, unit: str, start: datetime | None = None, end: datetime | None = None,
+           segments: list[str] | None = None) -> Cube:
+    """Roll a day-grain cube up to ``unit`` windows within [start, end), summing the
+    kept segments into one (reference too). Pure numpy: this is the warm path."""
+    keep_w = np.ones(len(cube.windows), dtype=bool)
+    if start is not None:
+        keep_w &= cube.windows >= np.datetime64(start, "us")
+    if end is not None:
+        keep_w &= cube.windows < np.datetime64(end, "us")
+    seg_idx = [i for i, s in enumerate(cube.segments) if segments is None or s in segments]
+    counts = cube.counts[keep_w][:, seg_idx].sum(axis=1)
+    ref = cube.reference[seg_idx].sum(axis=0)
+    starts = window_start(cube.windows[keep_w], unit)
+    windows, inverse = np.unique(starts, return_inverse=True)
+    rolled = np.zeros((len(windows), counts.shape[1]))
+    np.add.at(rolled, inverse, counts)
+    extra, ref_extra = {}, {}
+    if cube.extra:
+        for name, reduce_, fill in (("lo", np.minimum, np.inf), ("hi", np.maximum, -np.inf),
+                                    ("sum", np.add, 0.0)):
+            part = cube.extra[name][keep_w][:, seg_idx]
+            part = reduce_.reduce(part, axis=1)
+            out = np.full((len(windows), part.shape[1]), fill)
+            reduce_.at(out, inverse, part)
+            extra[name] = out
+            ref_extra[name] = reduce_.reduce(cube.reference_extra[name][seg_idx], axis=0)
+    return Cube(windows, ["selected"], cube.offsets, rolled[:, None, :],
+                {k: v[:, None, :] for k, v in extra.items()}, ref[None, :],
+                {k: v[None, :] for k, v in ref_extra.items()})
+
+
+def _feature_slice(cube: Cube, feature: str) -> slice:
+    start, length = cube.offsets[feature]
+    return slice(start, start + length)
+
+
+def cell_statistic(metric: str, bins, ref_counts, prod_counts, ref_extra=None,
+                   prod_extra=None, ref_std: float | None = None) -> float:
+    """One cell's statistic from its count vectors (laid out as ``bins.counts``)."""
+    if prod_counts.sum() == 0 or ref_counts.sum() == 0:
+        return np.nan
+    if metric == "psi":
+        return stats.psi(ref_counts, prod_counts)
+    if metric == "jensenshannon":
+        return stats.jensenshannon_distance(ref_counts, prod_counts)
+    # fine metrics: numeric only, missing bin excluded
+    r, p = ref_counts[:-1], prod_counts[:-1]
+    if r.sum() == 0 or p.sum() == 0:
+        return np.nan
+    if metric == "ks":
+        return stats.ks_from_bins(r, p)[0]
+    if metric == "wasserstein":
+        ref = {"n": r, **{k: v[:-1] for k, v in ref_extra.items()}}
+        prod = {"n": p, **{k: v[:-1] for k, v in prod_extra.items()}}
+        w = stats.wasserstein_from_bins(bins.edges, ref, prod)
+        return w / max(ref_std, 1e-3)
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def grid(cube: Cube, metric: str, bins: FrozenBins, reference_std: dict[str, float] | None = None
+         ) -> pd.DataFrame:
+    """Metric per feature x window of a selected (one-segment) cube.
+
+    Returns a long frame: feature, window_start, value, rows (production rows in the
+    cell). Features the metric does not apply to (categorical for KS/Wasserstein) are
+    left out. ``reference_std`` (population sd of each numeric feature in the selected
+    reference) is needed for Wasserstein.
+    """
+    label, resolution, _ = METRICS[metric]
+    chosen = bins.coarse if resolution == "coarse" else bins.fine
+    rows = []
+    for feature in cube.features:
+        if feature not in chosen:
+            continue
+        sl = _feature_slice(cube, feature)
+        ref = cube.reference[0, sl]
+        ref_extra = {k: v[0, sl] for k, v in cube.reference_extra.items()}
+        for w, start in enumerate(cube.windows):
+            prod = cube.counts[w, 0, sl]
+            prod_extra = {k: v[w, 0, sl] for k, v in cube.extra.items()}
+            value = cell_statistic(metric, chosen[feature], ref, prod, ref_extra, prod_extra,
+                                   (reference_std or {}).get(feature))
+            rows.append((feature, pd.Timestamp(start), value, int(prod.sum())))
+    return pd.DataFrame(rows, columns=["feature", "window_start", "value", "rows"])
+
+
+def pooled_std(moments: pd.DataFrame, segments: list[str] | None) -> dict[str, float]:
+    """Population sd of each feature over the chosen segments, pooled from per-segment
+    (n, mean, variance) without loss of precision (Chan et al.'s parallel formula):
+    M2 = sum(M2_s) + sum(n_s (mean_s - mean)^2), sd = sqrt(M2 / n)."""
+    part = moments if segments is None else moments[moments["segment"].isin(segments)]
+    out = {}
+    for feature, g in part.groupby("feature"):
+        n = g["n"].to_numpy(float)
+        if n.sum() == 0:
+            continue
+        mean = np.average(g["mean"].to_numpy(float), weights=n)
+        m2 = (g["var"].to_numpy(float) * n).sum() + (n * (g["mean"].to_numpy(float) - mean) ** 2).sum()
+        out[feature] = float(np.sqrt(m2 / n.sum()))
+    return out
+
+
+def segment_drift(cube: Cube, bins: FrozenBins, unit: str, start=None, end=None,
+                  segments: list[str] | None = None, metric: str = "psi") -> pd.DataFrame:
+    """Per segment value x window: the largest ``metric`` over features (``max_value``),
+    which feature it is (``top_feature``), and the share of features at or above the
+    metric's lower band (``drifted_share``, e.g. PSI >= 0.1)."""
+    low = METRICS[metric][2][0]
+    out = []
+    for segment in cube.segments:
+        if segments is not None and segment not in segments:
+            continue
+        g = grid(select(cube, unit, start, end, [segment]), metric, bins)
+        for window, part in g.groupby("window_start"):
+            values = part.dropna(subset=["value"])
+            if values.empty:
+                continue
+            top = values.loc[values["value"].idxmax()]
+            out.append((window, segment, float(top["value"]), top["feature"],
+                        float((values["value"] >= low).mean()), int(part["rows"].max())))
+    return pd.DataFrame(out, columns=["window_start", "segment", "max_value", "top_feature",
+                                      "drifted_share", "rows"])
+
+
+def sort_features(grid_frame: pd.DataFrame, by: str = "max") -> list[str]:
+    """Features ordered by their largest value over windows (descending), or by name."""
+    if by == "name":
+        return sorted(grid_frame["feature"].unique())
+    order = grid_frame.groupby("feature")["value"].max().sort_values(ascending=False,
+                                                                     na_position="last")
+    return list(order.index)
+
+
+def band(metric: str, value: float) -> str:
+    """'stable', 'moderate' or 'major' for a metric value (NaN: 'no data')."""
+    if value is None or np.isnan(value):
+        return "no data"
+    low, high = METRICS[metric][2]
+    return "stable" if value < low else ("moderate" if value <= high else "major")
+
+
+__all__ = ["METRICS", "Cube", "build_cube", "select", "grid", "segment_drift",
+           "sort_features", "band", "pooled_std", "window_start", "window_end",
+           "cell_statistic"]

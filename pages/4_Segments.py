@@ -1,0 +1,93 @@
+"""Segments: which group carries the damage, and any two cells compared feature by feature."""
+import pandas as pd
+import streamlit as st
+
+import ui
+from analysis.figures import distribution_figure, segment_grid_figure, unit_of
+from analysis.heatmap import segment_drift
+from analysis.stats import EmptySampleError
+
+st.set_page_config(page_title="Segments · Drift Investigator", layout="wide")
+st.title("Segments")
+st.caption("Model error and drift for every group in every window, each group against its "
+           "own reference rows.")
+
+ctx = ui.sidebar()
+if ctx is None:
+    st.stop()
+roles = ctx.info.roles
+if not roles.segments or roles.timestamp is None:
+    st.warning("This dataset has no segment or no timestamp column.")
+    st.stop()
+
+c1, c2, c3, c4 = st.columns(4)
+segment = c1.selectbox("Segment column", roles.segments, key="segments.column")
+unit = c2.segmented_control("Window", ["day", "week", "month"], default="month",
+                            key="segments.unit") or "month"
+error_metric = c3.selectbox("Error change", ["mape_change", "mae_change"], key="segments.error",
+                            format_func={"mape_change": "MAPE change (pp)",
+                                         "mae_change": "MAE change"}.get)
+drift_metric = c4.selectbox("Drift", ["max_value", "drifted_share"], key="segments.drift",
+                            format_func={"max_value": "max PSI over features",
+                                         "drifted_share": "share of features with PSI ≥ 0.1"}.get)
+
+with st.spinner("Aggregating per group and window…"):
+    errors = ui.segment_window_metrics(ctx.root, ctx.version, ctx.dataset, segment, unit, ctx.key)
+    bins = ui.frozen_bins(ctx.root, ctx.version, ctx.dataset)
+    cube = ui.coarse_cube(ctx.root, ctx.version, ctx.dataset, segment)
+    start, end, _ = ctx.key
+    drift = segment_drift(cube, bins, unit, start, end, ui.selected_segments(ctx, segment))
+
+if errors.empty:
+    st.warning("No production rows in the selected time range and groups.")
+    st.stop()
+
+if roles.prediction and roles.target:
+    label = "MAPE change (pp)" if error_metric == "mape_change" else "MAE change"
+    st.plotly_chart(segment_grid_figure(errors, error_metric, label,
+                                          f"Model error vs the group's reference · {label}",
+                                          unit, diverging=True), key="segments.error_grid")
+else:
+    st.info("No prediction/target columns: model error cannot be shown.")
+drift_label = "max PSI" if drift_metric == "max_value" else "share drifted (PSI ≥ 0.1)"
+st.plotly_chart(segment_grid_figure(drift, drift_metric, drift_label,
+                                       f"Drift by group · {drift_label}", unit),
+                   key="segments.drift_grid")
+
+st.subheader("Compare two cells")
+st.caption("Any group in any window against any other, feature by feature (A plays the "
+           "reference).")
+groups = sorted(errors["segment"].unique())
+windows = [pd.Timestamp(w).strftime("%Y-%m-%d") for w in sorted(errors["window_start"].unique())]
+a1, a2, b1, b2 = st.columns(4)
+group_a = a1.selectbox("Group A", groups, key="segments.group_a")
+window_a = a2.selectbox(f"{unit.capitalize()} A", windows, index=0, key="segments.window_a")
+group_b = b1.selectbox("Group B", groups, key="segments.group_b")
+window_b = b2.selectbox(f"{unit.capitalize()} B", windows, index=len(windows) - 1,
+                        key="segments.window_b")
+key_a = ui.cell_key(ctx, segment, group_a, window_a, unit)
+key_b = ui.cell_key(ctx, segment, group_b, window_b, unit)
+try:
+    table = ui.compare_cells(ctx.root, ctx.version, ctx.dataset, key_a, key_b)
+except EmptySampleError as exc:
+    st.warning(f"Nothing to compare: {exc}.")
+    st.stop()
+name_a, name_b = f"A: {group_a}, {window_a}", f"B: {group_b}, {window_b}"
+flagged = table["drifted"].fillna(False).astype(bool)
+st.metric("Features that differ (default tests)", f"{int(flagged.sum())} of {len(table)}")
+shown = table.assign(verdict=table["drifted"].map({True: "differs", False: "same"})
+                     .fillna("not judged"))
+st.dataframe(shown[["feature", "kind", "test", "statistic", "p_value", "threshold", "verdict",
+                    "n_reference", "n_production"]]
+             .rename(columns={"n_reference": "rows A", "n_production": "rows B"})
+             .sort_values("statistic", ascending=False), hide_index=True,
+             key="segments.compare_table",
+             column_config={"statistic": st.column_config.NumberColumn(format="%.4f"),
+                            "p_value": st.column_config.NumberColumn("p-value", format="%.3g")})
+ranked = table.assign(flag=flagged).sort_values(["flag", "statistic"], ascending=False)
+feature = st.selectbox("Feature", list(ranked["feature"]), key="segments.feature")
+sample_a = ui.feature_samples(ctx.root, ctx.version, ctx.dataset, feature, key_a)[1]
+sample_b = ui.feature_samples(ctx.root, ctx.version, ctx.dataset, feature, key_b)[1]
+st.plotly_chart(distribution_figure(sample_a, sample_b, roles.features[feature], feature,
+                                    unit_of(feature), names=(name_a, name_b)),
+                key="segments.compare_figure")
