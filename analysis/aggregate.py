@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -68,13 +69,38 @@ class FrozenBins:
         return cls(raw["token"], coarse, fine)
 
 
+SOURCE_VIEW = "slice_source"
+_SQL_CACHE: "OrderedDict[tuple, str]" = OrderedDict()
+_SQL_CACHE_SIZE = 64
+
+
 def _connect(store: Store, dataset: str, slice: str):
+    """An Ibis DuckDB connection with the slice's snapshots as the view ``slice_source``.
+
+    The view name is fixed so that compiled SQL does not depend on the file list and can
+    be reused (compiling a 1000-leaf bin tree costs more than running it)."""
     files = [str(p) for p in store.files(dataset, slice)]
     if not files:
         return None, None
     con = ibis.duckdb.connect()
     con.raw_sql("SET enable_progress_bar = false")
-    return con, con.read_parquet(files, union_by_name=True)
+    paths = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    con.raw_sql(f"CREATE VIEW {SOURCE_VIEW} AS SELECT * FROM "
+                f"read_parquet([{paths}], union_by_name = true)")
+    return con, con.table(SOURCE_VIEW)
+
+
+def _run(con, key: tuple, build):
+    """Execute the expression ``build()`` returns, compiling it once per ``key``."""
+    sql = _SQL_CACHE.get(key)
+    if sql is None:
+        sql = str(ibis.to_sql(build(), dialect="duckdb"))
+        _SQL_CACHE[key] = sql
+        while len(_SQL_CACHE) > _SQL_CACHE_SIZE:
+            _SQL_CACHE.popitem(last=False)
+    else:
+        _SQL_CACHE.move_to_end(key)
+    return con.con.sql(sql).to_arrow_table()
 
 
 def reference_token(store: Store, dataset: str) -> str:
@@ -192,29 +218,36 @@ def binned_counts(store: Store, dataset: str, slice: str, bins: dict, *,
     con, t = _connect(store, dataset, slice)
     if t is None or not bins:
         return pd.DataFrame(columns=cols)
-    t = _filtered(t, store, dataset, slice, filters)
     roles = store.dataset(dataset).roles
-    keys = {}
-    if unit is not None:
-        keys["window"] = t[roles.timestamp].truncate(UNIT_CODES[unit])
-    else:
-        keys["window"] = ibis.null("timestamp")
-    if segment is not None:
-        keys["segment"] = t[segment].cast("string").fill_null(MISSING_SEGMENT)
-    else:
-        keys["segment"] = ibis.literal("all")
-    parts = []
-    for feature, fbins in bins.items():
-        grouped = t.group_by(**keys, bin=bin_expr(t[feature], fbins))
-        aggs = {"n": ibis._.count()}
-        if with_range:
-            x = t[feature].cast("float64") if isinstance(fbins, NumericBins) else None
-            for name, fn in (("lo", "min"), ("hi", "max"), ("sum", "sum")):
-                aggs[name] = (getattr(x, fn)(where=_present(x)) if x is not None
-                              else ibis.null("float64"))
-        parts.append(grouped.aggregate(**aggs).mutate(feature=ibis.literal(feature)))
-    expr = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
-    out = con.to_pyarrow(expr.select(*cols)).to_pandas()
+    bins_key = tuple((f, b) for f, b in bins.items())
+    key = ("binned", str(store.root), dataset, slice, bins_key, unit, segment, with_range,
+           filters.key() if filters is not None else None, roles.timestamp)
+
+    def build():
+        tt = _filtered(t, store, dataset, slice, filters)
+        keys = {}
+        if unit is not None:
+            keys["window"] = tt[roles.timestamp].truncate(UNIT_CODES[unit])
+        else:
+            keys["window"] = ibis.null("timestamp")
+        if segment is not None:
+            keys["segment"] = tt[segment].cast("string").fill_null(MISSING_SEGMENT)
+        else:
+            keys["segment"] = ibis.literal("all")
+        parts = []
+        for feature, fbins in bins.items():
+            grouped = tt.group_by(**keys, bin=bin_expr(tt[feature], fbins))
+            aggs = {"n": ibis._.count()}
+            if with_range:
+                x = tt[feature].cast("float64") if isinstance(fbins, NumericBins) else None
+                for name, fn in (("lo", "min"), ("hi", "max"), ("sum", "sum")):
+                    aggs[name] = (getattr(x, fn)(where=_present(x)) if x is not None
+                                  else ibis.null("float64"))
+            parts.append(grouped.aggregate(**aggs).mutate(feature=ibis.literal(feature)))
+        expr = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
+        return expr.select(*cols)
+
+    out = _run(con, key, build).to_pandas()
     out["bin"] = out["bin"].astype(int)
     out["n"] = out["n"].astype(np.int64)
     return out
