@@ -146,3 +146,61 @@ def _fill_zero_shares(shares: np.ndarray) -> np.ndarray:
     smallest = nonzero.min()
     out[out == 0] = smallest / 1e6 if smallest <= 1e-4 else 1e-4
     return out
+
+
+@dataclass(frozen=True)
+class FineBins:
+    """Fine bins for KS and Wasserstein: each interval between consecutive ``anchors``
+    (the reference's min, its deciles, its max) split into ``per_interval`` equal widths.
+
+    Bin index of x: the interval s with a_s <= x < a_{s+1} (the first and last intervals
+    open outwards), then ``floor((x - a_s) / w_s)`` clipped to [0, per_interval - 1],
+    w_s = (a_{s+1} - a_s) / per_interval. The same arithmetic runs in the engine
+    (:func:`analysis.aggregate.bin_expr`), so both put every value in the same bin. A
+    trailing bin counts missing values, as for :class:`NumericBins`.
+    """
+
+    anchors: tuple[float, ...]
+    per_interval: int = 100
+
+    @property
+    def widths(self) -> tuple[float, ...]:
+        a = self.anchors
+        return tuple((a[i + 1] - a[i]) / self.per_interval for i in range(len(a) - 1))
+
+    @property
+    def n(self) -> int:
+        return (len(self.anchors) - 1) * self.per_interval
+
+    @property
+    def edges(self) -> tuple[float, ...]:
+        """Inner boundaries between consecutive bins (for :mod:`analysis.stats`)."""
+        out = []
+        for s, w in enumerate(self.widths):
+            out += [self.anchors[s] + k * w for k in range(1 if s == 0 else 0, self.per_interval)]
+        return tuple(out)
+
+    def index(self, values) -> np.ndarray:
+        """Bin index of each non-missing value (see the class docstring)."""
+        x = np.asarray(values, dtype=float)
+        a = np.asarray(self.anchors)
+        s = np.clip(np.searchsorted(a[1:-1], x, side="right"), 0, len(a) - 2)
+        w = np.asarray(self.widths)[s]
+        sub = np.clip(np.floor((x - a[s]) / w), 0, self.per_interval - 1)
+        return (s * self.per_interval + sub).astype(int)
+
+    def counts(self, values) -> np.ndarray:
+        arr = np.asarray(values, dtype=float).ravel()
+        missing = ~np.isfinite(arr)
+        out = np.bincount(self.index(arr[~missing]), minlength=self.n).astype(float)
+        return np.append(out, float(missing.sum()))
+
+
+def fine_bins(reference_min: float, deciles, reference_max: float,
+              per_interval: int = 100) -> FineBins:
+    """FineBins anchored at the reference's min, unique deciles and max."""
+    anchors = np.unique(np.concatenate([[reference_min], np.asarray(deciles, float),
+                                        [reference_max]]))
+    if anchors.size == 1:  # constant reference: one unit-wide interval around it
+        anchors = np.array([anchors[0] - 0.5, anchors[0] + 0.5])
+    return FineBins(tuple(float(v) for v in anchors), per_interval)

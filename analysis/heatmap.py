@@ -103,8 +103,12 @@ def _fill(frame: pd.DataFrame, offsets, width, windows, segments, with_range):
         return counts, extra
     wi = np.searchsorted(windows, frame["window"].to_numpy(dtype="datetime64[us]")) if len(
         windows) > 1 or windows.dtype.kind == "M" else np.zeros(len(frame), dtype=int)
-    si = pd.Index(segments).get_indexer(frame["segment"])
-    start = np.array([offsets[f][0] for f in frame["feature"]]) if len(frame) else np.array([])
+    si = pd.Index(segments).get_indexer(pd.Index(frame["segment"]))
+    feature_start = pd.Series({f: o[0] for f, o in offsets.items()})
+    start = feature_start.reindex(frame["feature"].astype(str)).to_numpy(dtype=int) if not (
+        isinstance(frame["feature"].dtype, pd.CategoricalDtype)) else \
+        feature_start.reindex(frame["feature"].cat.categories).to_numpy(dtype=int)[
+            frame["feature"].cat.codes.to_numpy()]
     bi = start + frame["bin"].to_numpy(dtype=int)
     np.add.at(counts, (wi, si, bi), frame["n"].to_numpy(dtype=float))
     if with_range:

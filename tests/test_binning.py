@@ -76,3 +76,17 @@ def test_evidently_numeric_sturges_bins_over_both_samples():
     # 20 or fewer distinct reference values: one bin per value instead
     p2, _ = evidently_shares(pd.Series([1, 2, 2, 3] * 10), pd.Series([3, 4]), "numeric", False)
     assert len(p2) == 4
+
+
+def test_fine_bins_equal_widths_between_anchors():
+    from analysis.binning import fine_bins
+    b = fine_bins(0.0, [10.0, 10.0, 20.0], 40.0, per_interval=10)
+    assert b.anchors == (0.0, 10.0, 20.0, 40.0) and b.n == 30
+    # [0, 10) in steps of 1, [10, 20) in steps of 1, [20, 40) in steps of 2; ends open
+    assert list(b.index([-5, 0, 0.99, 1, 10, 19.5, 20, 21.9, 22, 39.9, 40, 99])) == [
+        0, 0, 0, 1, 10, 19, 20, 20, 21, 29, 29, 29]
+    assert len(b.edges) == b.n - 1 and b.edges[:3] == (1.0, 2.0, 3.0)
+    counts = b.counts([np.nan, 5.0, np.inf])
+    assert counts[-1] == 2 and counts.sum() == 3
+    const = fine_bins(3.0, [3.0] * 9, 3.0)
+    assert const.anchors == (2.5, 3.5)

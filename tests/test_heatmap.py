@@ -36,9 +36,23 @@ def test_frozen_edges_are_numpy_quantiles_of_the_reference(bins, raw):
         values = ref[feature].to_numpy(float)
         assert bins.coarse[feature].edges == pytest.approx(
             tuple(np.unique(np.quantile(values, np.arange(1, 10) / 10))), rel=1e-12)
-        fine = np.unique(np.quantile(values, np.arange(1, 1000) / 1000))
-        assert np.allclose(bins.fine[feature].edges, fine, rtol=1e-12)
+        anchors = np.unique(np.r_[values.min(), np.quantile(values, np.arange(1, 10) / 10),
+                                  values.max()])
+        assert np.allclose(bins.fine[feature].anchors, anchors, rtol=1e-12)
     assert set(bins.coarse["neighborhood"].categories) == set(ref["neighborhood"].unique())
+
+
+@pytest.mark.parametrize("feature", ["area_sqm", "distance_to_center_km", "amenities_score",
+                                     "bedrooms"])
+def test_engine_bins_every_value_as_numpy_does(demo_store, bins, raw, feature):
+    ref, prod = raw
+    for slice_, frame, kind in (("reference", ref, "fine"), ("production", prod, "fine"),
+                                ("production", prod, "coarse")):
+        b = (bins.fine if kind == "fine" else bins.coarse)[feature]
+        counts = aggregate.binned_counts(demo_store, DATASET, slice_, {feature: b})
+        engine = np.zeros(aggregate.n_bins(b))
+        np.add.at(engine, counts["bin"].to_numpy(), counts["n"].to_numpy())
+        assert np.array_equal(engine, b.counts(frame[feature])), (slice_, kind)
 
 
 @pytest.mark.parametrize("unit,group", [("month", None), ("week", "students"),
