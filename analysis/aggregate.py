@@ -76,6 +76,8 @@ SOURCE_VIEW = "slice_source"
 _SQL_CACHE: "OrderedDict[tuple, str]" = OrderedDict()
 _SQL_CACHE_SIZE = 64
 _LOCAL = threading.local()
+#: Compiled SQL depends on the code that builds it: a change to this module invalidates it.
+_BUILDER_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
 
 
 def _connect(store: Store, dataset: str, slice: str):
@@ -103,6 +105,7 @@ def _run(con, key: tuple, build, folder: Path | None = None):
     Compiled SQL is kept in memory and, when ``folder`` is given (the frozen bins'
     folder), on disk: it is a pure function of the frozen bins and the query's shape, and
     compiling large bin trees costs more than running them."""
+    key = (_BUILDER_VERSION, *key)
     sql = _SQL_CACHE.get(key)
     path = None
     if sql is None and folder is not None:
@@ -294,6 +297,104 @@ def binned_counts(store: Store, dataset: str, slice: str, bins: dict, *,
     names = np.array(list(bins), dtype=object)
     out["feature"] = pd.Categorical.from_codes(out["feature"].to_numpy(dtype=int),
                                                categories=list(names))
+    out["bin"] = out["bin"].astype(int)
+    out["n"] = out["n"].astype(np.int64)
+    return out
+
+
+CODES_DAY = "__day"
+
+
+def _codes_folder(store: Store, dataset: str, bins: FrozenBins) -> Path:
+    return store.root / dataset / "bins" / f"codes-{bins.token}"
+
+
+def ensure_codes(store: Store, dataset: str, bins: FrozenBins, progress=None,
+                 slice: str = "production") -> list[Path]:
+    """Each snapshot's coarse bin codes, written once per reference.
+
+    A codes file holds, per production row, the day (``__day``), the segment columns and
+    the coarse bin index of every feature (``b0``, ``b1``... in ``bins.coarse`` order,
+    laid out as ``bins.counts``). It is computed by the engine from the snapshot and the
+    frozen bins (the same Ibis bin expressions) and written under a temporary name, then
+    renamed. Counting codes skips re-binning every row on every cold start; a new
+    reference (new token) gets new codes. Returns the files of the current snapshots of
+    ``slice``, in snapshot order.
+    """
+    roles = store.dataset(dataset).roles
+    folder = _codes_folder(store, dataset, bins)
+    out = []
+    for snap in store.snapshots(dataset, slice):
+        path = folder / f"{snap.id}.parquet"
+        out.append(path)
+        if path.is_file():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        con = ibis.duckdb.connect()
+        con.raw_sql("SET enable_progress_bar = false")
+        t = con.read_parquet(str(snap.path))
+        columns = {CODES_DAY: t[roles.timestamp].truncate("D").cast("date")}
+        for column in roles.segments:
+            columns[column] = t[column].cast("string")
+        for index, (feature, fbins) in enumerate(bins.coarse.items()):
+            columns[f"b{index}"] = bin_expr(t[feature], fbins)
+        sql = str(ibis.to_sql(t.select(**columns), dialect="duckdb"))
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        os.close(fd)
+        try:
+            con.con.sql(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        if progress:
+            progress(f"binned snapshot {snap.id} ({snap.rows:,} rows)")
+    return out
+
+
+def day_counts_from_codes(store: Store, dataset: str, bins: FrozenBins,
+                          segment: str | None, filters: Filters | None = None,
+                          slice: str = "production") -> pd.DataFrame:
+    """Counts per (day, segment, feature, coarse bin) from the bin codes: the same long
+    frame as :func:`binned_counts` with ``unit='day'`` (``unit=None`` for the reference,
+    whose window is NULL), without re-binning."""
+    cols = ["window", "segment", "feature", "bin", "n"]
+    files = ensure_codes(store, dataset, bins, slice=slice)
+    if not files:
+        return pd.DataFrame(columns=cols)
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = _LOCAL.con = ibis.duckdb.connect()
+        con.raw_sql("SET enable_progress_bar = false")
+    paths = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    con.raw_sql(f"CREATE OR REPLACE VIEW codes_source AS SELECT * FROM read_parquet([{paths}])")
+    t = con.table("codes_source")
+    by_day = slice == "production"
+    key = ("codes", str(store.root), dataset, bins.token, segment, slice,
+           filters.key() if filters is not None else None)
+
+    def build():
+        tt = t
+        if filters is not None and by_day:
+            if filters.start is not None:
+                tt = tt.filter(tt[CODES_DAY] >= filters.start.date())
+            if filters.end is not None:
+                tt = tt.filter(tt[CODES_DAY] < filters.end.date())
+            for column, values in filters.segments.items():
+                tt = tt.filter(tt[column].isin([str(v) for v in values]))
+        # group on the raw day and segment; casts and NULL labels after the aggregation
+        keys = {"window": tt[CODES_DAY] if by_day else ibis.null("date"),
+                "segment": tt[segment] if segment else ibis.literal("all")}
+        parts = [tt.group_by(**keys, bin=tt[f"b{i}"]).aggregate(n=ibis._.count())
+                 .mutate(feature=ibis.literal(i, type="int16")) for i in range(len(bins.coarse))]
+        union = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
+        return union.mutate(window=union.window.cast("timestamp"),
+                            segment=union.segment.fill_null(MISSING_SEGMENT)).select(*cols)
+
+    table = _run(con, key, build, store.root / dataset / "bins")
+    out = table.to_pandas(types_mapper={}.get)
+    out["feature"] = pd.Categorical.from_codes(out["feature"].to_numpy(dtype=int),
+                                               categories=list(bins.coarse))
     out["bin"] = out["bin"].astype(int)
     out["n"] = out["n"].astype(np.int64)
     return out

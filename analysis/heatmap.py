@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
-from analysis.aggregate import FrozenBins, binned_counts, frozen_bins, n_bins
+from analysis.aggregate import (FrozenBins, binned_counts, day_counts_from_codes, frozen_bins,
+                                n_bins)
 from analysis.queries import Filters
 from analysis.store import Store
 
@@ -134,10 +135,20 @@ def build_cube(store: Store, dataset: str, segment: str | None, resolution: str,
     chosen = bins.coarse if resolution == "coarse" else bins.fine
     with_range = resolution == "fine"
     offsets, width = _layout(chosen)
-    prod = binned_counts(store, dataset, "production", chosen, unit=unit, segment=segment,
-                         filters=filters, with_range=with_range)
-    ref = binned_counts(store, dataset, "reference", chosen, unit=None, segment=segment,
-                        with_range=with_range)
+    day_aligned = filters is None or all(
+        v is None or (v.hour, v.minute, v.second, v.microsecond) == (0, 0, 0, 0)
+        for v in (filters.start, filters.end))
+    if resolution == "coarse" and unit == "day" and day_aligned:
+        # the heatmap's cube: count the persisted bin codes instead of re-binning rows
+        prod = day_counts_from_codes(store, dataset, bins, segment, filters)
+    else:
+        prod = binned_counts(store, dataset, "production", chosen, unit=unit, segment=segment,
+                             filters=filters, with_range=with_range)
+    if resolution == "coarse":
+        ref = day_counts_from_codes(store, dataset, bins, segment, slice="reference")
+    else:
+        ref = binned_counts(store, dataset, "reference", chosen, unit=None, segment=segment,
+                            with_range=with_range)
     segments = sorted(set(prod["segment"]) | set(ref["segment"])) or [ALL]
     windows = np.unique(prod["window"].to_numpy(dtype="datetime64[us]"))
     counts, extra = _fill(prod, offsets, width, windows, segments, with_range)

@@ -182,3 +182,46 @@ def test_segment_window_metrics_match_pandas(demo_store, raw):
         mape = 100 * ((cell.rent_eur - cell.predicted_rent_eur).abs() / cell.rent_eur).mean()
         assert row.mape == pytest.approx(mape) and row.rows == len(cell)
         assert row.mape_change == pytest.approx(mape - ref_mape)
+
+
+def test_counts_from_bin_codes_equal_counts_from_rows(demo_store, bins):
+    from datetime import datetime
+    for f in (None, Filters(datetime(2025, 6, 3), datetime(2025, 8, 17), {"user_group": ("students",)})):
+        codes = aggregate.day_counts_from_codes(demo_store, DATASET, bins, "user_group", f)
+        rows = aggregate.binned_counts(demo_store, DATASET, "production", bins.coarse, unit="day",
+                                       segment="user_group", filters=f)
+        key = ["window", "segment", "feature", "bin"]
+        a = codes.assign(feature=codes.feature.astype(str)).sort_values(key).reset_index(drop=True)
+        b = rows.assign(feature=rows.feature.astype(str)).sort_values(key).reset_index(drop=True)
+        assert a[key + ["n"]].equals(b[key + ["n"]])
+
+
+def test_codes_follow_snapshots_and_the_reference(tmp_path):
+    import pyarrow as pa
+    from analysis.store import Roles, Store
+    rng = np.random.default_rng(3)
+
+    def table(n, start):
+        return pa.Table.from_pandas(pd.DataFrame({
+            "ts": pd.date_range(start, periods=n, freq="h"), "g": rng.choice(["a", "b"], n),
+            "x": rng.normal(size=n), "c": rng.choice(["u", "v", None], n)}))
+
+    store = Store(tmp_path)
+    store.create_dataset("d", Roles(timestamp="ts", segments=["g"], numeric=["x"],
+                                    categorical=["c"]))
+    store.add_snapshot("d", "reference", table(500, "2025-01-01"), source="r")
+    first = store.add_snapshot("d", "production", table(300, "2025-03-01"), source="p1")
+    bins = aggregate.frozen_bins(store, "d")
+    assert [p.stem for p in aggregate.ensure_codes(store, "d", bins)] == [first.id]
+    second = store.add_snapshot("d", "production", table(200, "2025-04-01"), source="p2")
+    files = aggregate.ensure_codes(store, "d", bins)
+    assert [p.stem for p in files] == [first.id, second.id] and all(p.exists() for p in files)
+    counts = aggregate.day_counts_from_codes(store, "d", bins, "g")
+    assert counts.groupby("feature", observed=True)["n"].sum().tolist() == [500, 500]
+    store.remove_snapshot("d", first.id)
+    assert aggregate.day_counts_from_codes(store, "d", bins, "g")["n"].sum() == 2 * 200
+    # a new reference freezes new bins, and new codes with them
+    store.add_snapshot("d", "reference", table(100, "2025-02-01"), source="r2")
+    new_bins = aggregate.frozen_bins(store, "d")
+    assert new_bins.token != bins.token
+    assert aggregate.ensure_codes(store, "d", new_bins)[0].parent.name == f"codes-{new_bins.token}"
