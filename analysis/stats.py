@@ -297,7 +297,7 @@ def ks_from_bins(reference_counts, production_counts, same_point=None) -> tuple[
 
 
 def wasserstein_from_bins(edges, reference: dict, production: dict) -> float:
-    """First Wasserstein distance of two samples summarised per bin.
+    r"""First Wasserstein distance of two samples summarised per bin.
 
     Each sample is given per bin (bins [-inf, e_0), [e_0, e_1), ..., [e_k, inf), missing
     values excluded) as a dict of arrays: ``n`` (count), ``lo`` and ``hi`` (min and max

@@ -146,3 +146,44 @@ def test_segments_compare_two_cells(demo_store):
     at.selectbox(key="segments.window_b").set_value("2025-04-01").run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 3
+
+
+def test_two_segment_columns(tmp_path, monkeypatch):
+    """Segments and heatmap pages on a dataset with two segment columns."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    import analysis.store
+    import ui
+    from analysis.store import Roles, Store
+    rng = np.random.default_rng(5)
+
+    def table(n, start, shift):
+        region = rng.choice(["north", "south"], n)
+        x = rng.normal(0, 1, n) + np.where(region == "south", shift, 0.0)
+        return pa.Table.from_pandas(pd.DataFrame({
+            "ts": pd.Timestamp(start) + pd.to_timedelta(np.sort(rng.integers(0, 60 * 86400, n)), "s"),
+            "plan": rng.choice(["free", "paid"], n), "region": region, "x": x,
+            "c": rng.choice(["a", "b"], n), "pred": x, "y": x + rng.normal(0, 0.1, n)}))
+
+    store = Store(tmp_path)
+    store.create_dataset("two", Roles(timestamp="ts", segments=["plan", "region"], numeric=["x"],
+                                      categorical=["c"], prediction="pred", target="y"))
+    store.add_snapshot("two", "reference", table(3000, "2025-01-01", 0.0), source="r")
+    store.add_snapshot("two", "production", table(3000, "2025-03-01", 1.0), source="p")
+    for module in (analysis.store, ui):
+        monkeypatch.setattr(module, "DEFAULT_STORE", tmp_path)
+    at = _open("pages/4_Segments.py")
+    assert not at.exception, at.exception
+    at.selectbox(key="segments.column").set_value("region").run()
+    assert not at.exception
+    at.selectbox(key="segments.group_a").set_value("north")
+    at.selectbox(key="segments.group_b").set_value("south").run()
+    assert at.metric[0].value.startswith("1 of")  # x differs between the regions
+    at = _open("pages/3_Heatmap.py")
+    at.selectbox(key="heatmap.segment_column").set_value("region").run()
+    at.selectbox(key="heatmap.group").set_value("south").run()
+    assert not at.exception
+    caption = [c.value for c in at.caption if "cells in the major band" in c.value][0]
+    assert not caption.startswith("0 of")  # south's x shifted by one sd
