@@ -88,6 +88,19 @@ class Context:
         self.info = st_store.dataset(dataset)
 
 
+def page(title: str, caption: str = "") -> "Context":
+    """Set up a page: config, title, caption, sidebar. Stops the page (with the sidebar's
+    message) when the store has no dataset."""
+    st.set_page_config(page_title=f"{title} · Drift Investigator", layout="wide")
+    st.title(title)
+    if caption:
+        st.caption(caption)
+    ctx = sidebar()
+    if ctx is None:
+        st.stop()
+    return ctx
+
+
 def sidebar() -> Context | None:
     """Draw the sidebar filters; None (with a message on the page) when there is no data."""
     with st.sidebar:

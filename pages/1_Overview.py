@@ -5,12 +5,7 @@ import streamlit as st
 import ui
 from analysis.figures import overview_figure, unit_of
 
-st.set_page_config(page_title="Overview · Drift Investigator", page_icon="📈", layout="wide")
-st.title("Overview")
-
-ctx = ui.sidebar()
-if ctx is None:
-    st.stop()
+ctx = ui.page("Overview")
 roles = ctx.info.roles
 unit = st.segmented_control("Window", ["day", "week", "month"], default="month",
                             key="overview.unit") or "month"

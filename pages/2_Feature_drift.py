@@ -6,13 +6,7 @@ from analysis.drift import BINNINGS, TESTS
 from analysis.figures import distribution_figure, unit_of
 from analysis.stats import EmptySampleError
 
-st.set_page_config(page_title="Feature drift · Drift Investigator", page_icon="📊",
-                   layout="wide")
-st.title("Feature drift")
-
-ctx = ui.sidebar()
-if ctx is None:
-    st.stop()
+ctx = ui.page("Feature drift")
 features = ctx.info.roles.features
 
 left, right = st.columns(2)

@@ -7,14 +7,9 @@ from analysis.figures import distribution_figure, heatmap_figure, unit_of
 from analysis.heatmap import METRICS, band, grid, pooled_std, select, sort_features
 from analysis.stats import EmptySampleError
 
-st.set_page_config(page_title="Drift heatmap · Drift Investigator", layout="wide")
-st.title("Drift heatmap")
-st.caption("Where and when: every feature in every time window, against the reference "
-           "(same user groups). Click a cell to see that feature, window and group.")
-
-ctx = ui.sidebar()
-if ctx is None:
-    st.stop()
+ctx = ui.page("Drift heatmap", "Where and when: every feature in every time window, against "
+              "the reference (same user groups). Click a cell to see that feature, window "
+              "and group.")
 roles = ctx.info.roles
 if roles.timestamp is None:
     st.warning("This dataset has no timestamp column: there are no time windows to map.")

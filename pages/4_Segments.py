@@ -7,14 +7,8 @@ from analysis.figures import distribution_figure, segment_grid_figure, unit_of
 from analysis.heatmap import segment_drift
 from analysis.stats import EmptySampleError
 
-st.set_page_config(page_title="Segments · Drift Investigator", layout="wide")
-st.title("Segments")
-st.caption("Model error and drift for every group in every window, each group against its "
-           "own reference rows.")
-
-ctx = ui.sidebar()
-if ctx is None:
-    st.stop()
+ctx = ui.page("Segments", "Model error and drift for every group in every window, each "
+              "group against its own reference rows.")
 roles = ctx.info.roles
 if not roles.segments or roles.timestamp is None:
     st.warning("This dataset has no segment or no timestamp column.")
