@@ -18,7 +18,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+try:  # started with a python that lacks the project's packages: use the project's venv
+    import duckdb  # noqa: F401
+except ImportError:
+    _venv = ROOT / ".venv" / "bin" / "python"
+    if _venv.exists() and Path(sys.executable).resolve() != _venv.resolve():
+        import os
+        os.execv(str(_venv), [str(_venv), *sys.argv])
+    raise
 from analysis.drift import feature_drift  # noqa: E402
 from bench.evidently_env import evidently_python  # noqa: E402
 

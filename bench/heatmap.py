@@ -38,6 +38,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+try:  # started with a python that lacks the project's packages: use the project's venv
+    import duckdb  # noqa: F401
+except ImportError:
+    _venv = ROOT / ".venv" / "bin" / "python"
+    if _venv.exists() and Path(sys.executable).resolve() != _venv.resolve():
+        import os
+        os.execv(str(_venv), [str(_venv), *sys.argv])
+    raise
 
 EVIDENTLY_SIDE = """
 import json, resource, sys, time
