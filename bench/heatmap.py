@@ -42,7 +42,7 @@ try:  # started with a python that lacks the project's packages: use the project
     import duckdb  # noqa: F401
 except ImportError:
     _venv = ROOT / ".venv" / "bin" / "python"
-    if _venv.exists() and Path(sys.executable).resolve() != _venv.resolve():
+    if _venv.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
         import os
         os.execv(str(_venv), [str(_venv), *sys.argv])
     raise
