@@ -145,8 +145,9 @@ def _present(col):
     return cond
 
 
-def frozen_bins(store: Store, dataset: str) -> FrozenBins:
-    """The reference's frozen bins, computed with the engine once and persisted."""
+def frozen_bins(store: Store, dataset: str, persist: bool = True) -> FrozenBins:
+    """The reference's frozen bins, computed with the engine once and persisted (unless
+    ``persist`` is false: then nothing is written)."""
     token = reference_token(store, dataset)
     folder = store.root / dataset / "bins"
     path = folder / f"{token}.json"
@@ -179,7 +180,8 @@ def frozen_bins(store: Store, dataset: str) -> FrozenBins:
                                 .distinct()).column("v").to_pylist()
         coarse[f] = CategoricalBins(tuple(sorted(levels)))
     bins = FrozenBins(token, coarse, fine)
-    _write_text_atomic(path, bins.to_json())
+    if persist:
+        _write_text_atomic(path, bins.to_json())
     return bins
 
 

@@ -2,8 +2,10 @@
 
 Commands
 --------
-drift   per-feature drift table of a production file against a reference file
-demo    build the rental-pricing demo store
+drift      per-feature drift table of a production file against a reference file
+ingest     validate a CSV/Parquet snapshot and store it (refused: findings, exit 2)
+snapshots  list a dataset's snapshots, or remove one
+demo       build the rental-pricing demo store
 
 Exit codes: 0 success, 2 bad input (one-line message on stderr).
 """
@@ -13,6 +15,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -72,6 +75,55 @@ def cmd_drift(args) -> int:
     return 0
 
 
+def cmd_ingest(args) -> int:
+    from analysis.ingest import ingest
+    from analysis.store import Roles
+
+    store = Store(args.store)
+    roles = None
+    if args.roles:
+        try:
+            roles = Roles.from_dict(json.loads(Path(args.roles).read_text()))
+        except FileNotFoundError:
+            raise InputError(f"roles file not found: {args.roles}") from None
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise InputError(f"roles file {args.roles} is not valid roles JSON: {exc}") from None
+    result = ingest(store, args.dataset, args.slice, args.file, roles, task=args.task)
+    if result.errors:
+        print(f"refused {args.file}: {len(result.errors)} error(s); the store is unchanged",
+              file=sys.stderr)
+        for finding in result.findings:
+            print(str(finding), file=sys.stderr)
+        return 2
+    if result.created and not args.roles:
+        print("inferred roles: " + json.dumps(result.roles.to_dict()))
+    for finding in result.findings:
+        print(str(finding))
+    snap = result.snapshot
+    warnings = sum(f.level == "warning" for f in result.findings)
+    print(f"stored {snap.rows:,} rows from {snap.source} as {snap.slice} snapshot {snap.id} "
+          f"of dataset {args.dataset!r} ({warnings} warning(s))")
+    return 0
+
+
+def cmd_snapshots(args) -> int:
+    store = Store(args.store)
+    if args.remove:
+        snap = store.remove_snapshot(args.dataset, args.remove)
+        print(f"removed snapshot {snap.id} ({snap.slice}, {snap.rows:,} rows, {snap.source})")
+        return 0
+    store.dataset(args.dataset)  # a clear error for an unknown dataset
+    snaps = store.snapshots(args.dataset)
+    if args.json:
+        print(json.dumps([s.to_dict() for s in snaps], indent=2))
+        return 0
+    for s in snaps:
+        print(f"{s.id}  {s.slice:<10}  {s.rows:>10,}  {s.loaded_at}  {s.source}"
+              + (f"  ({len(s.warnings)} warning(s))" if s.warnings else ""))
+    print(f"{len(snaps)} snapshot(s)")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from analysis.scenarios import rental
 
@@ -96,6 +148,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bins for PSI / Jensen-Shannon / Hellinger (default: quantile)")
     p.add_argument("--json", action="store_true", help="print a JSON list of rows")
     p.set_defaults(func=cmd_drift)
+
+    p.add_argument("--store", default=str(DEFAULT_STORE), help="store directory (unused)")
+
+    p = sub.add_parser("ingest", help="validate a CSV/Parquet snapshot and store it")
+    p.add_argument("--store", default=str(DEFAULT_STORE), help="store directory")
+    p.add_argument("--dataset", required=True, help="dataset name (created when new)")
+    p.add_argument("--slice", required=True, choices=["reference", "production"])
+    p.add_argument("--roles", help="roles JSON for a new dataset (default: inferred, printed)")
+    p.add_argument("--task", choices=["regression", "classification"], default="regression",
+                   help="task of a new dataset")
+    p.add_argument("file", help="CSV or Parquet file")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("snapshots", help="list a dataset's snapshots, or remove one")
+    p.add_argument("--store", default=str(DEFAULT_STORE), help="store directory")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("--remove", metavar="ID", help="remove this snapshot")
+    p.set_defaults(func=cmd_snapshots)
 
     p = sub.add_parser("demo", help="build the rental-pricing demo store")
     p.add_argument("--store", default=str(DEFAULT_STORE), help="store directory")

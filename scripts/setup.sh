@@ -19,11 +19,13 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
   echo "==> installing pinned requirements"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements.txt
+  # the engine as an editable package, so `python -m analysis` works from any directory
+  .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > .venv/.requirements.sha256
 fi
 

@@ -1,0 +1,374 @@
+"""Snapshot ingestion: parse with DuckDB's CSV reader, validate with SQL, then commit.
+
+Nothing is written until every check has run and no error was found, so a refused
+file leaves the store exactly as it was. Errors refuse the snapshot; warnings are kept
+with it.
+
+=========================  ======  ==================================================
+check                      level   what it reports
+=========================  ======  ==================================================
+empty / unreadable file    error   the file, and why
+no data rows               error   a header and nothing else
+wrong number of fields     error   the lines, with DuckDB's reject details
+missing required columns   error   the role columns the file lacks
+text in a numeric column   error   count, first lines and values
+unparsable timestamps      error   count, first lines and values
+duplicate upload           error   the stored snapshot with the same content
+extra columns              warning ignored, listed
+nulls                      warning count per column
+outside reference range    warning numeric values below the reference min / above max
+unseen categories          warning levels the reference never had
+duplicate rows             warning count of rows that repeat an earlier row
+=========================  ======  ==================================================
+"""
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from analysis.queries import quote
+from analysis.store import SLICES, Roles, Snapshot, Store, StoreError, table_sha256
+from analysis.tables import sniff_delimiter
+
+EXAMPLES = 3
+_TIME_NAMES = re.compile(r"(^|_)(ts|time|timestamp|date|datetime|created_at|event_time)$|_at$",
+                         re.I)
+_TARGET_NAMES = re.compile(r"^(y|target|label|actual|ground_truth|outcome)$|_(target|actual|true)$",
+                           re.I)
+_PRED_NAMES = re.compile(r"^(pred|prediction|predicted|score|y_hat|yhat)$|^(pred|predicted)_|_(pred|prediction)$",
+                         re.I)
+_SEGMENT_NAMES = re.compile(r"(^|_)(group|segment|cohort|region|country|channel|tier|plan)$", re.I)
+
+
+@dataclass
+class Finding:
+    """One validation result."""
+
+    level: str            # "error" or "warning"
+    check: str
+    message: str
+    column: str | None = None
+    rows: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        where = f" column {self.column!r}:" if self.column else ""
+        count = f" ({self.rows:,} row{'s' if self.rows != 1 else ''})" if self.rows else ""
+        eg = f"; e.g. {'; '.join(self.examples)}" if self.examples else ""
+        return f"{self.level}: [{self.check}]{where} {self.message}{count}{eg}"
+
+    def as_dict(self) -> dict:
+        return {"level": self.level, "check": self.check, "column": self.column,
+                "rows": self.rows, "examples": self.examples, "message": self.message}
+
+
+@dataclass
+class Parsed:
+    table: pa.Table | None
+    source: str
+    delimiter: str | None = None
+    encoding: str | None = None
+    decimal: str = "."
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _detect_encoding(path: Path) -> str:
+    """'utf-8' when the whole file decodes as UTF-8 (BOM allowed), else 'latin-1'."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as fh:
+        try:
+            while chunk := fh.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "latin-1"
+    return "utf-8"
+
+
+def _read_csv(con, path: Path, delimiter: str, encoding: str, decimal: str):
+    opts = (f"delim = '{delimiter}', header = true, encoding = '{encoding}', "
+            f"decimal_separator = '{decimal}', store_rejects = true, sample_size = -1")
+    return con.sql(f"SELECT * FROM read_csv('{_sql_path(path)}', {opts})").to_arrow_table()
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def read_snapshot(path: str | Path) -> Parsed:
+    """Parse a CSV (delimiter, encoding and decimal comma detected) or Parquet file."""
+    path = Path(path)
+    parsed = Parsed(None, path.name)
+    if not path.is_file():
+        parsed.findings.append(Finding("error", "unreadable", f"file not found: {path}"))
+        return parsed
+    if path.stat().st_size == 0:
+        parsed.findings.append(Finding("error", "empty", "the file is empty"))
+        return parsed
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            parsed.table = con.sql(f"SELECT * FROM read_parquet('{_sql_path(path)}')").to_arrow_table()
+        except duckdb.Error as exc:
+            parsed.findings.append(Finding("error", "unreadable", f"not readable Parquet: {exc}"))
+        return _check_rows(parsed)
+    encoding = _detect_encoding(path)
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16).decode(encoding, errors="replace").lstrip("\ufeff")
+    if not head.strip():
+        parsed.findings.append(Finding("error", "empty", "the file holds only blank lines"))
+        return parsed
+    delimiter = sniff_delimiter(head)
+    parsed.delimiter, parsed.encoding = delimiter, encoding
+    try:
+        table = _read_csv(con, path, delimiter, encoding, ".")
+        # a ';'-separated file may use decimal commas: keep that reading if it adds numbers
+        if delimiter != ",":
+            con2 = duckdb.connect()
+            alt = _read_csv(con2, path, delimiter, encoding, ",")
+            if _numeric_count(alt) > _numeric_count(table):
+                table, con, parsed.decimal = alt, con2, ","
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        parsed.findings.append(Finding("error", "unreadable", f"not a readable CSV: {first}"))
+        return parsed
+    rejects = con.sql("SELECT line, error_type, csv_line, error_message FROM reject_errors "
+                      "ORDER BY line").fetchall()
+    shape = [r for r in rejects if r[1] in ("MISSING COLUMNS", "TOO MANY COLUMNS")]
+    shape = [r for i, r in enumerate(shape) if i == 0 or r[0] != shape[i - 1][0]]  # one per line
+    if shape:
+        lines = sorted({r[0] for r in shape})
+        parsed.findings.append(Finding(
+            "error", "field_count",
+            f"rows with the wrong number of fields (expected {table.num_columns})",
+            rows=len(lines),
+            examples=[f"line {r[0]}: {r[3]}" for r in shape[:EXAMPLES]]))
+    shape_lines = {r[0] for r in shape}
+    other = [r for r in rejects if r[0] not in shape_lines]
+    if other:
+        parsed.findings.append(Finding(
+            "error", "unparsable", "rows the CSV reader could not parse",
+            rows=len({r[0] for r in other}),
+            examples=[f"line {r[0]}: {r[3]}" for r in other[:EXAMPLES]]))
+    parsed.table = table
+    return _check_rows(parsed)
+
+
+def _numeric_count(table: pa.Table) -> int:
+    return sum(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+               for t in table.schema.types)
+
+
+def _check_rows(parsed: Parsed) -> Parsed:
+    if parsed.table is not None and parsed.table.num_rows == 0:
+        parsed.findings.append(Finding("error", "no_rows", "the file has a header but no data rows"))
+    return parsed
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def infer_roles(table: pa.Table) -> Roles:
+    """Suggested column roles from names and types (the user can correct them)."""
+    roles = Roles()
+    for name, dtype in zip(table.column_names, table.schema.types):
+        if roles.timestamp is None and (pa.types.is_timestamp(dtype) or pa.types.is_date(dtype)
+                                        or (_TIME_NAMES.search(name) and pa.types.is_string(dtype))):
+            roles.timestamp = name
+        elif roles.target is None and _TARGET_NAMES.search(name):
+            roles.target = name
+        elif roles.prediction is None and _PRED_NAMES.search(name):
+            roles.prediction = name
+        elif _SEGMENT_NAMES.search(name) and not _is_numeric(dtype):
+            roles.segments.append(name)
+        elif _is_numeric(dtype) and not pa.types.is_boolean(dtype):
+            roles.numeric.append(name)
+        else:
+            roles.categorical.append(name)
+    # a prediction named predicted_X / X_pred / X_prediction names its target X
+    if roles.target is None and roles.prediction:
+        stem = re.sub(r"^(pred|predicted)_|_(pred|prediction)$", "", roles.prediction)
+        if stem != roles.prediction and stem in roles.numeric:
+            roles.numeric.remove(stem)
+            roles.target = stem
+    return roles
+
+
+def validate(parsed: Parsed, roles: Roles, store: Store | None = None,
+             dataset: str | None = None) -> list[Finding]:
+    """All findings for ``parsed`` under ``roles``, against the dataset when it exists."""
+    findings = list(parsed.findings)
+    table = parsed.table
+    if table is None or table.num_rows == 0:
+        return findings
+    con = duckdb.connect()
+    con.register("snap", table)
+    # DuckDB's reader numbers lines from 1 with the header as line 1
+    con.execute("CREATE TEMP TABLE t AS SELECT row_number() OVER () + 1 AS __line, * FROM snap")
+    cols = set(table.column_names)
+    missing = [c for c in roles.columns if c not in cols]
+    if missing:
+        findings.append(Finding("error", "missing_columns",
+                                f"required column(s) missing: {', '.join(missing)}"))
+    extra = [c for c in table.column_names if c not in set(roles.columns)]
+    if extra:
+        findings.append(Finding("warning", "extra_columns",
+                                f"not in the dataset's roles, ignored: {', '.join(extra)}"))
+    numeric_roles = [c for c in [*roles.numeric, roles.prediction, roles.target]
+                     if c and c in cols]
+    for column in numeric_roles:
+        q = quote(column)
+        if _is_numeric(table.schema.field(column).type):
+            continue
+        bad = con.sql(f"SELECT __line, {q} FROM t WHERE {q} IS NOT NULL AND "
+                      f"TRY_CAST({q} AS DOUBLE) IS NULL ORDER BY __line").fetchall()
+        if bad:
+            findings.append(Finding("error", "type", "text in a numeric column", column,
+                                    len(bad), [f"line {ln}: {v!r}" for ln, v in bad[:EXAMPLES]]))
+    if roles.timestamp and roles.timestamp in cols:
+        q = quote(roles.timestamp)
+        dtype = table.schema.field(roles.timestamp).type
+        if not (pa.types.is_timestamp(dtype) or pa.types.is_date(dtype)):
+            bad = con.sql(f"SELECT __line, {q} FROM t WHERE {q} IS NOT NULL AND "
+                          f"TRY_CAST({q} AS TIMESTAMP) IS NULL ORDER BY __line").fetchall()
+            if bad:
+                findings.append(Finding("error", "timestamp", "unparsable timestamps",
+                                        roles.timestamp, len(bad),
+                                        [f"line {ln}: {v!r}" for ln, v in bad[:EXAMPLES]]))
+    for column in [c for c in roles.columns if c in cols]:
+        n = con.sql(f"SELECT count(*) FROM t WHERE {quote(column)} IS NULL").fetchall()[0][0]
+        if n:
+            findings.append(Finding("warning", "nulls", "missing values", column, n))
+    present = [quote(c) for c in roles.columns if c in cols]
+    if present:
+        dupes = con.sql(f"SELECT count(*) - count(DISTINCT ({', '.join(present)})) FROM t").fetchall()[0][0]
+        if dupes:
+            findings.append(Finding("warning", "duplicate_rows",
+                                    "rows repeating an earlier row", rows=int(dupes)))
+    if store is not None and dataset in store.datasets():
+        findings += _against_reference(con, store, dataset, roles, cols)
+    return findings
+
+
+def _against_reference(con, store: Store, dataset: str, roles: Roles, cols: set) -> list[Finding]:
+    from analysis.aggregate import frozen_bins
+
+    if not store.snapshots(dataset, "reference"):
+        return []
+    bins = frozen_bins(store, dataset, persist=False)  # validating writes nothing
+    out = []
+    for column in roles.numeric:
+        fine = bins.fine.get(column)
+        if column not in cols or fine is None or not fine.anchors:
+            continue
+        lo, hi = fine.anchors[0], fine.anchors[-1]
+        q = f"TRY_CAST({quote(column)} AS DOUBLE)"
+        rows = con.sql(f"SELECT __line, {q} FROM t WHERE {q} < {lo!r} OR {q} > {hi!r} "
+                       f"ORDER BY __line").fetchall()
+        if rows:
+            out.append(Finding("warning", "out_of_range",
+                               f"values outside the reference range [{lo:g}, {hi:g}]", column,
+                               len(rows), [f"line {ln}: {v:g}" for ln, v in rows[:EXAMPLES]]))
+    for column in roles.categorical:
+        coarse = bins.coarse.get(column)
+        if column not in cols or coarse is None or not hasattr(coarse, "categories"):
+            continue
+        con.execute("CREATE OR REPLACE TEMP TABLE known (v VARCHAR)")
+        con.executemany("INSERT INTO known VALUES (?)", [[c] for c in coarse.categories])
+        q = f"CAST({quote(column)} AS VARCHAR)"
+        rows = con.sql(f"SELECT {q} AS v, count(*) FROM t WHERE {q} IS NOT NULL AND {q} NOT IN "
+                       f"(SELECT v FROM known) GROUP BY 1 ORDER BY 2 DESC").fetchall()
+        if rows:
+            out.append(Finding("warning", "unseen_categories",
+                               "categories the reference never had", column,
+                               sum(n for _, n in rows), [f"{v!r} x{n}" for v, n in rows[:EXAMPLES]]))
+    return out
+
+
+def conform(table: pa.Table, roles: Roles) -> pa.Table:
+    """The role columns only, with stored types: timestamp as TIMESTAMP, segments and
+    categorical features as text, numeric features, prediction and target as DOUBLE."""
+    con = duckdb.connect()
+    con.register("snap", table)
+    parts = []
+    for column in roles.columns:
+        q = quote(column)
+        if column == roles.timestamp:
+            parts.append(f"CAST({q} AS TIMESTAMP) AS {q}")
+        elif column in roles.segments or column in roles.categorical:
+            parts.append(f"CAST({q} AS VARCHAR) AS {q}")
+        elif column == roles.id:
+            parts.append(q)
+        else:
+            parts.append(f"CAST({q} AS DOUBLE) AS {q}")
+    return con.sql(f"SELECT {', '.join(parts)} FROM snap").to_arrow_table()
+
+
+@dataclass
+class IngestResult:
+    snapshot: Snapshot | None
+    findings: list[Finding]
+    roles: Roles
+    created: bool = False
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+
+def ingest(store: Store, dataset: str, slice: str, path: str | Path,
+           roles: Roles | None = None, task: str = "regression") -> IngestResult:
+    """Validate ``path`` and, when nothing is wrong, store it as a new snapshot.
+
+    A new dataset takes ``roles`` (or roles inferred from the file); an existing one
+    uses its own roles and the file is checked against them (``roles`` must then agree).
+    """
+    if slice not in SLICES:
+        raise StoreError(f"slice must be one of {SLICES}, got {slice!r}")
+    parsed = read_snapshot(path)
+    exists = dataset in store.datasets()
+    if exists:
+        stored = store.dataset(dataset).roles
+        if roles is not None and roles.to_dict() != stored.to_dict():
+            raise StoreError(f"dataset {dataset!r} exists with other roles; drop --roles to "
+                             "use its own")
+        roles = stored
+    elif roles is None:
+        roles = infer_roles(parsed.table) if parsed.table is not None else Roles()
+    findings = validate(parsed, roles, store, dataset)
+    if not any(f.level == "error" for f in findings):
+        try:
+            roles.validate()
+        except StoreError as exc:
+            findings.append(Finding("error", "roles", str(exc)))
+    result = IngestResult(None, findings, roles)
+    if result.errors:
+        return result
+    table = conform(parsed.table, roles)
+    if exists:
+        digest = table_sha256(table)
+        for snap in store.snapshots(dataset):
+            if snap.sha256 == digest:
+                findings.append(Finding("error", "duplicate_upload",
+                                        f"this content is already stored as snapshot {snap.id} "
+                                        f"({snap.source}, {snap.rows:,} rows)"))
+                return result
+    else:
+        store.create_dataset(dataset, roles, task=task)
+        result.created = True
+    warnings = [str(f) for f in findings if f.level == "warning"]
+    try:
+        result.snapshot = store.add_snapshot(dataset, slice, table, source=Path(path).name,
+                                             warnings=warnings)
+    except BaseException:
+        if result.created:  # leave the store as it was
+            store.drop_dataset(dataset)
+        raise
+    return result

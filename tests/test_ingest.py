@@ -1,0 +1,186 @@
+"""Snapshot ingestion: a corpus of bad files made here, each refused with its own finding
+and the store left byte-for-byte unchanged; good files of every accepted flavour stored."""
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import queries
+from analysis.ingest import infer_roles, ingest, read_snapshot
+from analysis.store import Roles, Store
+
+ROOT = Path(__file__).resolve().parent.parent
+ROLES = {"timestamp": "ts", "segments": ["group"], "numeric": ["area", "rooms"],
+         "categorical": ["city"], "prediction": "predicted_rent", "target": "rent"}
+
+
+def _frame(n=200, seed=0, start="2025-01-01"):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "ts": pd.date_range(start, periods=n, freq="h").strftime("%Y-%m-%d %H:%M:%S"),
+        "group": rng.choice(["students", "families"], n), "area": np.round(rng.uniform(20, 120, n), 1),
+        "rooms": rng.integers(1, 5, n), "city": rng.choice(["Lyon", "Nice"], n),
+        "predicted_rent": np.round(rng.uniform(500, 2000, n), 2),
+        "rent": np.round(rng.uniform(500, 2000, n), 2)})
+
+
+def _fingerprint(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = Store(tmp_path / "store")
+    ref = tmp_path / "ref.csv"
+    _frame().to_csv(ref, index=False)
+    result = ingest(s, "rent", "reference", ref, Roles.from_dict(ROLES))
+    assert result.snapshot is not None, [str(f) for f in result.findings]
+    prod = tmp_path / "prod.csv"
+    _frame(seed=1, start="2025-03-01").to_csv(prod, index=False)
+    assert ingest(s, "rent", "production", prod).snapshot is not None
+    return s
+
+
+def _write(tmp_path, name, text=None, data=None):
+    path = tmp_path / name
+    if data is not None:
+        path.write_bytes(data)
+    else:
+        path.write_text(text)
+    return path
+
+
+def _bad_files(tmp_path):
+    good = _frame(50, seed=3, start="2025-04-01")
+    csv_text = good.to_csv(index=False)
+    mixed = good.astype({"area": object})
+    mixed.loc[[4, 9], "area"] = ["n/a", "twelve"]
+    dates = good.copy()
+    dates.loc[2, "ts"] = "yesterday-ish"
+    lines = csv_text.splitlines()
+    ragged = "\n".join(lines[:3] + [lines[3] + ",extra,fields"] + lines[4:]) + "\n"
+    huge = "\n".join(lines[:3] + [lines[3].replace("Lyon", "L" * 3_000_000).replace(
+        "Nice", "N" * 3_000_000)] + lines[4:]) + "\n"
+    # the same content with a tab delimiter reads fine; this one is glued into one column
+    glued = csv_text.replace(",", "")
+    return {
+        "empty": (_write(tmp_path, "empty.csv", ""), "empty"),
+        "header_only": (_write(tmp_path, "header.csv", lines[0] + "\n"), "no_rows"),
+        "wrong_delimiter": (_write(tmp_path, "glued.csv", glued), "missing_columns"),
+        "mixed_types": (_write(tmp_path, "mixed.csv", mixed.to_csv(index=False)), "type"),
+        "missing_target": (_write(tmp_path, "notarget.csv", good.drop(columns="rent").to_csv(index=False)),
+                           "missing_columns"),
+        "unparsable_dates": (_write(tmp_path, "dates.csv", dates.to_csv(index=False)), "timestamp"),
+        "ragged": (_write(tmp_path, "ragged.csv", ragged), "field_count"),
+        "huge_line": (_write(tmp_path, "huge.csv", huge), "unreadable"),
+        "duplicate": (None, "duplicate_upload"),
+    }
+
+
+@pytest.mark.parametrize("case", ["empty", "header_only", "wrong_delimiter", "mixed_types",
+                                  "missing_target", "unparsable_dates", "ragged", "huge_line",
+                                  "duplicate"])
+def test_bad_file_refused_with_its_finding_and_store_unchanged(store, tmp_path, case):
+    path, check = _bad_files(tmp_path)[case]
+    if case == "duplicate":
+        path = tmp_path / "prod_copy.csv"
+        _frame(seed=1, start="2025-03-01").to_csv(path, index=False)
+    before = _fingerprint(store.root)
+    out = subprocess.run([sys.executable, "-m", "analysis", "ingest", "--store", str(store.root),
+                          "--dataset", "rent", "--slice", "production", str(path)],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"error: [{check}]" in out.stderr, out.stderr
+    assert "the store is unchanged" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert _fingerprint(store.root) == before
+
+
+def test_findings_name_column_rows_and_examples(store, tmp_path):
+    path, _ = _bad_files(tmp_path)["mixed_types"]
+    result = ingest(store, "rent", "production", path)
+    (finding,) = [f for f in result.errors if f.check == "type"]
+    assert finding.column == "area" and finding.rows == 2
+    assert finding.examples == ["line 6: 'n/a'", "line 11: 'twelve'"]
+    path, _ = _bad_files(tmp_path)["ragged"]
+    (finding,) = [f for f in ingest(store, "rent", "production", path).errors]
+    assert finding.rows == 1 and finding.examples[0].startswith("line 4:")
+
+
+def test_warnings_are_kept_and_data_is_stored(store, tmp_path):
+    frame = _frame(30, seed=5, start="2025-05-01")
+    frame["note"] = "extra column"
+    frame.loc[0, "area"] = 999.0            # outside the reference range
+    frame.loc[1, "city"] = "Paris"          # unseen category
+    frame.loc[2, "rooms"] = None            # a null
+    frame = pd.concat([frame, frame.iloc[[3]]])  # a duplicate row
+    path = tmp_path / "warn.csv"
+    frame.to_csv(path, index=False)
+    result = ingest(store, "rent", "production", path)
+    assert result.snapshot is not None, [str(f) for f in result.errors]
+    checks = {f.check for f in result.findings}
+    assert {"extra_columns", "out_of_range", "unseen_categories", "nulls", "duplicate_rows"} <= checks
+    assert all(f.level == "warning" for f in result.findings)
+    assert len(result.snapshot.warnings) == len(result.findings)
+    stored = queries.load_frame(store, "rent", "production", ["area"])
+    assert 999.0 in set(stored["area"]) and "note" not in pd.read_parquet(result.snapshot.path).columns
+
+
+@pytest.mark.parametrize("flavour", ["latin-1", "utf-8-bom", "semicolon-decimal-comma", "tab",
+                                     "parquet"])
+def test_accepted_flavours_parse_to_the_same_values(tmp_path, flavour):
+    frame = _frame(40, seed=7)
+    frame["city"] = np.where(np.arange(40) % 2, "Orléans", "Besançon")
+    path = tmp_path / f"snap-{flavour}.csv"
+    if flavour == "latin-1":
+        path.write_bytes(frame.to_csv(index=False).encode("latin-1"))
+    elif flavour == "utf-8-bom":
+        path.write_bytes(frame.to_csv(index=False).encode("utf-8-sig"))
+    elif flavour == "semicolon-decimal-comma":
+        path.write_text(frame.to_csv(index=False, sep=";", decimal=","))
+    elif flavour == "tab":
+        path.write_text(frame.to_csv(index=False, sep="\t"))
+    else:
+        path = tmp_path / "snap.parquet"
+        frame.to_parquet(path)
+    parsed = read_snapshot(path)
+    assert not parsed.findings, [str(f) for f in parsed.findings]
+    table = parsed.table.to_pandas()
+    assert list(table.columns) == list(frame.columns)
+    assert table["area"].astype(float).tolist() == frame["area"].tolist()
+    assert table["city"].tolist() == frame["city"].tolist()
+
+
+def test_roles_inferred_for_a_new_dataset_and_printed(tmp_path):
+    path = tmp_path / "new.csv"
+    _frame(20).to_csv(path, index=False)
+    roles = infer_roles(read_snapshot(path).table)
+    assert roles.to_dict() == {**ROLES, "id": None}
+    out = subprocess.run([sys.executable, "-m", "analysis", "ingest", "--store",
+                          str(tmp_path / "s"), "--dataset", "fresh", "--slice", "reference",
+                          str(path)], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[0].split("inferred roles: ")[1]) == {**ROLES, "id": None}
+    assert "stored 20 rows" in out.stdout.splitlines()[-1]
+
+
+def test_snapshots_cli_lists_and_removes(store, tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "analysis", "snapshots", "--store",
+                               str(store.root), "--dataset", "rent", *args],
+                              capture_output=True, text=True, cwd=tmp_path)
+    listed = json.loads(run("--json").stdout)
+    assert [s["slice"] for s in listed] == ["reference", "production"]
+    assert {"id", "slice", "rows", "source", "loaded_at"} <= set(listed[0])
+    assert listed[1]["rows"] == 200 and listed[1]["source"] == "prod.csv"
+    removed = run("--remove", listed[1]["id"])
+    assert removed.returncode == 0 and listed[1]["id"] in removed.stdout
+    assert [s["id"] for s in json.loads(run("--json").stdout)] == [listed[0]["id"]]
+    missing = run("--remove", "nope")
+    assert missing.returncode == 2 and "no snapshot" in missing.stderr
