@@ -11,7 +11,7 @@ from datetime import date, datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from analysis import aggregate, heatmap, queries, summary
+from analysis import aggregate, export, heatmap, queries, summary
 from analysis.queries import Filters
 from analysis.store import DEFAULT_STORE, Store
 
@@ -86,6 +86,21 @@ class Context:
         self.root = str(st_store.root)
         self.version = st_store.version(dataset)
         self.info = st_store.dataset(dataset)
+
+
+def chart(fig, key: str, name: str, **kwargs):
+    """Draw a plotly figure with PNG, SVG and standalone HTML downloads under it.
+
+    Files are rendered only when a button is clicked (``data`` is a callable), never on
+    a rerun. Returns what ``st.plotly_chart`` returns (the selection event, if any)."""
+    event = st.plotly_chart(fig, key=key, **kwargs)
+    cols = st.columns([1, 1, 1, 5])
+    for col, fmt in zip(cols, ("png", "svg", "html")):
+        col.download_button(
+            f"⬇ {fmt.upper()}", data=lambda fmt=fmt: export.figure_bytes(fig, fmt),
+            file_name=f"{name}.{fmt}", mime=export.FORMATS[fmt], key=f"{key}.{fmt}",
+            on_click="ignore", help=f"Download this chart as {fmt.upper()}")
+    return event
 
 
 def page(title: str, caption: str = "") -> "Context":

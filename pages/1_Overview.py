@@ -33,7 +33,7 @@ cols[3].metric(f"Drifted features, latest {unit}",
 fig = overview_figure(table, reference["mae"], reference["mape"], len(roles.features),
                       target=f"{roles.target}, {unit_of(roles.target or '')}".strip(", ")
                       if roles.target else "", unit=unit)
-st.plotly_chart(fig, key="overview.figure")
+ui.chart(fig, "overview.figure", f"overview-{ctx.dataset}-{unit}")
 
 st.subheader("Per window")
 shown = table.rename(columns={"window_start": "window start", "labelled": "labelled rows",

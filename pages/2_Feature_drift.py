@@ -54,4 +54,4 @@ feature = st.selectbox("Feature to inspect", order, key="feature.selected",
                        help="Drifted features first, largest statistic first.")
 reference, production = ui.feature_samples(ctx.root, ctx.version, ctx.dataset, feature, ctx.key)
 fig = distribution_figure(reference, production, features[feature], feature, unit_of(feature))
-st.plotly_chart(fig, key="feature.figure")
+ui.chart(fig, "feature.figure", f"distribution-{ctx.dataset}-{feature}")

@@ -56,7 +56,8 @@ if cells.empty or cells["rows"].sum() == 0:
 order = sort_features(cells, order_by)
 who = "all selected groups" if group == "all" else f"{segment} = {group}"
 fig = heatmap_figure(cells, label, bands, order, unit, f"{label} by feature and {unit} · {who}")
-event = st.plotly_chart(fig, key="heatmap.chart", on_select="rerun", selection_mode="points")
+event = ui.chart(fig, "heatmap.chart", f"heatmap-{ctx.dataset}-{metric}-{unit}",
+                 on_select="rerun", selection_mode="points")
 
 # a click on a cell sets the drill-down selectors (once per new click)
 points = event.selection.points if event and event.selection else []
@@ -100,7 +101,7 @@ except EmptySampleError as exc:
     st.warning(f"Nothing to compare in this cell: {exc}.")
     st.stop()
 reference, production = ui.feature_samples(ctx.root, ctx.version, ctx.dataset, feature, key)
-st.plotly_chart(distribution_figure(reference, production, roles.features[feature], feature,
-                                    unit_of(feature),
-                                    title=f"{feature}: reference vs {unit} of {window} · {who}"),
-                key="heatmap.drill")
+ui.chart(distribution_figure(reference, production, roles.features[feature], feature,
+                             unit_of(feature),
+                             title=f"{feature}: reference vs {unit} of {window} · {who}"),
+         "heatmap.drill", f"cell-{ctx.dataset}-{feature}-{window}")

@@ -38,15 +38,16 @@ if errors.empty:
 
 if roles.prediction and roles.target:
     label = "MAPE change (pp)" if error_metric == "mape_change" else "MAE change"
-    st.plotly_chart(segment_grid_figure(errors, error_metric, label,
-                                          f"Model error vs the group's reference · {label}",
-                                          unit, diverging=True), key="segments.error_grid")
+    ui.chart(segment_grid_figure(errors, error_metric, label,
+                                 f"Model error vs the group's reference · {label}",
+                                 unit, diverging=True), "segments.error_grid",
+             f"segment-error-{ctx.dataset}-{segment}-{unit}")
 else:
     st.info("No prediction/target columns: model error cannot be shown.")
 drift_label = "max PSI" if drift_metric == "max_value" else "share drifted (PSI ≥ 0.1)"
-st.plotly_chart(segment_grid_figure(drift, drift_metric, drift_label,
-                                       f"Drift by group · {drift_label}", unit),
-                   key="segments.drift_grid")
+ui.chart(segment_grid_figure(drift, drift_metric, drift_label,
+                             f"Drift by group · {drift_label}", unit),
+         "segments.drift_grid", f"segment-drift-{ctx.dataset}-{segment}-{unit}")
 
 st.subheader("Compare two cells")
 st.caption("Any group in any window against any other, feature by feature (A plays the "
@@ -82,6 +83,6 @@ ranked = table.assign(flag=flagged).sort_values(["flag", "statistic"], ascending
 feature = st.selectbox("Feature", list(ranked["feature"]), key="segments.feature")
 sample_a = ui.feature_samples(ctx.root, ctx.version, ctx.dataset, feature, key_a)[1]
 sample_b = ui.feature_samples(ctx.root, ctx.version, ctx.dataset, feature, key_b)[1]
-st.plotly_chart(distribution_figure(sample_a, sample_b, roles.features[feature], feature,
-                                    unit_of(feature), names=(name_a, name_b)),
-                key="segments.compare_figure")
+ui.chart(distribution_figure(sample_a, sample_b, roles.features[feature], feature,
+                             unit_of(feature), names=(name_a, name_b)),
+         "segments.compare_figure", f"compare-{ctx.dataset}-{feature}")

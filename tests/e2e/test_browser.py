@@ -70,3 +70,21 @@ def test_clicking_a_heatmap_cell_drills_into_it(page: Page, server_url, screensh
         timeout=TIMEOUT)
     _no_errors(page)
     page.screenshot(path=str(screenshot_dir / "heatmap_drilldown.png"))
+
+
+@pytest.mark.parametrize("fmt,magic", [("PNG", b"\x89PNG\r\n\x1a\n"), ("HTML", b"<!doctype html>")])
+def test_chart_download(page: Page, server_url, tmp_path, fmt, magic):
+    page.goto(f"{server_url}/Overview")
+    expect(page.get_by_text("Per window").first).to_be_visible(timeout=TIMEOUT)
+    button = page.get_by_role("button", name=f"⬇ {fmt}").first
+    expect(button).to_be_visible(timeout=TIMEOUT)
+    with page.expect_download(timeout=TIMEOUT) as info:
+        button.click()
+    download = info.value
+    target = tmp_path / download.suggested_filename
+    download.save_as(target)
+    data = target.read_bytes()
+    assert data.startswith(magic), data[:40]
+    assert target.name.startswith("overview-rental_pricing-month.")
+    assert len(data) > 20_000
+    _no_errors(page)
