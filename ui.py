@@ -18,7 +18,7 @@ from analysis.store import DEFAULT_STORE, Store
 CACHE = dict(ttl=900, max_entries=64, show_spinner=False)
 NAVIGATION = [("app.py", "Home"), ("pages/1_Overview.py", "Overview"),
               ("pages/2_Feature_drift.py", "Feature drift"), ("pages/3_Heatmap.py", "Drift heatmap"),
-              ("pages/4_Segments.py", "Segments")]
+              ("pages/4_Segments.py", "Segments"), ("pages/5_Upload.py", "Upload")]
 
 
 def store() -> Store:

@@ -323,16 +323,35 @@ class IngestResult:
         return [f for f in self.findings if f.level == "error"]
 
 
-def ingest(store: Store, dataset: str, slice: str, path: str | Path,
-           roles: Roles | None = None, task: str = "regression") -> IngestResult:
-    """Validate ``path`` and, when nothing is wrong, store it as a new snapshot.
+@dataclass
+class Prepared:
+    """A parsed and validated snapshot, not yet stored."""
+
+    parsed: Parsed
+    roles: Roles
+    findings: list[Finding]
+    dataset: str
+    slice: str
+    exists: bool
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+
+def prepare(store: Store, dataset: str, slice: str, path: str | Path | Parsed,
+            roles: Roles | None = None, source: str | None = None) -> Prepared:
+    """Parse (unless ``path`` is already :class:`Parsed`) and validate a snapshot for
+    ``dataset`` without writing anything.
 
     A new dataset takes ``roles`` (or roles inferred from the file); an existing one
     uses its own roles and the file is checked against them (``roles`` must then agree).
     """
     if slice not in SLICES:
         raise StoreError(f"slice must be one of {SLICES}, got {slice!r}")
-    parsed = read_snapshot(path)
+    parsed = path if isinstance(path, Parsed) else read_snapshot(path)
+    if source:
+        parsed.source = source
     exists = dataset in store.datasets()
     if exists:
         stored = store.dataset(dataset).roles
@@ -348,27 +367,38 @@ def ingest(store: Store, dataset: str, slice: str, path: str | Path,
             roles.validate()
         except StoreError as exc:
             findings.append(Finding("error", "roles", str(exc)))
-    result = IngestResult(None, findings, roles)
-    if result.errors:
-        return result
-    table = conform(parsed.table, roles)
-    if exists:
-        digest = table_sha256(table)
+    prepared = Prepared(parsed, roles, findings, dataset, slice, exists)
+    if not prepared.errors and exists:
+        digest = table_sha256(conform(parsed.table, roles))
         for snap in store.snapshots(dataset):
             if snap.sha256 == digest:
                 findings.append(Finding("error", "duplicate_upload",
                                         f"this content is already stored as snapshot {snap.id} "
                                         f"({snap.source}, {snap.rows:,} rows)"))
-                return result
-    else:
-        store.create_dataset(dataset, roles, task=task)
+    return prepared
+
+
+def commit(store: Store, prepared: Prepared, task: str = "regression") -> IngestResult:
+    """Store a prepared snapshot; refuses one with errors (nothing written)."""
+    result = IngestResult(None, prepared.findings, prepared.roles)
+    if prepared.errors:
+        return result
+    table = conform(prepared.parsed.table, prepared.roles)
+    if not prepared.exists:
+        store.create_dataset(prepared.dataset, prepared.roles, task=task)
         result.created = True
-    warnings = [str(f) for f in findings if f.level == "warning"]
+    warnings = [str(f) for f in prepared.findings if f.level == "warning"]
     try:
-        result.snapshot = store.add_snapshot(dataset, slice, table, source=Path(path).name,
-                                             warnings=warnings)
+        result.snapshot = store.add_snapshot(prepared.dataset, prepared.slice, table,
+                                             source=prepared.parsed.source, warnings=warnings)
     except BaseException:
         if result.created:  # leave the store as it was
-            store.drop_dataset(dataset)
+            store.drop_dataset(prepared.dataset)
         raise
     return result
+
+
+def ingest(store: Store, dataset: str, slice: str, path: str | Path,
+           roles: Roles | None = None, task: str = "regression") -> IngestResult:
+    """Validate ``path`` and, when nothing is wrong, store it as a new snapshot."""
+    return commit(store, prepare(store, dataset, slice, path, roles), task)

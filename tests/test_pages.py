@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["app.py", "pages/1_Overview.py", "pages/2_Feature_drift.py", "pages/3_Heatmap.py",
-         "pages/4_Segments.py"]
+         "pages/4_Segments.py", "pages/5_Upload.py"]
 
 
 @pytest.fixture(autouse=True)
@@ -96,10 +96,12 @@ def test_empty_store_explains_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(analysis.store, "DEFAULT_STORE", tmp_path)
     import ui
     monkeypatch.setattr(ui, "DEFAULT_STORE", tmp_path)
-    for page_file in PAGES:
+    for page_file in PAGES[:-1]:
         at = _open(page_file)
         assert not at.exception, (page_file, at.exception)
         assert "holds no dataset" in at.error[0].value
+    at = _open("pages/5_Upload.py")  # the way to fill an empty store
+    assert not at.exception and at.radio(key="upload.mode").value == "new"
 
 
 def test_heatmap_drill_down_shows_the_cell(demo_store):
@@ -187,3 +189,64 @@ def test_two_segment_columns(tmp_path, monkeypatch):
     assert not at.exception
     caption = [c.value for c in at.caption if "cells in the major band" in c.value][0]
     assert not caption.startswith("0 of")  # south's x shifted by one sd
+
+
+def _small_store(tmp_path, monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    import analysis.store
+    import ui
+    from analysis.ingest import ingest
+    from analysis.store import Roles, Store
+    rng = np.random.default_rng(9)
+
+    def frame(n, start, shift=0.0):
+        return pd.DataFrame({
+            "ts": pd.date_range(start, periods=n, freq="h").strftime("%Y-%m-%d %H:%M"),
+            "group": rng.choice(["a", "b"], n), "x": np.round(rng.normal(shift, 1, n), 3),
+            "c": rng.choice(["u", "v"], n)})
+
+    store = Store(tmp_path / "store")
+    frame(1500, "2025-01-01").to_csv(tmp_path / "ref.csv", index=False)
+    assert ingest(store, "shop", "reference", tmp_path / "ref.csv",
+                  Roles(timestamp="ts", segments=["group"], numeric=["x"],
+                        categorical=["c"])).snapshot
+    for module in (analysis.store, ui):
+        monkeypatch.setattr(module, "DEFAULT_STORE", store.root)
+    return store, frame
+
+
+def test_upload_page_validates_then_commits(tmp_path, monkeypatch):
+    store, frame = _small_store(tmp_path, monkeypatch)
+    good = frame(800, "2025-03-01", shift=1.0).to_csv(index=False, sep=";").encode()
+    at = _open("pages/5_Upload.py")
+    assert not at.exception, at.exception
+    at.file_uploader(key="upload.file").set_value(("march.csv", good, "text/csv")).run()
+    assert not at.exception, at.exception
+    assert "No errors" in at.success[0].value
+    at.button(key="upload.commit").click().run()
+    assert not at.exception
+    assert any("Stored 800 rows" in s.value for s in at.success)
+    assert [s.source for s in store.snapshots("shop", "production")] == ["march.csv"]
+    # the new data is on the feature drift page: x moved by one sd
+    at.switch_page("pages/2_Feature_drift.py")
+    at.run()
+    assert at.metric[0].value == "1 of 2"
+
+
+def test_upload_page_refuses_bad_file_and_writes_nothing(tmp_path, monkeypatch):
+    store, frame = _small_store(tmp_path, monkeypatch)
+    bad = frame(50, "2025-03-01")
+    bad["x"] = bad["x"].astype(object)
+    bad.loc[3, "x"] = "oops"
+    before = sorted(p.name for p in store.root.rglob("*"))
+    at = _open("pages/5_Upload.py")
+    at.file_uploader(key="upload.file").set_value(
+        ("bad.csv", bad.to_csv(index=False).encode(), "text/csv")).run()
+    assert not at.exception
+    assert "cannot be stored" in at.error[0].value
+    report = [d.value for d in at.dataframe if "check" in d.value.columns][0]
+    assert "type" in set(report["check"]) and "line 5: 'oops'" in " ".join(report["examples"])
+    assert not [b for b in at.button if b.key == "upload.commit"]
+    assert sorted(p.name for p in store.root.rglob("*")) == before

@@ -34,36 +34,69 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server_url(demo_store):
-    """Start ``streamlit run app.py`` on the demo store; yield its URL."""
+def _serve(store_root: Path):
+    """Start ``streamlit run app.py`` on ``store_root``; return (process, URL)."""
     port = _free_port()
-    log = open(ROOT / ".pytest_cache" / "streamlit-e2e.log", "w") if (
-        ROOT / ".pytest_cache").is_dir() else subprocess.DEVNULL
-    env = {**os.environ, "DRIFT_STORE": str(demo_store.root)}
+    env = {**os.environ, "DRIFT_STORE": str(store_root)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:
             with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
                 if r.read().decode().strip() == "ok":
-                    break
+                    return proc, url
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError("streamlit server did not become healthy")
         time.sleep(0.3)
-    yield url
+
+
+def _stop(proc) -> None:
     proc.terminate()
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server_url(demo_store):
+    """The dashboard on the demo store."""
+    proc, url = _serve(demo_store.root)
+    yield url
+    _stop(proc)
+
+
+@pytest.fixture()
+def small_store_url(tmp_path):
+    """The dashboard on a fresh store holding one small dataset ('shop', reference only);
+    yields (URL, store, a function making production CSV text)."""
+    import numpy as np
+    import pandas as pd
+
+    from analysis.ingest import ingest
+    from analysis.store import Roles, Store
+    rng = np.random.default_rng(9)
+
+    def frame(n, start, shift=0.0):
+        return pd.DataFrame({
+            "ts": pd.date_range(start, periods=n, freq="h").strftime("%Y-%m-%d %H:%M"),
+            "group": rng.choice(["a", "b"], n), "x": np.round(rng.normal(shift, 1, n), 3),
+            "c": rng.choice(["u", "v"], n)})
+
+    store = Store(tmp_path / "store")
+    frame(1500, "2025-01-01").to_csv(tmp_path / "ref.csv", index=False)
+    ingest(store, "shop", "reference", tmp_path / "ref.csv",
+           Roles(timestamp="ts", segments=["group"], numeric=["x"], categorical=["c"]))
+    proc, url = _serve(store.root)
+    yield url, store, frame
+    _stop(proc)
 
 
 @pytest.fixture(scope="session")

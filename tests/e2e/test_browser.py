@@ -88,3 +88,22 @@ def test_chart_download(page: Page, server_url, tmp_path, fmt, magic):
     assert target.name.startswith("overview-rental_pricing-month.")
     assert len(data) > 20_000
     _no_errors(page)
+
+
+def test_upload_commit_then_see_it(page: Page, small_store_url, tmp_path, screenshot_dir):
+    url, store, frame = small_store_url
+    csv_path = tmp_path / "april.csv"
+    frame(900, "2025-04-01", shift=1.0).to_csv(csv_path, index=False)
+    page.goto(f"{url}/Upload")
+    expect(page.get_by_role("heading", name="Upload a snapshot")).to_be_visible(timeout=TIMEOUT)
+    page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(csv_path)
+    expect(page.get_by_role("heading", name="Validation report")).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text("No errors").first).to_be_visible(timeout=TIMEOUT)
+    page.screenshot(path=str(screenshot_dir / "upload_report.png"))
+    page.get_by_role("button", name="Commit to shop (production)").click()
+    expect(page.get_by_text("Stored 900 rows").first).to_be_visible(timeout=TIMEOUT)
+    assert [s.source for s in store.snapshots("shop", "production")] == ["april.csv"]
+    page.goto(f"{url}/Feature_drift")
+    metric = page.get_by_test_id("stMetric").filter(has_text="Drifted features")
+    expect(metric).to_contain_text("1 of 2", timeout=TIMEOUT)
+    _no_errors(page)
