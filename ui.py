@@ -11,7 +11,7 @@ from datetime import date, datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from analysis import aggregate, export, heatmap, queries, summary
+from analysis import aggregate, export, heatmap, queries, report, summary
 from analysis.queries import Filters
 from analysis.store import DEFAULT_STORE, Store
 
@@ -168,6 +168,13 @@ def sidebar() -> Context | None:
         counts = row_counts(str(st_store.root), version, dataset, key)
         st.caption(f"Reference: {counts['reference']:,} rows · "
                    f"production (filtered): {counts['production']:,} rows")
+        st.download_button(
+            "⬇ Postmortem bundle", key="sidebar.bundle", on_click="ignore",
+            data=lambda: report.build_bundle(st_store, dataset, _filters(key)),
+            file_name=f"postmortem-{dataset}.zip", mime="application/zip",
+            help="A zip for the postmortem: an HTML report (what was compared, findings, "
+                 "charts with captions), the charts as PNG and their data as CSV, for the "
+                 "filters above.", disabled=counts["production"] == 0)
     return Context(st_store, dataset, _filters(key), key)
 
 

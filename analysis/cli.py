@@ -5,6 +5,7 @@ Commands
 drift      per-feature drift table of a production file against a reference file
 ingest     validate a CSV/Parquet snapshot and store it (refused: findings, exit 2)
 snapshots  list a dataset's snapshots, or remove one
+report     write a postmortem bundle (zip: HTML report, charts as PNG, their data as CSV)
 demo       build the rental-pricing demo store
 
 Exit codes: 0 success, 2 bad input (one-line message on stderr).
@@ -124,6 +125,38 @@ def cmd_snapshots(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from datetime import datetime, timedelta
+
+    from analysis.queries import Filters
+    from analysis.report import build_bundle
+
+    store = Store(args.store)
+    info = store.dataset(args.dataset)
+
+    def day(text, name):
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            raise InputError(f"--{name} {text!r} is not a date (YYYY-MM-DD)") from None
+
+    start = day(args.date_from, "from") if args.date_from else None
+    end = day(args.date_to, "to") + timedelta(days=1) if args.date_to else None
+    segments = {}
+    if args.segment:
+        column, _, value = args.segment.rpartition("=")
+        column = column or (info.roles.segments[0] if info.roles.segments else "")
+        if column not in info.roles.segments:
+            raise InputError(f"dataset {args.dataset!r} has no segment column {column!r} "
+                             f"(segments: {', '.join(info.roles.segments) or 'none'})")
+        segments[column] = (value,)
+    data = build_bundle(store, args.dataset, Filters(start, end, segments), unit=args.window,
+                        progress=lambda m: print(m, file=sys.stderr))
+    Path(args.out).write_bytes(data)
+    print(f"wrote {args.out} ({len(data) / 1e6:.1f} MB)")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from analysis.scenarios import rental
 
@@ -167,6 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument("--remove", metavar="ID", help="remove this snapshot")
     p.set_defaults(func=cmd_snapshots)
+
+    p = sub.add_parser("report", help="write a postmortem bundle (zip: HTML report, PNGs, CSVs)")
+    p.add_argument("--store", default=str(DEFAULT_STORE), help="store directory")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--from", dest="date_from", help="first production day (YYYY-MM-DD)")
+    p.add_argument("--to", dest="date_to", help="last production day, inclusive (YYYY-MM-DD)")
+    p.add_argument("--segment", help="a segment value, or COLUMN=VALUE (default: all)")
+    p.add_argument("--window", choices=["day", "week", "month"], default="month")
+    p.add_argument("--out", required=True, help="zip file to write")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="build the rental-pricing demo store")
     p.add_argument("--store", default=str(DEFAULT_STORE), help="store directory")

@@ -107,3 +107,19 @@ def test_upload_commit_then_see_it(page: Page, small_store_url, tmp_path, screen
     metric = page.get_by_test_id("stMetric").filter(has_text="Drifted features")
     expect(metric).to_contain_text("1 of 2", timeout=TIMEOUT)
     _no_errors(page)
+
+
+def test_postmortem_bundle_download(page: Page, server_url, tmp_path):
+    import zipfile
+    page.goto(f"{server_url}/Overview")
+    expect(page.get_by_text("Per window").first).to_be_visible(timeout=TIMEOUT)
+    with page.expect_download(timeout=TIMEOUT) as info:
+        page.get_by_role("button", name="⬇ Postmortem bundle").click()
+    target = tmp_path / info.value.suggested_filename
+    info.value.save_as(target)
+    zf = zipfile.ZipFile(target)
+    names = zf.namelist()
+    assert "report.html" in names
+    assert any(n.startswith("charts/") and n.endswith(".png") for n in names)
+    assert any(n.startswith("data/") and n.endswith(".csv") for n in names)
+    assert "Drift postmortem: rental_pricing" in zf.read("report.html").decode()
