@@ -19,6 +19,7 @@ nulls                      warning count per column
 outside reference range    warning numeric values below the reference min / above max
 unseen categories          warning levels the reference never had
 duplicate rows             warning count of rows that repeat an earlier row
+encoding / decimal comma   info    a file read as Latin-1, or with decimal commas
 =========================  ======  ==================================================
 """
 from __future__ import annotations
@@ -49,7 +50,7 @@ _SEGMENT_NAMES = re.compile(r"(^|_)(group|segment|cohort|region|country|channel|
 class Finding:
     """One validation result."""
 
-    level: str            # "error" or "warning"
+    level: str            # "error", "warning" or "info"
     check: str
     message: str
     column: str | None = None
@@ -157,6 +158,10 @@ def read_snapshot(path: str | Path) -> Parsed:
             rows=len({r[0] for r in other}),
             examples=[f"line {r[0]}: {r[3]}" for r in other[:EXAMPLES]]))
     parsed.table = table
+    if encoding != "utf-8":
+        parsed.findings.append(Finding("info", "encoding", "not valid UTF-8: read as Latin-1"))
+    if parsed.decimal == ",":
+        parsed.findings.append(Finding("info", "decimal", "numbers use a decimal comma"))
     return _check_rows(parsed)
 
 
@@ -387,7 +392,7 @@ def commit(store: Store, prepared: Prepared, task: str = "regression") -> Ingest
     if not prepared.exists:
         store.create_dataset(prepared.dataset, prepared.roles, task=task)
         result.created = True
-    warnings = [str(f) for f in prepared.findings if f.level == "warning"]
+    warnings = [str(f) for f in prepared.findings if f.level != "error"]
     try:
         result.snapshot = store.add_snapshot(prepared.dataset, prepared.slice, table,
                                              source=prepared.parsed.source, warnings=warnings)

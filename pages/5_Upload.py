@@ -96,7 +96,7 @@ else:
         st.error(f"{len(prepared.errors)} error(s): this snapshot cannot be stored. "
                  "Nothing was written.")
     else:
-        warnings = len(prepared.findings)
+        warnings = sum(f.level == "warning" for f in prepared.findings)
         st.success("No errors" + (f"; {warnings} warning(s) will be kept with the snapshot."
                                   if warnings else "."))
         if st.button(f"Commit to {dataset} ({slice_})", type="primary", key="upload.commit"):

@@ -150,7 +150,9 @@ def test_accepted_flavours_parse_to_the_same_values(tmp_path, flavour):
         path = tmp_path / "snap.parquet"
         frame.to_parquet(path)
     parsed = read_snapshot(path)
-    assert not parsed.findings, [str(f) for f in parsed.findings]
+    expected = {"latin-1": {"encoding"}, "semicolon-decimal-comma": {"decimal"}}.get(flavour, set())
+    assert {f.check for f in parsed.findings} == expected, [str(f) for f in parsed.findings]
+    assert all(f.level == "info" for f in parsed.findings)
     table = parsed.table.to_pandas()
     assert list(table.columns) == list(frame.columns)
     assert table["area"].astype(float).tolist() == frame["area"].tolist()
@@ -184,3 +186,24 @@ def test_snapshots_cli_lists_and_removes(store, tmp_path):
     assert [s["id"] for s in json.loads(run("--json").stdout)] == [listed[0]["id"]]
     missing = run("--remove", "nope")
     assert missing.returncode == 2 and "no snapshot" in missing.stderr
+
+
+@pytest.mark.parametrize("case,check,level", [("latin1", "encoding", "info"),
+                                              ("extra_columns", "extra_columns", "warning")])
+def test_accepted_oddities_get_their_message_while_validating(store, tmp_path, case, check, level):
+    """Latin-1 and extra columns are not errors: validation names them and writes nothing."""
+    from analysis.ingest import prepare
+    frame = _frame(30, seed=11, start="2025-06-01")
+    frame["city"] = "Orléans"
+    path = tmp_path / f"{case}.csv"
+    if case == "latin1":
+        path.write_bytes(frame.to_csv(index=False).encode("latin-1"))
+    else:
+        frame.assign(comment="hello", score2=1).to_csv(path, index=False)
+    before = _fingerprint(store.root)
+    prepared = prepare(store, "rent", "production", path)
+    (finding,) = [f for f in prepared.findings if f.check == check]
+    assert finding.level == level and not prepared.errors
+    if case == "extra_columns":
+        assert "comment, score2" in finding.message
+    assert _fingerprint(store.root) == before
