@@ -20,14 +20,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-try:  # started with a python that lacks the project's packages: use the project's venv
-    import duckdb  # noqa: F401
-except ImportError:
-    _venv = ROOT / ".venv" / "bin" / "python"
-    if _venv.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
-        import os
-        os.execv(str(_venv), [str(_venv), *sys.argv])
-    raise
+from bench._venv import use_project_python  # noqa: E402
+
+use_project_python()
 from analysis.drift import feature_drift  # noqa: E402
 from bench.evidently_env import evidently_python  # noqa: E402
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for folder in (ROOT, ROOT / "tests"):  # the project, and helpers shared by test folders
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 from analysis.scenarios import rental  # noqa: E402
 from analysis.store import DEFAULT_STORE, Store  # noqa: E402
@@ -26,3 +27,4 @@ def demo_store() -> Store:
 @pytest.fixture(scope="session")
 def ground_truth() -> dict:
     return rental.ground_truth()
+

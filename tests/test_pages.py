@@ -192,26 +192,10 @@ def test_two_segment_columns(tmp_path, monkeypatch):
 
 
 def _small_store(tmp_path, monkeypatch):
-    import numpy as np
-    import pandas as pd
-
     import analysis.store
     import ui
-    from analysis.ingest import ingest
-    from analysis.store import Roles, Store
-    rng = np.random.default_rng(9)
-
-    def frame(n, start, shift=0.0):
-        return pd.DataFrame({
-            "ts": pd.date_range(start, periods=n, freq="h").strftime("%Y-%m-%d %H:%M"),
-            "group": rng.choice(["a", "b"], n), "x": np.round(rng.normal(shift, 1, n), 3),
-            "c": rng.choice(["u", "v"], n)})
-
-    store = Store(tmp_path / "store")
-    frame(1500, "2025-01-01").to_csv(tmp_path / "ref.csv", index=False)
-    assert ingest(store, "shop", "reference", tmp_path / "ref.csv",
-                  Roles(timestamp="ts", segments=["group"], numeric=["x"],
-                        categorical=["c"])).snapshot
+    from smallstore import make_small_store
+    store, frame = make_small_store(tmp_path)
     for module in (analysis.store, ui):
         monkeypatch.setattr(module, "DEFAULT_STORE", store.root)
     return store, frame

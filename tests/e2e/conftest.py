@@ -77,23 +77,8 @@ def server_url(demo_store):
 def small_store_url(tmp_path):
     """The dashboard on a fresh store holding one small dataset ('shop', reference only);
     yields (URL, store, a function making production CSV text)."""
-    import numpy as np
-    import pandas as pd
-
-    from analysis.ingest import ingest
-    from analysis.store import Roles, Store
-    rng = np.random.default_rng(9)
-
-    def frame(n, start, shift=0.0):
-        return pd.DataFrame({
-            "ts": pd.date_range(start, periods=n, freq="h").strftime("%Y-%m-%d %H:%M"),
-            "group": rng.choice(["a", "b"], n), "x": np.round(rng.normal(shift, 1, n), 3),
-            "c": rng.choice(["u", "v"], n)})
-
-    store = Store(tmp_path / "store")
-    frame(1500, "2025-01-01").to_csv(tmp_path / "ref.csv", index=False)
-    ingest(store, "shop", "reference", tmp_path / "ref.csv",
-           Roles(timestamp="ts", segments=["group"], numeric=["x"], categorical=["c"]))
+    from smallstore import make_small_store
+    store, frame = make_small_store(tmp_path)
     proc, url = _serve(store.root)
     yield url, store, frame
     _stop(proc)
