@@ -209,6 +209,14 @@ class ColumnReference:
             first = keys[0]
             return stats.proportions_ztest((ref != first).sum(), len(ref),
                                            (prod != first).sum(), len(prod))
+        if binning == "evidently" and name == "chisquare":
+            ref, prod = reference.dropna(), production.dropna()
+            if ref.empty or prod.empty:
+                raise EmptySampleError("a sample has no non-missing values")
+            keys = pd.Index(pd.concat([ref, prod], ignore_index=True).unique())
+            return stats.chisquare_goodness_of_fit(
+                ref.value_counts().reindex(keys, fill_value=0).to_numpy(float),
+                prod.value_counts().reindex(keys, fill_value=0).to_numpy(float))
         if binning == "evidently" and name in ("psi", "jensenshannon", "hellinger"):
             p, q = evidently_shares(reference, production, self.kind, fill_zeros=(name == "psi"))
             if name == "psi":

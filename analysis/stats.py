@@ -140,7 +140,9 @@ def chisquare_homogeneity(reference_counts, production_counts) -> tuple[float, f
     -----
     Evidently's ``chisquare`` instead runs a goodness-of-fit test of the production
     counts against the reference shares scaled to the production size, which treats the
-    reference as exact; the homogeneity test accounts for sampling noise on both sides.
+    reference as exact (:func:`chisquare_goodness_of_fit`, used with
+    ``binning="evidently"``); the homogeneity test accounts for sampling noise on both
+    sides.
     """
     ref = _counts(reference_counts, "reference counts")
     prod = _counts(production_counts, "production counts")
@@ -152,6 +154,25 @@ def chisquare_homogeneity(reference_counts, production_counts) -> tuple[float, f
         return 0.0, 1.0
     statistic, p_value, _, _ = sps.chi2_contingency(table, correction=False)
     return float(statistic), float(p_value)
+
+
+def chisquare_goodness_of_fit(reference_counts, production_counts) -> tuple[float, float]:
+    """Evidently's chi-square: production counts against the reference shares scaled to
+    the production size, ``scipy.stats.chisquare(f_obs=q, f_exp=p * n_prod / n_ref)``,
+    k - 1 degrees of freedom. A level the reference never had has an expected count of 0:
+    the statistic is infinite and the p-value 0."""
+    ref = _counts(reference_counts, "reference counts")
+    prod = _counts(production_counts, "production counts")
+    if ref.shape != prod.shape:
+        raise ValueError("reference and production bins differ in length")
+    expected = ref * prod.sum() / ref.sum()
+    if np.any((expected == 0) & (prod > 0)):
+        return float("inf"), 0.0
+    keep = expected > 0
+    if keep.sum() < 2:
+        return 0.0, 1.0
+    result = sps.chisquare(prod[keep], expected[keep])
+    return float(result.statistic), float(result.pvalue)
 
 
 def ks_test(reference, production) -> tuple[float, float]:

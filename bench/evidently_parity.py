@@ -1,4 +1,4 @@
-"""Check that ``--binning evidently`` reproduces Evidently 0.7.23's PSI and Jensen-Shannon.
+"""Check that ``--binning evidently`` reproduces Evidently 0.7.23: PSI, Jensen-Shannon, chi-square.
 
     .venv/bin/python bench/evidently_parity.py
 
@@ -30,6 +30,7 @@ EVIDENTLY_SIDE = """
 import json, sys, pandas as pd
 from evidently.legacy.calculations.stattests.psi import psi_stat_test
 from evidently.legacy.calculations.stattests.jensenshannon import jensenshannon_stat_test
+from evidently.legacy.calculations.stattests.chisquare_stattest import chi_stat_test
 from evidently.legacy.core import ColumnType
 folder, out = sys.argv[1], {}
 for name, kind in pd.read_csv(folder + "/cases.csv").itertuples(index=False):
@@ -38,6 +39,8 @@ for name, kind in pd.read_csv(folder + "/cases.csv").itertuples(index=False):
     ct = ColumnType.Numerical if kind == "numeric" else ColumnType.Categorical
     out[name] = {"psi": float(psi_stat_test(ref, prod, ct, None).drift_score),
                  "jensenshannon": float(jensenshannon_stat_test(ref, prod, ct, None).drift_score)}
+    if kind == "categorical":
+        out[name]["chisquare"] = float(chi_stat_test(ref, prod, ct, None).drift_score)
 print(json.dumps(out))
 """
 
@@ -56,6 +59,9 @@ def cases(seed: int = 5) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
                              np.r_[np.zeros(50), np.ones(50), [2.0] * 3], "numeric"),
         "categories": (rng.choice(list("abcd"), n1, p=[.4, .3, .2, .1]),
                        rng.choice(list("abce"), n2, p=[.3, .3, .3, .1]), "categorical"),
+        "categories_same_levels": (rng.choice(list("abcd"), n1, p=[.4, .3, .2, .1]),
+                                   rng.choice(list("abcd"), n2, p=[.38, .32, .2, .1]),
+                                   "categorical"),
         "rare_category": (np.r_[["x"] * 30_000, ["y"]], np.r_[["x"] * 100, ["z"] * 5],
                           "categorical"),
         "integers_many_values": (rng.integers(0, 100, n1).astype(float),
@@ -77,9 +83,11 @@ def main() -> None:
     worst = 0.0
     print(f"{'case':28} {'test':14} {'evidently':>14} {'ours':>14} {'|diff|':>9}")
     for name, (ref, prod, kind) in cases().items():
-        for test in ("psi", "jensenshannon"):
-            ours = feature_drift(pd.Series(ref), pd.Series(prod), kind, test=test,
-                                 binning="evidently").statistic
+        for test in theirs[name]:
+            row = feature_drift(pd.Series(ref), pd.Series(prod), kind, test=test,
+                                binning="evidently")
+            # Evidently reports the p-value as chi-square's drift score
+            ours = row.p_value if test == "chisquare" else row.statistic
             diff = abs(ours - theirs[name][test])
             worst = max(worst, diff)
             print(f"{name:28} {test:14} {theirs[name][test]:14.9f} {ours:14.9f} {diff:9.1e}")

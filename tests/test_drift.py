@@ -135,3 +135,15 @@ def test_infinite_values_count_as_missing():
     assert feature_drift(ref, with_inf, "numeric").statistic == pytest.approx(
         feature_drift(ref, prod, "numeric").statistic)
     assert feature_drift(ref, with_inf, "numeric").n_production == 1000
+
+
+def test_evidently_binning_uses_evidentlys_chisquare():
+    ref = pd.Series(list("aab") * 100)
+    prod = pd.Series(list("abb") * 50)
+    ours = feature_drift(ref, prod, "categorical", test="chisquare")
+    theirs = feature_drift(ref, prod, "categorical", test="chisquare", binning="evidently")
+    gof = sps.chisquare([50, 100], [150 * 2 / 3, 150 / 3])
+    assert theirs.statistic == pytest.approx(gof.statistic)
+    assert theirs.p_value == pytest.approx(gof.pvalue)
+    homogeneity = sps.chi2_contingency([[200, 100], [50, 100]], correction=False)
+    assert ours.statistic == pytest.approx(homogeneity.statistic)

@@ -140,3 +140,13 @@ def test_sorted_wasserstein_hand_values_and_disjoint_supports():
     # production entirely below the reference
     assert stats.wasserstein_distance_sorted(stats.SortedSample([10, 12]), [1]) == pytest.approx(10)
     assert stats.wasserstein_distance_sorted(stats.SortedSample([1, 2, 3]), [1, 2, 3]) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_chisquare_goodness_of_fit_is_scipy_chisquare_on_scaled_reference():
+    # expected = reference shares x production size: [30, 20] * 100/50 = [60, 40]
+    statistic, p = stats.chisquare_goodness_of_fit([30, 20], [70, 30])
+    expected = sps.chisquare([70, 30], [60, 40])
+    assert (statistic, p) == pytest.approx((expected.statistic, expected.pvalue))
+    assert statistic == pytest.approx(10 ** 2 / 60 + 10 ** 2 / 40)
+    # a level the reference never had: expected 0 -> infinite statistic, p = 0
+    assert stats.chisquare_goodness_of_fit([5, 5, 0], [4, 4, 2]) == (float("inf"), 0.0)
