@@ -72,7 +72,7 @@ def cmd_drift(args) -> int:
           f"(reference {len(reference):,} rows, production {len(production):,} rows, "
           f"binning {args.binning})")
     if skipped:
-        print(f"skipped timestamp column(s): {', '.join(skipped)}")
+        print(f"skipped timestamp / row-index column(s): {', '.join(skipped)}")
     return 0
 
 

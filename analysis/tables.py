@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -66,6 +67,15 @@ def looks_like_timestamp(series: pd.Series) -> bool:
     return bool(parsed.notna().all())
 
 
+def looks_like_index(reference: pd.Series, production: pd.Series) -> bool:
+    """A row index written into the CSV by pandas: named 'Unnamed: N' and holding exactly
+    0, 1, ..., n-1 in both files."""
+    if not re.fullmatch(r"Unnamed: \d+", str(reference.name)):
+        return False
+    return all(pd.api.types.is_integer_dtype(s) and s.tolist() == list(range(len(s)))
+               for s in (reference, production))
+
+
 def column_kinds(reference: pd.DataFrame, production: pd.DataFrame,
                  columns: list[str]) -> dict[str, str]:
     """Kind of each column, agreed between both tables.
@@ -96,10 +106,11 @@ def column_kinds(reference: pd.DataFrame, production: pd.DataFrame,
 
 def pick_features(reference: pd.DataFrame, production: pd.DataFrame,
                   requested: list[str] | None) -> tuple[dict[str, str], list[str]]:
-    """Features to compare and the common columns skipped (timestamps).
+    """Features to compare and the common columns skipped (timestamps, written indexes).
 
     Without ``requested``: every column the two tables share, except timestamp-like
-    columns. With it: exactly those columns, each of which must be in both tables.
+    columns and a pandas row index written into the file. With it: exactly those
+    columns, each of which must be in both tables.
     """
     common = [c for c in reference.columns if c in set(production.columns)]
     if requested:
@@ -114,7 +125,8 @@ def pick_features(reference: pd.DataFrame, production: pd.DataFrame,
         return column_kinds(reference, production, list(requested)), []
     if not common:
         raise InputError("the reference and production files have no column in common")
-    skipped = [c for c in common if looks_like_timestamp(reference[c])]
+    skipped = [c for c in common if looks_like_timestamp(reference[c])
+               or looks_like_index(reference[c], production[c])]
     features = [c for c in common if c not in skipped]
     if not features:
         raise InputError("the shared columns are all timestamps; nothing to compare")

@@ -16,7 +16,7 @@ test = left.selectbox("Test", test_names, key="feature.test",
                       else TESTS[n].label,
                       help="Default: Wasserstein (numeric) and Jensen–Shannon (categorical) "
                            "for references over 1000 rows; KS, chi-square or z-test below.")
-binning = right.radio("Binning for PSI / Jensen–Shannon / Hellinger", BINNINGS,
+binning = right.radio("Binning for PSI / Jensen–Shannon / Hellinger / chi-square", BINNINGS,
                       key="feature.binning", horizontal=True,
                       help="quantile: reference deciles or categories (ours); "
                            "evidently: Evidently 0.7's bins, to reproduce its numbers.")

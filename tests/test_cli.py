@@ -68,6 +68,18 @@ def test_text_table_and_evidently_binning(csvs):
     assert "price" in out.stdout and "DRIFT" in out.stdout and "binning evidently" in out.stdout
 
 
+def test_written_pandas_index_is_skipped(csvs, tmp_path):
+    ref_path, prod_path = csvs
+    with_index = []
+    for path in (ref_path, prod_path):
+        out = tmp_path / f"indexed_{path.name}"
+        pd.read_csv(path).to_csv(out)  # index=True: an "Unnamed: 0" column 0..n-1
+        with_index.append(out)
+    rows = json.loads(run("drift", "--reference", str(with_index[0]), "--production",
+                          str(with_index[1]), "--json").stdout)
+    assert {r["feature"] for r in rows} == {"price", "rooms", "city", "promo"}
+
+
 def test_semicolon_delimiter_is_detected(csvs, tmp_path):
     ref_path, prod_path = csvs
     semi = tmp_path / "prod_semicolon.csv"
