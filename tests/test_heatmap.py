@@ -225,3 +225,14 @@ def test_codes_follow_snapshots_and_the_reference(tmp_path):
     new_bins = aggregate.frozen_bins(store, "d")
     assert new_bins.token != bins.token
     assert aggregate.ensure_codes(store, "d", new_bins)[0].parent.name == f"codes-{new_bins.token}"
+
+
+def test_filtered_queries_do_not_leave_files_behind(demo_store, bins):
+    from datetime import datetime
+    folder = demo_store.root / DATASET / "bins"
+    before = set(folder.glob("sql-*.sql"))
+    for day in range(1, 6):
+        f = Filters(datetime(2025, 7, day), datetime(2025, 8, day))
+        aggregate.day_counts_from_codes(demo_store, DATASET, bins, "user_group", f)
+        aggregate.binned_counts(demo_store, DATASET, "production", bins.coarse, filters=f)
+    assert set(folder.glob("sql-*.sql")) == before
