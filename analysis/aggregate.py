@@ -102,9 +102,10 @@ def _connect(store: Store, dataset: str, slice: str):
 def _run(con, key: tuple, build, folder: Path | None = None):
     """Execute the expression ``build()`` returns, compiling it once per ``key``.
 
-    Compiled SQL is kept in memory and, when ``folder`` is given (the frozen bins'
-    folder), on disk: it is a pure function of the frozen bins and the query's shape, and
-    compiling large bin trees costs more than running them."""
+    Compiled SQL is kept in memory (bounded) and, when ``folder`` is given (the frozen
+    bins' folder; callers pass it for unfiltered queries only), on disk: it is a pure
+    function of the frozen bins and the query's shape, and compiling large bin trees
+    costs more than running them."""
     key = (_BUILDER_VERSION, *key)
     sql = _SQL_CACHE.get(key)
     path = None
@@ -294,7 +295,8 @@ def binned_counts(store: Store, dataset: str, slice: str, bins: dict, *,
         expr = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
         return expr.select(*cols)
 
-    table = _run(con, key, build, store.root / dataset / "bins")
+    # persist only unfiltered shapes: one file per filter would grow without bound
+    table = _run(con, key, build, store.root / dataset / "bins" if filters is None else None)
     out = table.to_pandas(types_mapper={}.get)
     names = np.array(list(bins), dtype=object)
     out["feature"] = pd.Categorical.from_codes(out["feature"].to_numpy(dtype=int),
@@ -393,7 +395,7 @@ def day_counts_from_codes(store: Store, dataset: str, bins: FrozenBins,
         return union.mutate(window=union.window.cast("timestamp"),
                             segment=union.segment.fill_null(MISSING_SEGMENT)).select(*cols)
 
-    table = _run(con, key, build, store.root / dataset / "bins")
+    table = _run(con, key, build, store.root / dataset / "bins" if filters is None else None)
     out = table.to_pandas(types_mapper={}.get)
     out["feature"] = pd.Categorical.from_codes(out["feature"].to_numpy(dtype=int),
                                                categories=list(bins.coarse))
