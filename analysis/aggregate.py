@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections import OrderedDict
@@ -183,7 +184,19 @@ def frozen_bins(store: Store, dataset: str, persist: bool = True) -> FrozenBins:
     bins = FrozenBins(token, coarse, fine)
     if persist:
         _write_text_atomic(path, bins.to_json())
+        _remove_stale(folder, token)
     return bins
+
+
+def _remove_stale(folder: Path, token: str) -> None:
+    """Drop what an earlier reference left: its bins, bin codes and compiled SQL."""
+    for entry in folder.iterdir():
+        if entry.name in (f"{token}.json", f"codes-{token}"):
+            continue
+        if entry.is_dir() and entry.name.startswith("codes-"):
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.suffix in (".json", ".sql"):
+            entry.unlink(missing_ok=True)
 
 
 def bin_expr(col, bins: NumericBins | CategoricalBins):

@@ -225,6 +225,8 @@ def test_codes_follow_snapshots_and_the_reference(tmp_path):
     new_bins = aggregate.frozen_bins(store, "d")
     assert new_bins.token != bins.token
     assert aggregate.ensure_codes(store, "d", new_bins)[0].parent.name == f"codes-{new_bins.token}"
+    leftovers = {p.name for p in (tmp_path / "d" / "bins").iterdir()}
+    assert f"codes-{bins.token}" not in leftovers and f"{bins.token}.json" not in leftovers
 
 
 def test_filtered_queries_do_not_leave_files_behind(demo_store, bins):
