@@ -23,6 +23,7 @@ segments = sum over segment values; a coarser window = sum of finer windows).
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -77,6 +78,7 @@ SOURCE_VIEW = "slice_source"
 _SQL_CACHE: "OrderedDict[tuple, str]" = OrderedDict()
 _SQL_CACHE_SIZE = 64
 _LOCAL = threading.local()
+_CODES_LOCK = threading.Lock()
 #: Compiled SQL depends on the code that builds it: a change to this module invalidates it.
 _BUILDER_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
 
@@ -123,6 +125,15 @@ def _run(con, key: tuple, build, folder: Path | None = None):
     while len(_SQL_CACHE) > _SQL_CACHE_SIZE:
         _SQL_CACHE.popitem(last=False)
     return con.con.sql(sql).to_arrow_table()
+
+
+def _to_frame(table) -> pd.DataFrame:
+    """Arrow -> pandas with the segment labels as a categorical (few distinct values, many
+    rows: converting them one string at a time is the slow part)."""
+    if "segment" in table.column_names:
+        i = table.column_names.index("segment")
+        table = table.set_column(i, "segment", table.column("segment").dictionary_encode())
+    return table.to_pandas(types_mapper={}.get)
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -191,7 +202,7 @@ def frozen_bins(store: Store, dataset: str, persist: bool = True) -> FrozenBins:
 def _remove_stale(folder: Path, token: str) -> None:
     """Drop what an earlier reference left: its bins, bin codes and compiled SQL."""
     for entry in folder.iterdir():
-        if entry.name in (f"{token}.json", f"codes-{token}"):
+        if entry.name == f"{token}.json" or entry.name.startswith(f"codes-{token}-"):
             continue
         if entry.is_dir() and entry.name.startswith("codes-"):
             shutil.rmtree(entry, ignore_errors=True)
@@ -310,7 +321,7 @@ def binned_counts(store: Store, dataset: str, slice: str, bins: dict, *,
 
     # persist only unfiltered shapes: one file per filter would grow without bound
     table = _run(con, key, build, store.root / dataset / "bins" if filters is None else None)
-    out = table.to_pandas(types_mapper={}.get)
+    out = _to_frame(table)
     names = np.array(list(bins), dtype=object)
     out["feature"] = pd.Categorical.from_codes(out["feature"].to_numpy(dtype=int),
                                                categories=list(names))
@@ -322,17 +333,45 @@ def binned_counts(store: Store, dataset: str, slice: str, bins: dict, *,
 CODES_DAY = "__day"
 
 
+CODES_FORMAT = 2          # bump when the layout of a codes file changes
+CELL_SHIFT = 1 << 20      # cell = days since 1970 * CELL_SHIFT + segment index
+
+
 def _codes_folder(store: Store, dataset: str, bins: FrozenBins) -> Path:
-    return store.root / dataset / "bins" / f"codes-{bins.token}"
+    return store.root / dataset / "bins" / f"codes-{bins.token}-v{CODES_FORMAT}"
+
+
+def _segment_dictionary(folder: Path, segments: list[str], con, t) -> dict[str, list[str]]:
+    """Append-only value -> index dictionaries of the segment columns, extended with the
+    values of table ``t`` and persisted in ``folder/segments.json`` (indices never move)."""
+    path = folder / "segments.json"
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    changed = False
+    for column in segments:
+        values = known.setdefault(column, [MISSING_SEGMENT])
+        seen = set(values)
+        expr = t.select(v=t[column].cast("string")).filter(ibis._.v.notnull()).distinct()
+        for value in sorted(con.to_pyarrow(expr).column("v").to_pylist()):
+            if value not in seen:
+                values.append(value)
+                seen.add(value)
+                changed = True
+        if len(values) >= CELL_SHIFT:
+            raise ValueError(f"segment column {column!r} has too many distinct values")
+    if changed or not path.is_file():
+        _write_text_atomic(path, json.dumps(known))
+    return known
 
 
 def ensure_codes(store: Store, dataset: str, bins: FrozenBins, progress=None,
                  slice: str = "production") -> list[Path]:
     """Each snapshot's coarse bin codes, written once per reference.
 
-    A codes file holds, per production row, the day (``__day``), the segment columns and
-    the coarse bin index of every feature (``b0``, ``b1``... in ``bins.coarse`` order,
-    laid out as ``bins.counts``). It is computed by the engine from the snapshot and the
+    A codes file holds, per row, the day (``__day``), the segment columns, for each
+    segment column an integer cell ``__cell<i>`` = days since 1970 x 2**20 + the value's
+    index in the folder's segment dictionary (grouping on one integer is faster than on
+    a date and a string), and the coarse bin index of every feature (``b0``, ``b1``... in
+    ``bins.coarse`` order, laid out as ``bins.counts``). It is computed by the engine from the snapshot and the
     frozen bins (the same Ibis bin expressions) and written under a temporary name, then
     renamed. Counting codes skips re-binning every row on every cold start; a new
     reference (new token) gets new codes. Returns the files of the current snapshots of
@@ -340,33 +379,52 @@ def ensure_codes(store: Store, dataset: str, bins: FrozenBins, progress=None,
     """
     roles = store.dataset(dataset).roles
     folder = _codes_folder(store, dataset, bins)
-    out = []
-    for snap in store.snapshots(dataset, slice):
-        path = folder / f"{snap.id}.parquet"
-        out.append(path)
-        if path.is_file():
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        con = ibis.duckdb.connect()
-        con.raw_sql("SET enable_progress_bar = false")
-        t = con.read_parquet(str(snap.path))
-        columns = {CODES_DAY: t[roles.timestamp].truncate("D").cast("date")}
-        for column in roles.segments:
-            columns[column] = t[column].cast("string")
-        for index, (feature, fbins) in enumerate(bins.coarse.items()):
-            columns[f"b{index}"] = bin_expr(t[feature], fbins)
-        sql = str(ibis.to_sql(t.select(**columns), dialect="duckdb"))
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        os.close(fd)
-        try:
-            con.con.sql(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        if progress:
-            progress(f"binned snapshot {snap.id} ({snap.rows:,} rows)")
+    for old in folder.parent.glob(f"codes-{bins.token}-*"):
+        if old != folder:  # an earlier layout of the same codes
+            shutil.rmtree(old, ignore_errors=True)
+    snaps = store.snapshots(dataset, slice)
+    out = [folder / f"{snap.id}.parquet" for snap in snaps]
+    if all(p.is_file() for p in out):
+        return out
+    folder.mkdir(parents=True, exist_ok=True)
+    # one writer at a time (threads of one dashboard, or another process): the segment
+    # dictionary is append-only and every codes file must agree with it
+    with _CODES_LOCK, open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for snap, path in zip(snaps, out):
+            if not path.is_file():
+                _write_codes(folder, snap, path, roles, bins)
+                if progress:
+                    progress(f"binned snapshot {snap.id} ({snap.rows:,} rows)")
     return out
+
+
+def _write_codes(folder: Path, snap, path: Path, roles, bins: FrozenBins) -> None:
+    """Write one snapshot's codes file (caller holds the codes lock)."""
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET enable_progress_bar = false")
+    t = con.read_parquet(str(snap.path))
+    dictionary = _segment_dictionary(folder, roles.segments, con, t)
+    day = t[roles.timestamp].truncate("D").cast("date")
+    columns = {CODES_DAY: day}
+    day_number = day.delta(ibis.date(1970, 1, 1), unit="day").cast("int64")
+    for i, column in enumerate(roles.segments):
+        value = t[column].cast("string")
+        index = ibis.cases(*[(value == v, k) for k, v in enumerate(dictionary[column])
+                             if k > 0], else_=0) if len(dictionary[column]) > 1 else 0
+        columns[column] = value
+        columns[f"__cell{i}"] = day_number * CELL_SHIFT + index
+    for index, (feature, fbins) in enumerate(bins.coarse.items()):
+        columns[f"b{index}"] = bin_expr(t[feature], fbins)
+    sql = str(ibis.to_sql(t.select(**columns), dialect="duckdb"))
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    os.close(fd)
+    try:
+        con.con.sql(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def day_counts_from_codes(store: Store, dataset: str, bins: FrozenBins,
@@ -387,8 +445,9 @@ def day_counts_from_codes(store: Store, dataset: str, bins: FrozenBins,
     con.raw_sql(f"CREATE OR REPLACE VIEW codes_source AS SELECT * FROM read_parquet([{paths}])")
     t = con.table("codes_source")
     by_day = slice == "production"
+    roles = store.dataset(dataset).roles
     key = ("codes", str(store.root), dataset, bins.token, segment, slice,
-           filters.key() if filters is not None else None)
+           filters.key() if filters is not None else None, tuple(roles.segments))
 
     def build():
         tt = t
@@ -399,17 +458,30 @@ def day_counts_from_codes(store: Store, dataset: str, bins: FrozenBins,
                 tt = tt.filter(tt[CODES_DAY] < filters.end.date())
             for column, values in filters.segments.items():
                 tt = tt.filter(tt[column].isin([str(v) for v in values]))
-        # group on the raw day and segment; casts and NULL labels after the aggregation
-        keys = {"window": tt[CODES_DAY] if by_day else ibis.null("date"),
-                "segment": tt[segment] if segment else ibis.literal("all")}
-        parts = [tt.group_by(**keys, bin=tt[f"b{i}"]).aggregate(n=ibis._.count())
+        # one integer key per row: the day x segment cell (decoded after the aggregation)
+        if segment:
+            cell = tt[f"__cell{roles.segments.index(segment)}"]
+            if not by_day:
+                cell = cell % CELL_SHIFT
+        else:
+            cell = tt[CODES_DAY].delta(ibis.date(1970, 1, 1), unit="day").cast("int64") * \
+                CELL_SHIFT if by_day else ibis.literal(0, type="int64")
+        parts = [tt.group_by(cell=cell, bin=tt[f"b{i}"]).aggregate(n=ibis._.count())
                  .mutate(feature=ibis.literal(i, type="int16")) for i in range(len(bins.coarse))]
         union = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
-        return union.mutate(window=union.window.cast("timestamp"),
-                            segment=union.segment.fill_null(MISSING_SEGMENT)).select(*cols)
+        return union.select("cell", "feature", "bin", "n")
 
     table = _run(con, key, build, store.root / dataset / "bins" if filters is None else None)
     out = table.to_pandas(types_mapper={}.get)
+    cell = out.pop("cell").to_numpy(dtype=np.int64)
+    days = cell // CELL_SHIFT
+    out.insert(0, "window", (np.datetime64("1970-01-01", "D") + days).astype("datetime64[us]")
+               if by_day else pd.NaT)
+    if segment:
+        labels = json.loads((files[0].parent / "segments.json").read_text())[segment]
+        out.insert(1, "segment", pd.Categorical.from_codes(cell % CELL_SHIFT, categories=labels))
+    else:
+        out.insert(1, "segment", "all")
     out["feature"] = pd.Categorical.from_codes(out["feature"].to_numpy(dtype=int),
                                                categories=list(bins.coarse))
     out["bin"] = out["bin"].astype(int)

@@ -104,7 +104,11 @@ def _fill(frame: pd.DataFrame, offsets, width, windows, segments, with_range):
         return counts, extra
     wi = np.searchsorted(windows, frame["window"].to_numpy(dtype="datetime64[us]")) if len(
         windows) > 1 or windows.dtype.kind == "M" else np.zeros(len(frame), dtype=int)
-    si = pd.Index(segments).get_indexer(pd.Index(frame["segment"]))
+    seg = frame["segment"]
+    if isinstance(seg.dtype, pd.CategoricalDtype):
+        si = pd.Index(segments).get_indexer(seg.cat.categories.astype(str))[seg.cat.codes.to_numpy()]
+    else:
+        si = pd.Index(segments).get_indexer(pd.Index(seg))
     feature_start = pd.Series({f: o[0] for f, o in offsets.items()})
     start = feature_start.reindex(frame["feature"].astype(str)).to_numpy(dtype=int) if not (
         isinstance(frame["feature"].dtype, pd.CategoricalDtype)) else \
@@ -149,7 +153,8 @@ def build_cube(store: Store, dataset: str, segment: str | None, resolution: str,
     else:
         ref = binned_counts(store, dataset, "reference", chosen, unit=None, segment=segment,
                             with_range=with_range)
-    segments = sorted(set(prod["segment"]) | set(ref["segment"])) or [ALL]
+    segments = sorted(set(prod["segment"].astype(str).unique()) |
+                      set(ref["segment"].astype(str).unique())) or [ALL]
     windows = np.unique(prod["window"].to_numpy(dtype="datetime64[us]"))
     counts, extra = _fill(prod, offsets, width, windows, segments, with_range)
     ref_counts, ref_extra = _fill(ref.assign(window=np.datetime64("1970-01-01", "us")),
