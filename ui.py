@@ -88,6 +88,14 @@ class Context:
         self.info = st_store.dataset(dataset)
 
 
+def navigation() -> None:
+    """The page links at the top of the sidebar (the landing page reads "Home")."""
+    with st.sidebar:
+        for path, label in NAVIGATION:
+            st.page_link(path, label=label)
+        st.divider()
+
+
 def chart(fig, key: str, name: str, **kwargs):
     """Draw a plotly figure with PNG, SVG and standalone HTML downloads under it.
 
@@ -118,10 +126,7 @@ def page(title: str, caption: str = "") -> "Context":
 
 def sidebar() -> Context | None:
     """Draw the sidebar filters; None (with a message on the page) when there is no data."""
-    with st.sidebar:
-        for path, label in NAVIGATION:
-            st.page_link(path, label=label)
-        st.divider()
+    navigation()
     st_store = store()
     names = st_store.datasets()
     if not names:

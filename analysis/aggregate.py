@@ -517,18 +517,6 @@ def n_bins(bins) -> int:
     return len(bins.categories) + 2
 
 
-def compile_sql(store: Store, dataset: str, bins: dict, unit: str, segment: str | None) -> str:
-    """The SQL the engine runs for :func:`binned_counts` (for docs and debugging)."""
-    con, t = _connect(store, dataset, "production")
-    roles = store.dataset(dataset).roles
-    parts = []
-    for feature, fbins in bins.items():
-        keys = {"window": t[roles.timestamp].truncate(UNIT_CODES[unit]),
-                "segment": t[segment].cast("string") if segment else ibis.literal("all")}
-        parts.append(t.group_by(**keys, bin=bin_expr(t[feature], fbins))
-                     .aggregate(n=ibis._.count()).mutate(feature=ibis.literal(feature)))
-    return str(ibis.to_sql(ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]))
-
-
 __all__: Sequence[str] = ["FrozenBins", "frozen_bins", "binned_counts", "bin_expr",
-                          "n_bins", "reference_moments", "reference_token", "compile_sql"]
+                          "ensure_codes", "day_counts_from_codes", "n_bins",
+                          "reference_moments", "reference_token"]

@@ -166,6 +166,15 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _with_store(p: argparse.ArgumentParser, dataset: bool = True, dataset_help: str = "",
+                store_help: str = "store directory") -> argparse.ArgumentParser:
+    """Every command takes --store (default: the demo store); most take --dataset."""
+    p.add_argument("--store", default=str(DEFAULT_STORE), help=store_help)
+    if dataset:
+        p.add_argument("--dataset", required=True, help=dataset_help or "dataset name")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis",
                                      description="Drift Investigator command line")
@@ -182,11 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list of rows")
     p.set_defaults(func=cmd_drift)
 
-    p.add_argument("--store", default=str(DEFAULT_STORE), help="store directory (unused)")
+    _with_store(p, dataset=False, store_help="store directory (unused by drift)")
 
-    p = sub.add_parser("ingest", help="validate a CSV/Parquet snapshot and store it")
-    p.add_argument("--store", default=str(DEFAULT_STORE), help="store directory")
-    p.add_argument("--dataset", required=True, help="dataset name (created when new)")
+    p = _with_store(sub.add_parser("ingest", help="validate a CSV/Parquet snapshot and store it"),
+                    dataset_help="dataset name (created when new)")
     p.add_argument("--slice", required=True, choices=["reference", "production"])
     p.add_argument("--roles", help="roles JSON for a new dataset (default: inferred, printed)")
     p.add_argument("--task", choices=["regression", "classification"], default="regression",
@@ -194,16 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="CSV or Parquet file")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("snapshots", help="list a dataset's snapshots, or remove one")
-    p.add_argument("--store", default=str(DEFAULT_STORE), help="store directory")
-    p.add_argument("--dataset", required=True)
+    p = _with_store(sub.add_parser("snapshots", help="list a dataset's snapshots, or remove one"))
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument("--remove", metavar="ID", help="remove this snapshot")
     p.set_defaults(func=cmd_snapshots)
 
-    p = sub.add_parser("report", help="write a postmortem bundle (zip: HTML report, PNGs, CSVs)")
-    p.add_argument("--store", default=str(DEFAULT_STORE), help="store directory")
-    p.add_argument("--dataset", required=True)
+    p = _with_store(sub.add_parser("report",
+                                   help="write a postmortem bundle (zip: HTML report, PNGs, CSVs)"))
     p.add_argument("--from", dest="date_from", help="first production day (YYYY-MM-DD)")
     p.add_argument("--to", dest="date_to", help="last production day, inclusive (YYYY-MM-DD)")
     p.add_argument("--segment", help="a segment value, or COLUMN=VALUE (default: all)")
@@ -211,8 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="zip file to write")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", help="build the rental-pricing demo store")
-    p.add_argument("--store", default=str(DEFAULT_STORE), help="store directory")
+    p = _with_store(sub.add_parser("demo", help="build the rental-pricing demo store"),
+                    dataset=False)
     p.add_argument("--scale", type=float, default=1.0,
                    help="size multiplier (1.0 = 180k reference + 540k production rows)")
     p.set_defaults(func=cmd_demo)

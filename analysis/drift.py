@@ -40,7 +40,6 @@ class DriftTest:
     threshold: float
     #: True: drift when p_value < threshold; False: drift when statistic >= threshold.
     uses_p_value: bool
-    binary_only: bool = False
 
 
 TESTS: dict[str, DriftTest] = {
@@ -53,8 +52,8 @@ TESTS: dict[str, DriftTest] = {
                   0.1, False),
         DriftTest("chisquare", "chi-square", frozenset({NUMERIC, CATEGORICAL}), 0.05, True),
         DriftTest("hellinger", "Hellinger distance", frozenset({NUMERIC, CATEGORICAL}), 0.1, False),
-        DriftTest("z", "two-proportion z-test", frozenset({NUMERIC, CATEGORICAL}), 0.05, True,
-                  binary_only=True),
+        DriftTest("z", "two-proportion z-test (binary columns)",
+                  frozenset({NUMERIC, CATEGORICAL}), 0.05, True),
     )
 }
 
@@ -299,8 +298,3 @@ def drift_table(reference: pd.DataFrame, production: pd.DataFrame,
     return ReferenceProfile(reference, features, bins).table(
         production, test=test, binning=binning, thresholds=thresholds)
 
-
-def drifted_share(table: pd.DataFrame) -> float:
-    """Share of judged features flagged as drifted (NaN when none could be judged)."""
-    judged = table["drifted"].dropna()
-    return float(np.mean(judged.astype(bool))) if len(judged) else float("nan")

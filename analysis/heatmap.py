@@ -31,7 +31,7 @@ import pandas as pd
 
 from analysis import stats
 from analysis.aggregate import (FrozenBins, binned_counts, day_counts_from_codes, frozen_bins,
-                                n_bins)
+                                n_bins, reference_moments)
 from analysis.queries import Filters
 from analysis.store import Store
 
@@ -102,18 +102,15 @@ def _fill(frame: pd.DataFrame, offsets, width, windows, segments, with_range):
     extra = {}
     if frame.empty:
         return counts, extra
-    wi = np.searchsorted(windows, frame["window"].to_numpy(dtype="datetime64[us]")) if len(
-        windows) > 1 or windows.dtype.kind == "M" else np.zeros(len(frame), dtype=int)
+    wi = np.searchsorted(windows, frame["window"].to_numpy(dtype="datetime64[us]"))
     seg = frame["segment"]
     if isinstance(seg.dtype, pd.CategoricalDtype):
         si = pd.Index(segments).get_indexer(seg.cat.categories.astype(str))[seg.cat.codes.to_numpy()]
     else:
         si = pd.Index(segments).get_indexer(pd.Index(seg))
-    feature_start = pd.Series({f: o[0] for f, o in offsets.items()})
-    start = feature_start.reindex(frame["feature"].astype(str)).to_numpy(dtype=int) if not (
-        isinstance(frame["feature"].dtype, pd.CategoricalDtype)) else \
-        feature_start.reindex(frame["feature"].cat.categories).to_numpy(dtype=int)[
-            frame["feature"].cat.codes.to_numpy()]
+    # the engine returns features as a categorical: map its few categories, not every row
+    feature = frame["feature"]
+    start = np.array([offsets[f][0] for f in feature.cat.categories])[feature.cat.codes.to_numpy()]
     bi = start + frame["bin"].to_numpy(dtype=int)
     np.add.at(counts, (wi, si, bi), frame["n"].to_numpy(dtype=float))
     if with_range:
@@ -303,13 +300,12 @@ def binned_drift_table(store: Store, dataset: str, filters: Filters | None = Non
 
     bins = bins or frozen_bins(store, dataset)
     roles = store.dataset(dataset).roles
-    numeric = {f: b for f, b in bins.fine.items()}
-    categorical = {f: b for f, b in bins.coarse.items() if f not in numeric}
+    numeric = bins.fine
     fine_p = binned_counts(store, dataset, "production", numeric, filters=filters, with_range=True)
     fine_r = binned_counts(store, dataset, "reference", numeric, with_range=True)
     coarse_p = binned_counts(store, dataset, "production", bins.coarse, filters=filters)
     coarse_r = binned_counts(store, dataset, "reference", bins.coarse)
-    std = pooled_std(_moments_or_empty(store, dataset), None)
+    std = pooled_std(reference_moments(store, dataset, None), None)
 
     def vectors(frame, feature, width, with_range):
         part = frame[frame["feature"] == feature]
@@ -337,29 +333,24 @@ def binned_drift_table(store: Store, dataset: str, filters: Filters | None = Non
             if distinct > 5:
                 test = "wasserstein"
         spec = TESTS[test]
-        n_ref = float(vectors(coarse_r, feature, n_bins(bins.coarse[feature]), False)["n"][:-1].sum())
-        prod_coarse = vectors(coarse_p, feature, n_bins(bins.coarse[feature]), False)["n"]
-        row = FeatureDrift(feature, kind, test, None, None, spec.threshold, None, int(n_ref),
-                           int(prod_coarse[:-1].sum()))
+        width = n_bins(bins.coarse[feature])
+        ref_coarse = vectors(coarse_r, feature, width, False)["n"]
+        prod_coarse = vectors(coarse_p, feature, width, False)["n"]
+        # the last coarse bin counts missing values
+        row = FeatureDrift(feature, kind, test, None, None, spec.threshold, None,
+                           int(ref_coarse[:-1].sum()), int(prod_coarse[:-1].sum()))
         if test == "wasserstein":
             r_trim = {k: v[:-1] for k, v in r.items()}
             p_trim = {k: v[:-1] for k, v in p.items()}
             if p_trim["n"].sum() and r_trim["n"].sum():
                 w = stats.wasserstein_from_bins(numeric[feature].edges, r_trim, p_trim)
                 row.statistic = w / max(std.get(feature, 0.0), 1e-3)
-        else:
-            ref_coarse = vectors(coarse_r, feature, n_bins(bins.coarse[feature]), False)["n"]
-            if prod_coarse.sum() and ref_coarse.sum():
-                row.statistic = stats.jensenshannon_distance(ref_coarse, prod_coarse)
+        elif prod_coarse.sum() and ref_coarse.sum():
+            row.statistic = stats.jensenshannon_distance(ref_coarse, prod_coarse)
         if row.statistic is not None:
             row.drifted = bool(row.statistic >= spec.threshold)
         rows.append(row.as_dict())
     return pd.DataFrame(rows, columns=list(FeatureDrift.__dataclass_fields__))
-
-
-def _moments_or_empty(store: Store, dataset: str) -> pd.DataFrame:
-    from analysis.aggregate import reference_moments
-    return reference_moments(store, dataset, None)
 
 
 def sort_features(grid_frame: pd.DataFrame, by: str = "max") -> list[str]:

@@ -338,6 +338,7 @@ class Prepared:
     dataset: str
     slice: str
     exists: bool
+    table: pa.Table | None = None  # the role columns with stored types, when valid
 
     @property
     def errors(self) -> list[Finding]:
@@ -373,8 +374,11 @@ def prepare(store: Store, dataset: str, slice: str, path: str | Path | Parsed,
         except StoreError as exc:
             findings.append(Finding("error", "roles", str(exc)))
     prepared = Prepared(parsed, roles, findings, dataset, slice, exists)
-    if not prepared.errors and exists:
-        digest = table_sha256(conform(parsed.table, roles))
+    if prepared.errors:
+        return prepared
+    prepared.table = conform(parsed.table, roles)
+    if exists:
+        digest = table_sha256(prepared.table)
         for snap in store.snapshots(dataset):
             if snap.sha256 == digest:
                 findings.append(Finding("error", "duplicate_upload",
@@ -388,7 +392,7 @@ def commit(store: Store, prepared: Prepared, task: str = "regression") -> Ingest
     result = IngestResult(None, prepared.findings, prepared.roles)
     if prepared.errors:
         return result
-    table = conform(prepared.parsed.table, prepared.roles)
+    table = prepared.table
     if not prepared.exists:
         store.create_dataset(prepared.dataset, prepared.roles, task=task)
         result.created = True

@@ -50,7 +50,7 @@ def _charts(store: Store, dataset: str, filters: Filters, unit: str) -> tuple[li
         bins = frozen_bins(store, dataset)
         segment = roles.segments[0] if roles.segments else None
         cube = heatmap.build_cube(store, dataset, segment, "coarse", "day", bins=bins)
-        chosen = list(filters.segments.get(segment, ())) or None if segment else None
+        chosen = (list(filters.segments.get(segment, ())) or None) if segment else None
         cells = heatmap.grid(heatmap.select(cube, unit, filters.start, filters.end, chosen),
                              "psi", bins)
         if not cells.empty:

@@ -15,9 +15,7 @@ st.caption("A CSV (delimiter, encoding and decimal commas detected) or Parquet f
            "reference or a production slice of a new or existing dataset. Nothing is stored "
            "until the validation report is clean and you commit.")
 store = ui.store()
-with st.sidebar:
-    for path, label in ui.NAVIGATION:
-        st.page_link(path, label=label)
+ui.navigation()
 
 names = store.datasets()
 c1, c2 = st.columns(2)
