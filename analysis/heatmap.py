@@ -46,7 +46,10 @@ ALL = "all"
 
 def window_start(values, unit: str) -> np.ndarray:
     """Calendar window start (datetime64[us]) of each timestamp; weeks start on Monday."""
-    days = np.asarray(values, dtype="datetime64[us]").astype("datetime64[D]")
+    stamps = np.asarray(values, dtype="datetime64[us]")
+    if unit == "hour":
+        return stamps.astype("datetime64[h]").astype("datetime64[us]")
+    days = stamps.astype("datetime64[D]")
     if unit == "day":
         out = days
     elif unit == "week":
@@ -61,6 +64,8 @@ def window_start(values, unit: str) -> np.ndarray:
 
 def window_end(start, unit: str) -> np.datetime64:
     """Exclusive end of the window starting at ``start``."""
+    if unit == "hour":
+        return (np.datetime64(start, "h") + np.timedelta64(1, "h")).astype("datetime64[us]")
     s = np.datetime64(start, "D")
     if unit == "day":
         e = s + np.timedelta64(1, "D")

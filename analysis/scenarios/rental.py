@@ -10,8 +10,9 @@ Listings over one calendar year; each row is a listing rented by one user group.
   bedrooms and area, building age; bathrooms, floor, furnished, pets allowed and an
   amenities score drawn independently of the listing's kind.
 * Data drift (from ``data_drift.from_month``): a share of the drift segments' listings are
-  new micro-studios in a new neighborhood, Eastgate Docks: far out, new builds. The price
-  rule applies to them unchanged. The independent features are drawn exactly as before,
+  new developments in a new neighborhood, Eastgate Docks, far out: three in four are
+  micro-studio new builds, the rest converted warehouses drawn like any listing. The
+  price rule applies to them unchanged. The independent features are drawn exactly as before,
   so their distributions do not move.
 * Concept drift (from ``concept_drift.from_month``): for the concept segment, rent stops
   depending on distance to the centre. Their inputs are generated as before.
@@ -51,6 +52,7 @@ NEIGHBORHOODS = {
 }
 NEW_NEIGHBORHOOD = "Eastgate Docks"
 NEW_PROPERTY_TYPE = "micro-studio"
+MICRO_STUDIO_SHARE = 0.75  # of the new developments; the rest are converted warehouses
 PROPERTY_TYPES = ["apartment", "house", "studio", "loft"]
 # user group -> probabilities of PROPERTY_TYPES for base listings (constant over time)
 TYPE_MIX = {
@@ -104,18 +106,23 @@ def _listings(rng: np.random.Generator, groups: np.ndarray, new_mask: np.ndarray
         default=2 + (u > 0.3) + (u > 0.7) + (u > 0.92),
     ).astype(int)
 
-    # the kind-specific features of new developments
+    # new developments, all in Eastgate Docks: mostly micro-studio new builds, the rest
+    # converted warehouses whose type, size and age are drawn as for any listing (so only
+    # the neighborhood tells them apart: it is the root cause the others move with)
     k = int(new_mask.sum())
     hood[new_mask] = NEW_NEIGHBORHOOD
     distance[new_mask] = rng.uniform(9.0, 14.0, k)
-    ptype[new_mask] = NEW_PROPERTY_TYPE
-    bedrooms[new_mask] = 0
+    micro = new_mask.copy()
+    micro[new_mask] = rng.random(k) < MICRO_STUDIO_SHARE
+    m = int(micro.sum())
+    ptype[micro] = NEW_PROPERTY_TYPE
+    bedrooms[micro] = 0
 
     type_extra = np.select([ptype == "loft", ptype == "house"], [15.0, 20.0], 0.0)
     area = np.clip(24 + 20 * bedrooms + type_extra + rng.normal(0, 8, n), 15, None)
-    area[new_mask] = np.clip(rng.normal(24, 4, k), 15, None)
+    area[micro] = np.clip(rng.normal(24, 4, m), 15, None)
     age = np.clip(np.round(rng.gamma(2.0, 18.0, n)), 0, 120)
-    age[new_mask] = rng.integers(0, 4, k)
+    age[micro] = rng.integers(0, 4, m)
 
     # independent of the listing's kind: identical distributions for new developments
     bathrooms = rng.choice([1, 2, 3], size=n, p=[0.6, 0.32, 0.08])

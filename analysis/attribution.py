@@ -1,0 +1,1268 @@
+"""Data drift versus concept drift: attribute a model's error change per segment x window.
+
+For every production window (and every segment within it) we ask two questions:
+
+* **Did P(x) change?** (data drift) A *domain classifier* learns to tell the window's
+  rows from the reference's. Its cross-fitted AUC, tested against 0.5, and per-feature
+  tests (KS and chi-square, with PSI as the effect size) are the evidence.
+* **Did P(y|x) change?** (concept drift) On the region both populations share, the
+  error of an independent, cross-fitted reference model (refitted here on the reference
+  rows; see :func:`fit_reference_model`) is compared between reference and window.
+
+Density ratio
+-------------
+The domain classifier is a gradient-boosted tree model with balanced class weights,
+cross-fitted over 2 folds and Platt-calibrated on its out-of-fold scores, so that
+``pi(x) = P(window | x)`` on balanced classes and ``r(x) = pi / (1 - pi)`` estimates the
+density ratio ``q(x) / p(x)`` (window over reference). For one segment ``s`` of a window,
+``r_s(x) = r(x, s) * p(s) / q(s)`` with ``p(s)``, ``q(s)`` the segment's shares of the
+classifier's reference and window rows (the segment is one of its inputs).
+
+Decompositions of the error change (``L`` = mean per-row loss of the user's model)
+-------------------------------------------------------------------------------
+*Importance weighting (IW)*: expected error under covariate shift alone
+``E = sum_i w_i l_i / sum_i w_i`` over reference rows with ``w = min(r, CLIP)``; the
+data part is ``E - L_ref`` and the concept part ``L_window - E``. Where the inputs only
+partly overlap, IW pushes the part of a covariate shift that lies outside the
+reference's support into "concept".
+
+*Shared region (DISDE; Cai, Namkoong & Yadlowsky 2023)*: the shared distribution has
+density proportional to ``p q / (p + q)``; reference rows reach it with weights
+proportional to ``r / (1 + r)`` and window rows with ``1 / (1 + r)``. With ``S_ref`` and
+``S_win`` the two self-normalised weighted mean losses on it::
+
+    L_window - L_ref = (S_ref - L_ref)        shift into the shared region   (data)
+                     + (S_win - S_ref)        concept change on the shared region
+                     + (L_window - S_win)     shift out of the shared region (data)
+
+The reported ``expected`` error is ``L_window - (S_win - S_ref)``; the verdict uses this
+estimator. Intervals are percentile intervals of a Poisson bootstrap (B = 200) with the
+density ratio held fixed.
+
+Verdicts and thresholds
+-----------------------
+Every cell's tests form two families (data: AUC and per-feature tests; concept: the
+loss and the bias change on the shared region), each controlled with Holm's procedure
+at ``ALPHA`` over all cells, so a dataset without drift gets ``none`` everywhere with
+probability at least 1 - 2 * ALPHA. A test counts only when its effect is also large
+enough to matter: AUC >= ``AUC_MIN`` or a feature's PSI >= ``PSI_MIN`` for data drift;
+a change of at least ``CONCEPT_MIN`` of the reference model's error (loss) or
+``BIAS_MIN`` of its mean absolute residual (bias) for concept drift.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.tree import DecisionTreeRegressor
+
+from analysis import stats
+from analysis.binning import bins_for
+from analysis.drift import CATEGORICAL, NUMERIC
+from analysis.heatmap import window_end, window_start
+
+ALL = "all"
+UNITS = ("hour", "day", "week", "month")
+METRICS = {
+    "mae": "mean absolute error",
+    "rmse": "root mean squared error",
+    "mape": "mean absolute percentage error (%)",
+    "accuracy": "accuracy",
+    "logloss": "log loss (nats)",
+}
+REGRESSION_METRICS = ("mae", "rmse", "mape")
+CLASSIFICATION_METRICS = ("accuracy", "logloss")
+
+ALPHA = 0.01          # family-wise error rate of each family of tests (Holm)
+AUC_MIN = 0.55        # domain-classifier AUC that counts as a changed P(x)
+PSI_MIN = 0.1         # per-feature PSI that counts (the conventional "moderate" level)
+CONCEPT_MIN = 0.10    # loss change on the shared region, as a share of the reference's
+BIAS_MIN = 0.10       # residual-mean change, as a share of the mean absolute residual
+CLIP = 20.0           # importance weights are clipped at this density ratio
+SUPPORT_RATIO = 20.0  # window rows with r(x) above this lie outside the reference support
+MIN_ROWS = 50         # fewer window rows (or labelled rows) in a cell: not judged
+SAMPLE_CAP = 30_000   # rows per side used by the classifiers and the bootstrap
+BOOTSTRAP = 200
+MAX_LEVELS = 200      # categorical levels kept per feature (the rest pooled as "other")
+PROBABILITY_EPS = 1e-6
+
+
+class AttributionError(ValueError):
+    """Input the analysis cannot run on; the message says what and where."""
+
+
+# --------------------------------------------------------------------------- problem
+
+@dataclass
+class Problem:
+    """What to analyse: the columns' roles and the error metric.
+
+    ``positive`` is the class whose probability a classification ``prediction`` column
+    holds (None when the predictions are labels).
+    """
+
+    features: dict[str, str]
+    target: str | None = None
+    prediction: str | None = None
+    timestamp: str | None = None
+    segment: str | None = None
+    task: str = "regression"
+    metric: str | None = None
+    positive: object = None
+
+    @property
+    def labelled(self) -> bool:
+        return self.target is not None
+
+    @property
+    def has_model(self) -> bool:
+        return self.target is not None and self.prediction is not None
+
+
+def infer_task(target: pd.Series, prediction: pd.Series | None = None) -> str:
+    """'classification' for text/boolean targets, 0/1 targets, and integer targets with
+    at most 20 levels whose predictions are among those levels; else 'regression'."""
+    y = target.dropna()
+    if y.empty:
+        return "regression"
+    if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
+        return "classification"
+    values = set(np.unique(y.to_numpy(dtype=float)).tolist())
+    if values <= {0.0, 1.0}:
+        return "classification"
+    if len(values) <= 20 and all(float(v).is_integer() for v in values) and prediction is not None:
+        p = pd.to_numeric(prediction, errors="coerce").dropna()
+        if not p.empty and set(np.unique(p.to_numpy(dtype=float)).tolist()) <= values:
+            return "classification"
+    return "regression"
+
+
+def prediction_kind(target: pd.Series, prediction: pd.Series) -> tuple[str, object]:
+    """('probability', positive class) or ('label', None) for a classification model.
+
+    A numeric prediction in [0, 1] for a two-class target that is not itself among the
+    target's labels is read as the probability of the larger label (1, True, or the
+    second in sorted order, e.g. "yes" over "no").
+    """
+    labels = sorted(pd.Series(target.dropna().unique()).tolist(), key=lambda v: (str(type(v)), v))
+    p = prediction.dropna()
+    if pd.api.types.is_numeric_dtype(p) and not pd.api.types.is_bool_dtype(p):
+        values = p.to_numpy(dtype=float)
+        label_set = {float(v) for v in labels if isinstance(v, (int, float, np.number, bool))}
+        if len(labels) <= 2 and values.size and values.min() >= 0 and values.max() <= 1 and not (
+                set(np.unique(values).tolist()) <= label_set and label_set):
+            return "probability", (labels[-1] if labels else 1)
+    return "label", None
+
+
+def default_metric(task: str, kind: str = "label") -> str:
+    if task == "regression":
+        return "mae"
+    return "logloss" if kind == "probability" else "accuracy"
+
+
+def row_losses(y: pd.Series, prediction: pd.Series, metric: str, positive=None) -> np.ndarray:
+    """Per-row loss whose mean gives the metric; NaN where the row has no label.
+
+    * mae: ``|y - yhat|``; rmse: ``(y - yhat)^2`` (the metric is the root of the mean);
+    * mape: ``100 |y - yhat| / |y|`` (rows with y = 0 are NaN: undefined);
+    * accuracy: ``1[y != yhat]`` (the metric is one minus the mean);
+    * logloss: ``-ln max(p_y, 1e-6)`` with ``p_y`` the predicted probability of the
+      observed class (binary: ``p`` for ``positive``, ``1 - p`` otherwise).
+    """
+    if metric not in METRICS:
+        raise AttributionError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if metric in REGRESSION_METRICS:
+        yv = pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
+        pv = pd.to_numeric(prediction, errors="coerce").to_numpy(dtype=float)
+        err = yv - pv
+        if metric == "mae":
+            return np.abs(err)
+        if metric == "rmse":
+            return err ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = 100.0 * np.abs(err) / np.abs(yv)
+        out[yv == 0] = np.nan
+        return out
+    missing = (y.isna() | prediction.isna()).to_numpy()
+    if metric == "accuracy":
+        out = (y.astype(str).to_numpy() != _as_label_text(prediction, y)).astype(float)
+    else:
+        p = pd.to_numeric(prediction, errors="coerce").to_numpy(dtype=float)
+        is_pos = (y.astype(str).to_numpy() == str(positive))
+        p_obs = np.where(is_pos, p, 1.0 - p)
+        out = -np.log(np.clip(p_obs, PROBABILITY_EPS, 1.0))
+    out[missing] = np.nan
+    return out
+
+
+def _as_label_text(prediction: pd.Series, target: pd.Series) -> np.ndarray:
+    """Predicted labels as text comparable with ``target.astype(str)`` (1.0 -> '1')."""
+    if pd.api.types.is_float_dtype(prediction) and pd.api.types.is_integer_dtype(
+            target.dropna().astype(object).infer_objects()):
+        return prediction.map(lambda v: str(int(v)) if pd.notna(v) and float(v).is_integer()
+                              else str(v)).to_numpy()
+    return prediction.astype(str).to_numpy()
+
+
+def metric_level(mean_loss, metric: str):
+    """The metric from the mean per-row loss (see :func:`row_losses`)."""
+    mean_loss = np.asarray(mean_loss, dtype=float)
+    if metric == "rmse":
+        return np.sqrt(np.maximum(mean_loss, 0.0))
+    if metric == "accuracy":
+        return 1.0 - mean_loss
+    return mean_loss
+
+
+# --------------------------------------------------------------------------- windows
+
+def window_counts(timestamps) -> dict[str, int]:
+    """Number of calendar windows each unit gives over ``timestamps``."""
+    ts = np.asarray(pd.to_datetime(pd.Series(timestamps)).dropna(), dtype="datetime64[us]")
+    return {u: int(np.unique(window_start(ts, u)).size) for u in UNITS}
+
+
+def choose_unit(timestamps, unit: str = "auto") -> str:
+    """The calendar unit: as given, or for ``auto`` the one giving 8-30 windows over the
+    production span (nearest to 15 in ratio when several do; the nearest to that range
+    in ratio when none does)."""
+    if unit != "auto":
+        if unit not in UNITS:
+            raise AttributionError(f"unknown window {unit!r}; choose auto or one of {', '.join(UNITS)}")
+        return unit
+    counts = window_counts(timestamps)
+
+    def distance(n: int) -> tuple[float, float]:
+        outside = 0.0 if 8 <= n <= 30 else min(abs(math.log(n / 8)), abs(math.log(n / 30)))
+        return outside, abs(math.log(max(n, 1) / 15))
+
+    return min(UNITS, key=lambda u: distance(counts[u]))
+
+
+# --------------------------------------------------------------------------- encoding
+
+class Encoder:
+    """Features as a float matrix for the tree models: numbers as they are (inf as
+    missing), categories as codes of their most frequent levels in reference and
+    production together (the rest pooled as one "other" code), missing as NaN."""
+
+    def __init__(self, frames: list[pd.DataFrame], columns: Mapping[str, str]):
+        self.columns = dict(columns)
+        self.levels: dict[str, pd.Index] = {}
+        for col, kind in self.columns.items():
+            if kind == CATEGORICAL:
+                counts = pd.concat([f[col].astype("string") for f in frames]).value_counts()
+                self.levels[col] = pd.Index(counts.index[:MAX_LEVELS].astype(str))
+
+    @property
+    def categorical_mask(self) -> np.ndarray:
+        return np.array([k == CATEGORICAL for k in self.columns.values()], dtype=bool)
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        out = np.empty((len(frame), len(self.columns)), dtype=float)
+        for j, (col, kind) in enumerate(self.columns.items()):
+            if kind == CATEGORICAL:
+                text = frame[col].astype("string")
+                codes = self.levels[col].get_indexer(text.fillna("").astype(str)).astype(float)
+                codes[codes < 0] = len(self.levels[col])   # other
+                codes[text.isna().to_numpy()] = np.nan
+                out[:, j] = codes
+            else:
+                v = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, copy=True)
+                v[~np.isfinite(v)] = np.nan
+                out[:, j] = v
+        return out
+
+    def one_hot(self, frame: pd.DataFrame, top: int = 20) -> tuple[np.ndarray, list[str]]:
+        """Readable design matrix for rules and surrogates: numbers as they are (missing
+        as the median), categories as indicators of their ``top`` levels."""
+        parts, names = [], []
+        for col, kind in self.columns.items():
+            if kind == CATEGORICAL:
+                text = frame[col].astype("string").fillna("(missing)").astype(str).to_numpy()
+                for level in self.levels[col][:top]:
+                    parts.append((text == level).astype(float))
+                    names.append(f"{col} = {level}")
+            else:
+                v = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, copy=True)
+                v[~np.isfinite(v)] = np.nan
+                fill = np.nanmedian(v) if np.isfinite(v).any() else 0.0
+                parts.append(np.where(np.isnan(v), fill, v))
+                names.append(col)
+        return (np.column_stack(parts) if parts else np.empty((len(frame), 0))), names
+
+
+# --------------------------------------------------------------------------- models
+
+def _classifier(cat_mask: np.ndarray, seed: int, n: int) -> HistGradientBoostingClassifier:
+    return HistGradientBoostingClassifier(
+        max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
+        min_samples_leaf=max(20, n // 1000), l2_regularization=1.0, class_weight="balanced",
+        categorical_features=cat_mask if cat_mask.any() else None,
+        early_stopping=n >= 200, validation_fraction=0.15, n_iter_no_change=5,
+        random_state=seed)
+
+
+@dataclass
+class DomainFit:
+    """Out-of-fold, calibrated P(window | x) on balanced classes, and the fold of each row."""
+
+    pi: np.ndarray
+    score: np.ndarray
+    fold: np.ndarray
+
+
+def fit_domain(X: np.ndarray, is_window: np.ndarray, cat_mask: np.ndarray, seed: int = 0,
+               n_folds: int = 2) -> DomainFit:
+    """Cross-fitted domain classifier (see the module docstring).
+
+    Platt scaling of the out-of-fold decision scores, with balanced class weights, turns
+    the scores into ``pi(x)`` whose odds estimate the density ratio ``q(x) / p(x)``.
+    """
+    y = is_window.astype(int)
+    n = len(y)
+    score = np.zeros(n)
+    fold = np.zeros(n, dtype=int)
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (train, test) in enumerate(splitter.split(X, y)):
+        model = _classifier(cat_mask, seed, len(train)).fit(X[train], y[train])
+        score[test] = model.decision_function(X[test])
+        fold[test] = k
+    weight = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+    if np.ptp(score) < 1e-12:
+        pi = np.full(n, 0.5)
+    else:
+        platt = LogisticRegression(C=1e4).fit(score[:, None], y, sample_weight=weight)
+        pi = platt.predict_proba(score[:, None])[:, 1]
+    return DomainFit(np.clip(pi, 1e-6, 1 - 1e-6), score, fold)
+
+
+def auc_test(score: np.ndarray, is_window: np.ndarray, fold: np.ndarray) -> tuple[float, float]:
+    """Cross-fitted AUC and its one-sided p-value against 0.5.
+
+    Per fold, the Mann-Whitney U of the out-of-fold scores (window above reference),
+    ``AUC_k = U_k / (n1 n0)`` with its asymptotic p-value (ties corrected); the AUC is
+    the mean over folds and the p-value combines the folds' z-scores (Stouffer).
+    """
+    aucs, zs = [], []
+    for k in np.unique(fold):
+        m = fold == k
+        a, b = score[m & is_window], score[m & ~is_window]
+        if len(a) == 0 or len(b) == 0:
+            continue
+        if np.ptp(np.concatenate([a, b])) == 0:
+            aucs.append(0.5)
+            zs.append(0.0)
+            continue
+        res = sps.mannwhitneyu(a, b, alternative="greater", method="asymptotic")
+        aucs.append(res.statistic / (len(a) * len(b)))
+        zs.append(float(sps.norm.isf(np.clip(res.pvalue, 1e-300, 1.0))))
+    if not aucs:
+        return float("nan"), 1.0
+    z = sum(zs) / math.sqrt(len(zs))
+    return float(np.mean(aucs)), float(sps.norm.sf(z))
+
+
+@dataclass
+class ReferenceModel:
+    """An independent model of P(y | x) fitted on the reference, cross-fitted.
+
+    ``predict_reference`` holds the out-of-fold predictions of the reference rows it saw;
+    window rows are predicted by a fold model chosen at random, so both sides are scored
+    by models of the same quality.
+    """
+
+    task: str
+    models: list
+    classes: np.ndarray | None
+    positive_index: int | None
+
+    def predict(self, X: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """Predictions (regression) or class probabilities (n x classes)."""
+        width = None if self.task == "regression" else len(self.classes)
+        out = np.empty(len(X)) if width is None else np.empty((len(X), width))
+        for k, model in enumerate(self.models):
+            m = which == k
+            if m.any():
+                out[m] = model.predict(X[m]) if width is None else model.predict_proba(X[m])
+        return out
+
+
+def _target_codes(y: pd.Series, classes: np.ndarray) -> np.ndarray:
+    return pd.Index(classes).get_indexer(y.astype(str).to_numpy())
+
+
+def fit_reference_model(X: np.ndarray, y: pd.Series, task: str, cat_mask: np.ndarray,
+                        seed: int = 0, n_folds: int = 3) -> tuple[ReferenceModel, np.ndarray]:
+    """Fit the reference model; returns it and the out-of-fold predictions of ``X``."""
+    folds = np.empty(len(X), dtype=int)
+    splitter = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    models = []
+    if task == "regression":
+        target = pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
+        oof = np.empty(len(X))
+        classes = None
+    else:
+        classes = np.array(sorted(y.astype(str).unique()))
+        target = _target_codes(y, classes)
+        oof = np.empty((len(X), len(classes)))
+    for k, (train, test) in enumerate(splitter.split(X)):
+        params = dict(max_iter=200, learning_rate=0.1, max_leaf_nodes=31,
+                      min_samples_leaf=max(20, len(train) // 2000),
+                      categorical_features=cat_mask if cat_mask.any() else None,
+                      early_stopping=len(train) >= 200, validation_fraction=0.1,
+                      n_iter_no_change=10, random_state=seed)
+        if task == "regression":
+            model = HistGradientBoostingRegressor(**params).fit(X[train], target[train])
+            oof[test] = model.predict(X[test])
+        else:
+            model = HistGradientBoostingClassifier(**params).fit(X[train], target[train])
+            proba = np.zeros((len(test), len(classes)))
+            proba[:, model.classes_] = model.predict_proba(X[test])
+            oof[test] = proba
+            model = _FullProba(model, len(classes))
+        models.append(model)
+        folds[test] = k
+    positive = len(classes) - 1 if classes is not None and len(classes) == 2 else None
+    return ReferenceModel(task, models, classes, positive), oof
+
+
+class _FullProba:
+    """A classifier whose probabilities cover every reference class."""
+
+    def __init__(self, model, width: int):
+        self.model, self.width = model, width
+
+    def predict_proba(self, X):
+        out = np.zeros((len(X), self.width))
+        out[:, self.model.classes_] = self.model.predict_proba(X)
+        return out
+
+
+def model_loss_and_residual(model: ReferenceModel, predicted: np.ndarray, y: pd.Series
+                            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The reference model's per-row loss (absolute error; or log loss of the observed
+    class, 1e-6 floor) and signed residual (y - yhat; or 1[positive] - p for two
+    classes; None for more)."""
+    if model.task == "regression":
+        resid = pd.to_numeric(y, errors="coerce").to_numpy(dtype=float) - predicted
+        return np.abs(resid), resid
+    codes = _target_codes(y, model.classes)
+    p_obs = np.where(codes >= 0, predicted[np.arange(len(y)), np.maximum(codes, 0)], 0.0)
+    loss = -np.log(np.clip(p_obs, PROBABILITY_EPS, 1.0))
+    if model.positive_index is None:
+        return loss, None
+    resid = (codes == model.positive_index).astype(float) - predicted[:, model.positive_index]
+    return loss, resid
+
+
+# --------------------------------------------------------------------------- statistics
+
+def holm(p_values) -> np.ndarray:
+    """Holm-adjusted p-values: ``p_(i) * (m - i + 1)`` in ascending order, made
+    monotone, capped at 1. NaN stays NaN and does not count in ``m``."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    order = np.argsort(p[ok])
+    adjusted = np.minimum(1.0, np.maximum.accumulate(p[ok][order] * (m - np.arange(m))))
+    vals = np.empty(m)
+    vals[order] = adjusted
+    out[ok] = vals
+    return out
+
+
+def weighted_mean(values: np.ndarray, weights: np.ndarray, replicates: np.ndarray | None = None):
+    """Self-normalised ``sum w v / sum w`` for the point estimate, and for each bootstrap
+    replicate (rows of ``replicates``: per-row resampling counts) when given."""
+    point = float(np.dot(weights, values) / weights.sum()) if weights.sum() > 0 else float("nan")
+    if replicates is None:
+        return point
+    num = replicates @ (weights * values)
+    den = replicates @ weights
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return point, num / den
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size ``(sum w)^2 / sum w^2``."""
+    w = np.asarray(weights, dtype=float)
+    s2 = float(np.dot(w, w))
+    return float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
+
+
+def interval(replicates: np.ndarray) -> tuple[float | None, float | None]:
+    r = np.asarray(replicates, dtype=float)
+    r = r[np.isfinite(r)]
+    if r.size < 10:
+        return None, None
+    lo, hi = np.percentile(r, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def two_sided_p(estimate: float, replicates: np.ndarray) -> float:
+    """Normal-approximation p-value of ``estimate`` against 0 with the bootstrap's SE."""
+    r = np.asarray(replicates, dtype=float)
+    r = r[np.isfinite(r)]
+    if not np.isfinite(estimate) or r.size < 10:
+        return float("nan")
+    se = float(r.std(ddof=1))
+    if se <= 0:
+        return 0.0 if estimate != 0 else 1.0
+    return float(2 * sps.norm.sf(abs(estimate) / se))
+
+
+def feature_test(reference: pd.Series, window: pd.Series, kind: str, bins) -> dict:
+    """One feature's drift evidence between two samples.
+
+    PSI on the frozen reference bins (deciles plus missing; levels plus other and
+    missing; epsilon as in :func:`analysis.stats.psi`) is the effect size. The p-value
+    is the chi-square homogeneity test on the same bins; for numeric features combined
+    with the two-sample KS test by Bonferroni, ``min(1, 2 min(p_chi2, p_KS))``.
+    """
+    ref_counts, win_counts = bins.counts(_clean(reference, kind)), bins.counts(_clean(window, kind))
+    psi = stats.psi(ref_counts, win_counts) if ref_counts.sum() and win_counts.sum() else float("nan")
+    _, p = stats.chisquare_homogeneity(ref_counts, win_counts)
+    if kind == NUMERIC:
+        a = _clean(reference, kind).dropna()
+        b = _clean(window, kind).dropna()
+        if len(a) and len(b):
+            p = min(1.0, 2 * min(p, stats.ks_test(a, b)[1]))
+    return {"psi": float(psi), "p_value": float(p)}
+
+
+def _clean(values: pd.Series, kind: str) -> pd.Series:
+    if kind == NUMERIC:
+        v = pd.to_numeric(values, errors="coerce").astype(float)
+        return v.where(np.isfinite(v))
+    return values.astype("string").astype(object).where(values.notna())
+
+
+# --------------------------------------------------------------------------- the cells
+
+@dataclass
+class _Side:
+    """Rows of one side of a cell (indices into the sampled frames)."""
+
+    rows: np.ndarray
+
+
+@dataclass
+class Cell:
+    segment: str
+    start: pd.Timestamp | None
+    end: pd.Timestamp | None
+    rows: int
+    labelled_rows: int = 0
+    data: dict = field(default_factory=dict)
+    concept: dict = field(default_factory=dict)
+    decomposition: dict | None = None
+    verdict: str = "none"
+    notes: list[str] = field(default_factory=list)
+    # internals used after the Holm step
+    _data_tests: list = field(default_factory=list, repr=False)
+    _concept_tests: list = field(default_factory=list, repr=False)
+    _window: int = -1
+    _rep: dict = field(default_factory=dict, repr=False)
+    _where: dict = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "segment": self.segment,
+            "start": None if self.start is None else self.start.isoformat(),
+            "end": None if self.end is None else self.end.isoformat(),
+            "rows": int(self.rows), "labelled_rows": int(self.labelled_rows),
+            "verdict": self.verdict, "data": self.data, "concept": self.concept,
+            "decomposition": self.decomposition, "notes": list(self.notes),
+        }
+
+
+def _segments_of(frame: pd.DataFrame, segment: str | None) -> np.ndarray:
+    if segment is None:
+        return np.full(len(frame), ALL, dtype=object)
+    return frame[segment].astype("string").fillna("(missing)").astype(str).to_numpy()
+
+
+def _sample(n: int, cap: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(n, size=cap, replace=False)) if n > cap else np.arange(n)
+
+
+@dataclass
+class Investigation:
+    """The result; :meth:`to_dict` is the JSON the command line prints."""
+
+    verdict: str
+    summary: str
+    problem: Problem
+    unit: str | None
+    judged: dict
+    drifted_features: list[dict]
+    concept_features: list[dict]
+    decomposition: dict | None
+    cells: list[Cell]
+    notes: list[str]
+    reference_rows: int
+    production_rows: int
+
+    def to_dict(self) -> dict:
+        p = self.problem
+        return {
+            "verdict": self.verdict, "summary": self.summary,
+            "window": self.unit, "task": p.task, "metric": p.metric,
+            "metric_label": METRICS.get(p.metric or "", None),
+            "target": p.target, "prediction": p.prediction, "timestamp": p.timestamp,
+            "segment": p.segment, "reference_rows": self.reference_rows,
+            "production_rows": self.production_rows, "judged": self.judged,
+            "drifted_features": self.drifted_features,
+            "concept_features": self.concept_features,
+            "decomposition": self.decomposition,
+            "cells": [c.to_dict() for c in self.cells],
+            "thresholds": {"alpha": ALPHA, "auc_min": AUC_MIN, "psi_min": PSI_MIN,
+                           "concept_min": CONCEPT_MIN, "bias_min": BIAS_MIN,
+                           "weight_clip": CLIP, "support_ratio": SUPPORT_RATIO,
+                           "min_rows": MIN_ROWS, "bootstrap": BOOTSTRAP},
+            "notes": self.notes,
+        }
+
+
+def _part(point: float, reps: np.ndarray) -> dict:
+    lo, hi = interval(reps)
+    return {"value": None if not np.isfinite(point) else float(point), "low": lo, "high": hi}
+
+
+def _decompose(metric: str, lp: tuple, lq: tuple, e_iw: tuple, s_ref: tuple, s_win: tuple) -> dict:
+    """Both decompositions in metric units from (point, replicates) mean losses."""
+    f = lambda v: metric_level(v, metric)  # noqa: E731
+    ref, real, exp_iw = (f(lp[0]), f(lp[1])), (f(lq[0]), f(lq[1])), (f(e_iw[0]), f(e_iw[1]))
+    sr, sw = (f(s_ref[0]), f(s_ref[1])), (f(s_win[0]), f(s_win[1]))
+    concept = (sw[0] - sr[0], sw[1] - sr[1])
+    expected = (real[0] - concept[0], real[1] - concept[1])
+    return {
+        "estimator": "shared-region (DISDE)",
+        "reference": _part(*ref), "expected": _part(*expected), "realized": _part(*real),
+        "data_part": _part(expected[0] - ref[0], expected[1] - ref[1]),
+        "concept_part": _part(*concept),
+        "shared_region": {
+            "shift_into_shared": _part(sr[0] - ref[0], sr[1] - ref[1]),
+            "concept_on_shared": _part(*concept),
+            "shift_out_of_shared": _part(real[0] - sw[0], real[1] - sw[1]),
+        },
+        "importance_weighting": {
+            "expected": _part(*exp_iw),
+            "data_part": _part(exp_iw[0] - ref[0], exp_iw[1] - ref[1]),
+            "concept_part": _part(real[0] - exp_iw[0], real[1] - exp_iw[1]),
+        },
+    }
+
+
+def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Problem,
+                unit: str = "auto", seed: int = 0,
+                progress: Callable[[str], None] | None = None) -> Investigation:
+    """Attribute drift per segment x window; see the module docstring for the method.
+
+    ``reference`` and ``production`` hold the columns named by ``problem``. Windows are
+    calendar units of ``problem.timestamp`` (one window over everything without it).
+    """
+    say = progress or (lambda _m: None)
+    rng = np.random.default_rng(seed)
+    p = problem
+    if len(reference) == 0:
+        raise AttributionError("the reference has no rows")
+    if len(production) == 0:
+        raise AttributionError("the production data has no rows")
+    if not p.features:
+        raise AttributionError("no feature columns to compare")
+    if p.has_model and p.metric is None:
+        kind, p.positive = (prediction_kind(reference[p.target], reference[p.prediction])
+                            if p.task == "classification" else ("label", None))
+        p.metric = default_metric(p.task, kind)
+    notes: list[str] = []
+
+    # ---- sample both sides; the reference sample is shared by every window
+    ref_idx = _sample(len(reference), SAMPLE_CAP, rng)
+    ref = reference.iloc[ref_idx].reset_index(drop=True)
+    prod = production
+    if p.timestamp is not None:
+        stamps = pd.to_datetime(prod[p.timestamp], errors="coerce")
+        if stamps.isna().all():
+            raise AttributionError(f"timestamp column {p.timestamp!r} has no parseable dates")
+        if stamps.isna().any():
+            notes.append(f"{int(stamps.isna().sum()):,} production rows without a parseable "
+                         f"{p.timestamp} were left out")
+        unit = choose_unit(stamps.dropna(), unit)
+        starts = np.full(len(prod), np.datetime64("NaT"), dtype="datetime64[us]")
+        ok = stamps.notna().to_numpy()
+        starts[ok] = window_start(stamps[ok].to_numpy(dtype="datetime64[us]"), unit)
+        window_starts = np.unique(starts[ok])
+        window_of = np.full(len(prod), -1)
+        window_of[ok] = np.searchsorted(window_starts, starts[ok])
+    else:
+        unit = None
+        window_starts = np.array([np.datetime64("NaT")])
+        window_of = np.zeros(len(prod), dtype=int)
+
+    columns = dict(p.features)
+    if p.segment is not None:
+        columns = {**columns, p.segment: CATEGORICAL}
+    encoder = Encoder([ref, prod], columns)
+    cat_mask = encoder.categorical_mask
+    X_ref = encoder.transform(ref)
+    seg_ref = _segments_of(ref, p.segment)
+    segments = sorted(set(seg_ref) | set(_segments_of(prod, p.segment))) if p.segment else []
+    bins = {c: bins_for(_clean(reference[c], k), k) for c, k in p.features.items()}
+
+    # ---- labels: the user's model's losses, and the independent reference model
+    ref_loss = None
+    g_ref_loss = g_ref_resid = None
+    g_model = None
+    if p.labelled:
+        y_ref = ref[p.target]
+        labelled_ref = y_ref.notna().to_numpy().copy()
+        if p.has_model:
+            ref_loss = row_losses(y_ref, ref[p.prediction], p.metric, p.positive)
+            labelled_ref &= np.isfinite(ref_loss)
+        if labelled_ref.sum() < MIN_ROWS:
+            notes.append(f"the reference has {int(labelled_ref.sum())} labelled rows: too few "
+                         "to judge concept drift")
+        else:
+            say("fitting the reference model of P(y|x) (3-fold cross-fitting)")
+            g_model, oof = fit_reference_model(X_ref[labelled_ref], y_ref[labelled_ref], p.task,
+                                               cat_mask, seed)
+            g_ref_loss = np.full(len(ref), np.nan)
+            g_ref_resid = np.full(len(ref), np.nan)
+            loss, resid = model_loss_and_residual(g_model, oof, y_ref[labelled_ref])
+            g_ref_loss[labelled_ref] = loss
+            if resid is not None:
+                g_ref_resid[labelled_ref] = resid
+            else:
+                g_ref_resid = None
+    ref_replicates = rng.poisson(1.0, size=(BOOTSTRAP, len(ref))).astype(np.float32)
+
+    cells: list[Cell] = []
+    mixture: list[tuple[int, dict]] = []   # per window: rows and the "all" replicates
+    for w, w_start in enumerate(window_starts):
+        rows_w = np.flatnonzero(window_of == w)
+        if rows_w.size == 0:
+            continue
+        start = None if np.isnat(w_start) else pd.Timestamp(w_start)
+        end = None if start is None else pd.Timestamp(window_end(w_start, unit))
+        label = "all production" if start is None else f"window {start:%Y-%m-%d %H:%M}"
+        say(f"{label}: {rows_w.size:,} rows")
+        take = rows_w[_sample(rows_w.size, SAMPLE_CAP, rng)]
+        win = prod.iloc[take].reset_index(drop=True)
+        X_win = encoder.transform(win)
+        seg_win = _segments_of(win, p.segment)
+        seg_rows_full = pd.Series(_segments_of(prod.iloc[rows_w], p.segment)).value_counts() \
+            if p.segment else None
+        win_replicates = rng.poisson(1.0, size=(BOOTSTRAP, len(win))).astype(np.float32)
+
+        # reference rows for this window's classifier: the whole sample, or fewer (but
+        # at least 5000) when the window is small, to keep the fit quick
+        n_ref_fit = min(len(ref), max(4 * len(win), 5000))
+        ref_fit = np.arange(n_ref_fit)
+        X = np.vstack([X_ref[ref_fit], X_win])
+        is_win = np.r_[np.zeros(n_ref_fit, bool), np.ones(len(win), bool)]
+        small = len(win) < MIN_ROWS
+        domain = None if small else fit_domain(X, is_win, cat_mask, seed)
+
+        win_loss = g_win_loss = g_win_resid = None
+        if p.labelled and g_model is not None:
+            y_win = win[p.target]
+            lab_win = y_win.notna().to_numpy().copy()
+            if p.has_model:
+                win_loss = row_losses(y_win, win[p.prediction], p.metric, p.positive)
+                lab_win &= np.isfinite(win_loss)
+            g_win_loss = np.full(len(win), np.nan)
+            g_win_resid = np.full(len(win), np.nan) if g_ref_resid is not None else None
+            if lab_win.any():
+                which = rng.integers(0, len(g_model.models), size=int(lab_win.sum()))
+                pred = g_model.predict(X_win[lab_win], which)
+                loss, resid = model_loss_and_residual(g_model, pred, y_win[lab_win])
+                g_win_loss[lab_win] = loss
+                if g_win_resid is not None:
+                    g_win_resid[lab_win] = resid
+
+        for seg in ([ALL] + segments):
+            in_ref = np.ones(n_ref_fit, bool) if seg == ALL else (seg_ref[:n_ref_fit] == seg)
+            in_win = np.ones(len(win), bool) if seg == ALL else (seg_win == seg)
+            full_rows = rows_w.size if seg == ALL else int(seg_rows_full.get(seg, 0))
+            if full_rows == 0:
+                continue
+            cell = Cell(seg, start, end, full_rows, _window=w)
+            cells.append(cell)
+            new_group = seg != ALL and not in_ref.any()
+            if new_group:
+                cell.notes.append(f"no reference rows for {p.segment} = {seg}: a new group, "
+                                  "judged against the whole reference")
+                in_ref = np.ones(n_ref_fit, bool)
+            if small or in_win.sum() < MIN_ROWS:
+                cell.notes.append(f"{int(in_win.sum())} rows: too few to judge (at least "
+                                  f"{MIN_ROWS} needed)")
+                cell.data = {"judged": False}
+                cell.concept = {"judged": False}
+                continue
+            by_segment = seg != ALL and not new_group
+            _judge_cell(cell, p, domain, n_ref_fit, in_ref, in_win, by_segment, ref, win, bins,
+                        ref_loss, win_loss, g_ref_loss, g_win_loss, g_ref_resid, g_win_resid,
+                        ref_replicates[:, :n_ref_fit], win_replicates)
+            if seg == ALL and cell._rep:
+                mixture.append((rows_w.size, cell._rep))
+            cell._where = {"X_win": X_win[in_win], "win": win[in_win], "ref_rows": np.flatnonzero(in_ref),
+                           "pi_win": _cell_pi(domain, n_ref_fit, in_ref, in_win, by_segment)[1]}
+
+    _verdicts(cells, p)
+    say("locating the concept change and ranking the features")
+    concept_features = _concept_regions(cells, p, encoder, g_model, ref, X_ref, seed)
+    drifted = _drifted_features(cells, p, reference, production, encoder, seed, window_of)
+    for c in cells:
+        c._where = {}
+    decomposition = _overall_decomposition(p, mixture)
+    judged = {"data": True, "concept": bool(p.labelled and g_model is not None),
+              "decomposition": bool(p.has_model and decomposition is not None)}
+    if not p.labelled:
+        notes.append("no target column: concept drift (P(y|x)) is not judged; the verdict is "
+                     "data or none from the inputs alone")
+    if not p.has_model:
+        notes.append("no " + ("prediction" if p.labelled else "target or prediction") +
+                     " column: the model's error change cannot be decomposed")
+    flags = [c.verdict for c in cells]
+    has_data = any(v in ("data", "both") for v in flags)
+    has_concept = any(v in ("concept", "both") for v in flags)
+    verdict = "both" if has_data and has_concept else "data" if has_data else \
+        "concept" if has_concept else "none"
+    inv = Investigation(verdict, "", p, unit, judged, drifted, concept_features, decomposition,
+                        cells, notes, len(reference), len(production))
+    inv.summary = verdict_text(inv)
+    return inv
+
+
+def _cell_pi(domain: DomainFit, n_ref: int, in_ref: np.ndarray, in_win: np.ndarray,
+             by_segment: bool) -> tuple[np.ndarray, np.ndarray]:
+    """pi for the cell's reference and window rows, with the segment's prior shift taken
+    out: r_s = r * p(s) / q(s) (see the module docstring)."""
+    pi_ref, pi_win = domain.pi[:n_ref][in_ref], domain.pi[n_ref:][in_win]
+    if not by_segment:
+        return pi_ref, pi_win
+    factor = (in_ref.mean()) / (in_win.mean())
+    to_pi = lambda pi: 1.0 / (1.0 + (1.0 - pi) / (pi * factor))  # noqa: E731
+    return to_pi(pi_ref), to_pi(pi_win)
+
+
+def _judge_cell(cell: Cell, p: Problem, domain: DomainFit, n_ref: int, in_ref, in_win,
+                by_segment: bool, ref: pd.DataFrame, win: pd.DataFrame, bins, ref_loss, win_loss,
+                g_ref_loss, g_win_loss, g_ref_resid, g_win_resid, ref_reps, win_reps) -> None:
+    pi_ref, pi_win = _cell_pi(domain, n_ref, in_ref, in_win, by_segment)
+    r_ref, r_win = pi_ref / (1 - pi_ref), pi_win / (1 - pi_win)
+
+    # ---- data: domain classifier and per-feature tests
+    score = np.r_[domain.score[:n_ref][in_ref], domain.score[n_ref:][in_win]]
+    fold = np.r_[domain.fold[:n_ref][in_ref], domain.fold[n_ref:][in_win]]
+    is_w = np.r_[np.zeros(int(in_ref.sum()), bool), np.ones(int(in_win.sum()), bool)]
+    auc, auc_p = auc_test(score, is_w, fold)
+    weights = np.minimum(r_ref, CLIP)
+    ref_part, win_part = ref.iloc[np.flatnonzero(in_ref)], win.iloc[np.flatnonzero(in_win)]
+    features = {}
+    for col, kind in p.features.items():
+        features[col] = feature_test(ref_part[col], win_part[col], kind, bins[col])
+    cell.data = {
+        "judged": True, "auc": auc, "auc_p": auc_p,
+        "ess": effective_sample_size(weights), "ess_share": effective_sample_size(weights) / len(weights),
+        "clipped_share": float((r_ref > CLIP).mean()),
+        "out_of_support_share": float((r_win > SUPPORT_RATIO).mean()),
+        "features": features,
+    }
+    cell._data_tests = [("auc", auc_p, auc >= AUC_MIN)] + [
+        (col, f["p_value"], f["psi"] >= PSI_MIN) for col, f in features.items()]
+    if cell.data["out_of_support_share"] >= 0.05:
+        cell.notes.append(
+            f"{cell.data['out_of_support_share']:.0%} of the window's rows lie where the "
+            "reference has (almost) no data: new inputs, whose concept cannot be judged "
+            "from the reference")
+
+    if not p.labelled or g_ref_loss is None:
+        cell.concept = {"judged": False}
+        return
+    ref_rows, win_rows = np.flatnonzero(in_ref), np.flatnonzero(in_win)
+    gl_ref, gl_win = g_ref_loss[ref_rows], g_win_loss[win_rows]
+    lab_r, lab_w = np.isfinite(gl_ref), np.isfinite(gl_win)
+    cell.labelled_rows = int(round(lab_w.sum() * cell.rows / max(len(win_rows), 1)))
+    if lab_w.sum() < MIN_ROWS or lab_r.sum() < MIN_ROWS:
+        cell.concept = {"judged": False}
+        cell.notes.append(f"{int(lab_w.sum())} labelled rows: too few to judge concept drift")
+        return
+    rr, rw = ref_reps[:, ref_rows][:, lab_r], win_reps[:, win_rows][:, lab_w]
+    share_r, share_w = pi_ref[lab_r], 1 - pi_win[lab_w]
+
+    s_ref = weighted_mean(gl_ref[lab_r], share_r, rr)
+    s_win = weighted_mean(gl_win[lab_w], share_w, rw)
+    base = float(np.mean(gl_ref[lab_r]))
+    loss_change = s_win[0] - s_ref[0]
+    loss_p = two_sided_p(loss_change, s_win[1] - s_ref[1])
+    concept = {"judged": True, "loss_change": loss_change,
+               "loss_change_interval": interval(s_win[1] - s_ref[1]), "loss_p": loss_p,
+               "reference_model_error": base,
+               "shared_weight_window": float(share_w.sum() / len(share_w))}
+    tests = [("loss", loss_p, abs(loss_change) >= CONCEPT_MIN * base)]
+    if g_ref_resid is not None:
+        res_r, res_w = g_ref_resid[ref_rows][lab_r], g_win_resid[win_rows][lab_w]
+        b_ref = weighted_mean(res_r, share_r, rr)
+        b_win = weighted_mean(res_w, share_w, rw)
+        scale = float(np.mean(np.abs(res_r)))
+        bias_change = b_win[0] - b_ref[0]
+        bias_p = two_sided_p(bias_change, b_win[1] - b_ref[1])
+        concept.update(bias_change=bias_change, bias_p=bias_p,
+                       bias_change_interval=interval(b_win[1] - b_ref[1]))
+        tests.append(("bias", bias_p, abs(bias_change) >= BIAS_MIN * scale))
+    cell.concept = concept
+    cell._concept_tests = tests
+
+    if p.has_model:
+        lr_, lw_ = ref_loss[ref_rows], win_loss[win_rows]
+        m_r, m_w = np.isfinite(lr_), np.isfinite(lw_)
+        rr2, rw2 = ref_reps[:, ref_rows][:, m_r], win_reps[:, win_rows][:, m_w]
+        lp = weighted_mean(lr_[m_r], np.ones(int(m_r.sum())), rr2)
+        lq = weighted_mean(lw_[m_w], np.ones(int(m_w.sum())), rw2)
+        e_iw = weighted_mean(lr_[m_r], weights[m_r], rr2)
+        sr = weighted_mean(lr_[m_r], pi_ref[m_r], rr2)
+        sw = weighted_mean(lw_[m_w], 1 - pi_win[m_w], rw2)
+        cell.decomposition = _decompose(p.metric, lp, lq, e_iw, sr, sw)
+        cell._rep = {"lp": lp, "lq": lq, "e_iw": e_iw, "sr": sr, "sw": sw}
+
+
+def _verdicts(cells: list[Cell], p: Problem) -> None:
+    """Holm over all cells per family, then each cell's verdict."""
+    for family in ("_data_tests", "_concept_tests"):
+        entries = [(c, i) for c in cells for i in range(len(getattr(c, family)))]
+        adjusted = holm([getattr(c, family)[i][1] for c, i in entries])
+        for (c, i), padj in zip(entries, adjusted):
+            name, _p, big = getattr(c, family)[i]
+            hit = bool(np.isfinite(padj) and padj < ALPHA and big)
+            if family == "_data_tests":
+                if name == "auc":
+                    c.data["auc_p_adjusted"] = float(padj)
+                    c.data["auc_flagged"] = hit
+                else:
+                    c.data["features"][name]["p_adjusted"] = float(padj)
+                    c.data["features"][name]["drifted"] = hit
+            else:
+                c.concept[f"{name}_p_adjusted"] = float(padj)
+                c.concept[f"{name}_flagged"] = hit
+    for c in cells:
+        data = bool(c.data.get("judged")) and (
+            c.data.get("auc_flagged", False)
+            or any(f.get("drifted") for f in c.data.get("features", {}).values()))
+        concept = bool(c.concept.get("judged")) and (
+            c.concept.get("loss_flagged", False) or c.concept.get("bias_flagged", False))
+        c.data["flagged"] = data
+        c.concept["flagged"] = concept
+        if c.data.get("judged"):
+            c.data["drifted_features"] = sorted(
+                (k for k, f in c.data["features"].items() if f.get("drifted")),
+                key=lambda k: -c.data["features"][k]["psi"])
+        c.verdict = "both" if data and concept else "data" if data else \
+            "concept" if concept else "none"
+
+
+def _overall_decomposition(p: Problem, mixture: list[tuple[int, dict]]) -> dict | None:
+    """The 'all' cells' mean losses averaged over windows, weighted by rows: the
+    decomposition of the whole production period."""
+    if not p.has_model or not mixture:
+        return None
+    total = sum(n for n, _ in mixture)
+
+    def mix(key):
+        point = sum(n * rep[key][0] for n, rep in mixture) / total
+        reps = sum(n * rep[key][1] for n, rep in mixture) / total
+        return point, reps
+
+    return _decompose(p.metric, mix("lp"), mix("lq"), mix("e_iw"), mix("sr"), mix("sw"))
+
+
+# --------------------------------------------------------------------------- where / which
+
+def disagreement_tree(X: np.ndarray, disagreement: np.ndarray, weights: np.ndarray,
+                      names: list[str], max_depth: int = 3) -> tuple[DecisionTreeRegressor, str]:
+    """A shallow tree on the (weighted) disagreement between the retrained and the
+    reference model, and the rule of the leaf carrying the most of it
+    (weight x |mean disagreement|)."""
+    leaf = max(20, len(X) // 50)
+    tree = DecisionTreeRegressor(max_depth=max_depth, min_samples_leaf=leaf, random_state=0)
+    tree.fit(X, disagreement, sample_weight=weights)
+    t = tree.tree_
+    leaves = np.flatnonzero(t.children_left == -1)
+    mass = t.weighted_n_node_samples[leaves] * np.abs(t.value[leaves, 0, 0])
+    target = leaves[int(np.argmax(mass))]
+    # walk from the root to the chosen leaf
+    parent = {}
+    for node in range(t.node_count):
+        for child, side in ((t.children_left[node], "le"), (t.children_right[node], "gt")):
+            if child != -1:
+                parent[child] = (node, side)
+    path = []
+    node = target
+    while node in parent:
+        up, side = parent[node]
+        path.append((names[t.feature[up]], side, float(t.threshold[up])))
+        node = up
+    rule = describe_path(reversed(path)) or "everywhere"
+    return tree, f"{rule}: mean disagreement {t.value[target, 0, 0]:+.4g}"
+
+
+def describe_path(path) -> str:
+    """Readable conjunction of tree splits: (name, 'le'|'gt', threshold) steps, where an
+    indicator column is named 'column = level'. Bounds on one feature are merged."""
+    lower: dict[str, float] = {}
+    upper: dict[str, float] = {}
+    levels: dict[str, tuple[set, set]] = {}
+    order: list[str] = []
+    for name, side, thr in path:
+        col = name.split(" = ", 1)[0]
+        if col not in order:
+            order.append(col)
+        if " = " in name:
+            is_, not_ = levels.setdefault(col, (set(), set()))
+            (not_ if side == "le" else is_).add(name.split(" = ", 1)[1])
+        elif side == "le":
+            upper[name] = min(upper.get(name, math.inf), thr)
+        else:
+            lower[name] = max(lower.get(name, -math.inf), thr)
+    parts = []
+    for col in order:
+        if col in levels:
+            is_, not_ = levels[col]
+            if is_:
+                parts.append(f"{col} = {', '.join(sorted(is_))}")
+            elif not_:
+                parts.append(f"{col} not in {{{', '.join(sorted(not_))}}}")
+            continue
+        lo, hi = lower.get(col), upper.get(col)
+        if lo is not None and hi is not None:
+            parts.append(f"{lo:.4g} < {col} <= {hi:.4g}")
+        elif hi is not None:
+            parts.append(f"{col} <= {hi:.4g}")
+        elif lo is not None:
+            parts.append(f"{col} > {lo:.4g}")
+    return " and ".join(parts)
+
+
+def _concept_regions(cells: list[Cell], p: Problem, encoder: Encoder, g_model, ref, X_ref,
+                     seed: int) -> list[dict]:
+    """For each concept-flagged cell: retrain on the window (2-fold cross-fitted), fit a
+    shallow tree on the disagreement with the reference model over the shared region,
+    record its rule; rank the features by the trees' importances (rows-weighted)."""
+    flagged = [c for c in cells if c.concept.get("flagged") and c._where]
+    if not flagged or g_model is None:
+        return []
+    importance: dict[str, float] = {}
+    total_rows = 0
+    for c in flagged:
+        win, Xw, pi_win = c._where["win"], c._where["X_win"], c._where["pi_win"]
+        lab = win[p.target].notna().to_numpy()
+        if lab.sum() < 2 * MIN_ROWS:
+            continue
+        win, Xw, pi_win = win[lab], Xw[lab], pi_win[lab]
+        # out-of-fold predictions of the retrained model: no row scores itself
+        retrained, new = fit_reference_model(Xw, win[p.target], p.task, encoder.categorical_mask,
+                                             seed, n_folds=2)
+        old = g_model.predict(Xw, np.arange(len(Xw)) % len(g_model.models))
+        if p.task == "regression":
+            d = new - old
+        elif g_model.positive_index is not None and retrained.positive_index is not None \
+                and list(retrained.classes) == list(g_model.classes):
+            d = new[:, retrained.positive_index] - old[:, g_model.positive_index]
+        else:
+            common = [i for i, k in enumerate(g_model.classes) if k in set(retrained.classes)]
+            idx = pd.Index(retrained.classes).get_indexer(g_model.classes[common])
+            d = 0.5 * np.abs(new[:, idx] - old[:, common]).sum(axis=1)
+        design, names = encoder.one_hot(win)
+        tree, rule = disagreement_tree(design, d, 1 - pi_win, names)
+        c.concept["where"] = rule
+        c.concept["retrained_disagreement"] = float(np.average(np.abs(d), weights=1 - pi_win))
+        by_column: dict[str, float] = {}
+        for name, imp in zip(names, tree.feature_importances_):
+            col = name.split(" = ", 1)[0]
+            by_column[col] = by_column.get(col, 0.0) + float(imp)
+        c.concept["feature_importance"] = {k: v for k, v in sorted(
+            by_column.items(), key=lambda kv: -kv[1]) if v > 0}
+        for col, imp in by_column.items():
+            if col in p.features:
+                importance[col] = importance.get(col, 0.0) + imp * c.rows
+        total_rows += c.rows
+    if not total_rows:
+        return []
+    ranked = sorted(((k, v / total_rows) for k, v in importance.items()), key=lambda kv: -kv[1])
+    return [{"feature": k, "importance": v,
+             "cells": sum(1 for c in flagged if c.concept.get("feature_importance", {}).get(k, 0) > 0.1)}
+            for k, v in ranked if v >= 0.1]
+
+
+def _drifted_features(cells: list[Cell], p: Problem, reference: pd.DataFrame,
+                      production: pd.DataFrame, encoder: Encoder, seed: int,
+                      window_of: np.ndarray) -> list[dict]:
+    """Features that drifted in some data-flagged cell, root causes first.
+
+    A feature is a root cause when its distribution *given the other drifted features*
+    changed: leaving it out of a domain classifier that sees the others makes the
+    classifier's cross-fitted log loss worse by at least 0.005 nats and 5% of what all
+    of them together gain over guessing. A feature that only moved with others (its
+    conditional distribution unchanged) adds nothing once they are known. Ties keep
+    the order of the strongest PSI.
+    """
+    stats_by: dict[str, dict] = {}
+    for c in cells:
+        if not c.data.get("flagged"):
+            continue
+        for col, f in c.data["features"].items():
+            if not f.get("drifted"):
+                continue
+            s = stats_by.setdefault(col, {"feature": col, "max_psi": 0.0, "cells": 0,
+                                          "first_window": None, "segments": set()})
+            s["max_psi"] = max(s["max_psi"], f["psi"])
+            s["cells"] += 1
+            s["segments"].add(c.segment)
+            if c.start is not None and (s["first_window"] is None or c.start.isoformat() < s["first_window"]):
+                s["first_window"] = c.start.isoformat()
+    if not stats_by:
+        return []
+    ranked = sorted(stats_by.values(), key=lambda s: -s["max_psi"])
+    contribution = _conditional_contributions(cells, p, reference, production, [s["feature"] for s in ranked][:12],
+                                              seed, window_of)
+    roots = contribution.pop("__roots__")
+    for s in ranked:
+        s["segments"] = sorted(s["segments"])
+        s["conditional_contribution"] = contribution.get(s["feature"])
+        s["role"] = "root cause" if s["feature"] in roots else "moved with others"
+    if not roots:
+        # the drifted features move together so tightly that none adds anything given
+        # the others: the strongest one leads, and says so
+        ranked[0]["role"] = "root cause (undetermined: the drifted features move together)"
+    ranked.sort(key=lambda s: (not s["role"].startswith("root cause"),
+                               -(s["conditional_contribution"] or 0.0)
+                               if s["role"] == "root cause" else 0.0,
+                               -s["max_psi"]))
+    return ranked
+
+
+def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.DataFrame,
+                               production: pd.DataFrame, features: list[str], seed: int,
+                               window_of: np.ndarray) -> dict:
+    """Leave-one-feature-out log-loss increase of a domain classifier over the drifted
+    rows: production rows of the data-flagged cells against reference rows of the same
+    segments (segment an input when there is one)."""
+    rng = np.random.default_rng(seed + 1)
+    if len(features) < 2:
+        return {"__roots__": list(features)}
+    flagged = [c for c in cells if c.data.get("flagged")]
+    mask = np.zeros(len(production), bool)
+    seg_prod = _segments_of(production, p.segment)
+    seg_names = set()
+    for c in flagged:
+        in_window = window_of == c._window
+        mask |= in_window if c.segment == ALL else (in_window & (seg_prod == c.segment))
+        seg_names.add(c.segment)
+    if ALL in seg_names or p.segment is None:
+        ref_mask = np.ones(len(reference), bool)
+    else:
+        ref_mask = np.isin(_segments_of(reference, p.segment), sorted(seg_names))
+    cap = 20_000
+    prod_rows = np.flatnonzero(mask)
+    prod_rows = prod_rows[_sample(prod_rows.size, cap, rng)]
+    ref_rows = np.flatnonzero(ref_mask)
+    ref_rows = ref_rows[_sample(ref_rows.size, cap, rng)]
+    frame = pd.concat([reference.iloc[ref_rows], production.iloc[prod_rows]], ignore_index=True)
+    y = np.r_[np.zeros(ref_rows.size, int), np.ones(prod_rows.size, int)]
+    weight = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+    base_cols = {c: p.features[c] for c in features}
+    if p.segment is not None:
+        base_cols[p.segment] = CATEGORICAL
+
+    def cv_logloss(cols: dict) -> float:
+        enc = Encoder([frame], cols)
+        X = enc.transform(frame)
+        prob = np.zeros(len(y))
+        for train, test in StratifiedKFold(2, shuffle=True, random_state=seed).split(X, y):
+            model = _classifier(enc.categorical_mask, seed, len(train)).fit(X[train], y[train])
+            prob[test] = model.predict_proba(X[test])[:, 1]
+        prob = np.clip(prob, 1e-6, 1 - 1e-6)
+        return float(np.average(-(y * np.log(prob) + (1 - y) * np.log(1 - prob)), weights=weight))
+
+    full = cv_logloss(base_cols)
+    gain = math.log(2) - full
+    out: dict = {"__roots__": []}
+    for col in features:
+        cols = {k: v for k, v in base_cols.items() if k != col}
+        out[col] = cv_logloss(cols) - full
+        if out[col] >= max(0.005, 0.05 * gain):
+            out["__roots__"].append(col)
+    return out
+
+
+# --------------------------------------------------------------------------- text
+
+def _fmt(v, digits: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}g}"
+
+
+def _span(cells: list[Cell]) -> str:
+    starts = sorted(c.start for c in cells if c.start is not None)
+    if not starts:
+        return ""
+    return f" from the window starting {starts[0]:%Y-%m-%d}"
+
+
+def verdict_text(inv: Investigation) -> str:
+    """Plain-language verdict an analyst can paste into a postmortem."""
+    p = inv.problem
+    parts = []
+    seg_cells = [c for c in inv.cells if c.segment != ALL] or inv.cells
+
+    def groups(kind: str) -> tuple[list[str], list[Cell]]:
+        hit = [c for c in seg_cells if c.verdict in (kind, "both")]
+        return sorted({c.segment for c in hit}), hit
+
+    data_groups, data_cells = groups("data")
+    concept_groups, concept_cells = groups("concept")
+    who = lambda g: "" if g == [ALL] or not p.segment else f" in {p.segment} {', '.join(g)}"  # noqa
+    if inv.verdict == "none":
+        parts.append("No drift found: neither the inputs (P(x)) nor, "
+                     + ("where labels exist, the relationship to the target (P(y|x)) "
+                        if inv.judged["concept"] else "(not judged) the target relationship ")
+                     + "changed beyond noise in any window or group.")
+    if data_groups:
+        names = ", ".join(f["feature"] for f in inv.drifted_features[:4])
+        roots = [f["feature"] for f in inv.drifted_features if f.get("role") == "root cause"]
+        parts.append(f"Data drift (P(x) changed){who(data_groups)}{_span(data_cells)}"
+                     + (f": {names}" if names else "")
+                     + (f" (root cause: {', '.join(roots)})" if roots and len(inv.drifted_features) > 1 else "")
+                     + ".")
+    if concept_groups:
+        names = ", ".join(f["feature"] for f in inv.concept_features[:3])
+        parts.append(f"Concept drift (P(y|x) changed){who(concept_groups)}{_span(concept_cells)}"
+                     + (f", along {names}" if names else "") + ".")
+    elif inv.judged["concept"] and inv.verdict != "none":
+        parts.append("The relationship between inputs and target (P(y|x)) did not change "
+                     "beyond noise.")
+    d = inv.decomposition
+    if d is not None and d["reference"]["value"] is not None:
+        label = METRICS[p.metric]
+        parts.append(
+            f"Over the production period the {label} went from {_fmt(d['reference']['value'], 4)} "
+            f"(reference) to {_fmt(d['realized']['value'], 4)}; data drift accounts for "
+            f"{_fmt(d['data_part']['value'], 3)} [{_fmt(d['data_part']['low'], 3)}, "
+            f"{_fmt(d['data_part']['high'], 3)}] and concept drift for "
+            f"{_fmt(d['concept_part']['value'], 3)} [{_fmt(d['concept_part']['low'], 3)}, "
+            f"{_fmt(d['concept_part']['high'], 3)}] (95% intervals, shared-region decomposition).")
+    if not inv.judged["concept"]:
+        parts.append("Concept drift was not judged (no labels).")
+    return " ".join(parts)
