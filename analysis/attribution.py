@@ -1266,3 +1266,131 @@ def verdict_text(inv: Investigation) -> str:
     if not inv.judged["concept"]:
         parts.append("Concept drift was not judged (no labels).")
     return " ".join(parts)
+
+
+# --------------------------------------------------------------------------- set-up
+
+def looks_like_id(reference: pd.Series, production: pd.Series) -> bool:
+    """A row identifier rather than a feature: integer or text values that are (almost)
+    all distinct in both tables, at least 50 rows each."""
+    def unique_share(s: pd.Series) -> float:
+        s = s.dropna()
+        return s.nunique() / len(s) if len(s) else 0.0
+
+    kinds_ok = all(pd.api.types.is_integer_dtype(s) or pd.api.types.is_string_dtype(s)
+                   or pd.api.types.is_object_dtype(s) for s in (reference, production))
+    big = min(reference.notna().sum(), production.notna().sum()) >= 50
+    return kinds_ok and big and unique_share(reference) >= 0.99 and unique_share(production) >= 0.99
+
+
+def problem_from_frames(reference: pd.DataFrame, production: pd.DataFrame, *,
+                        target: str | None = None, prediction: str | None = None,
+                        timestamp: str | None = None, segment: str | None = None,
+                        features: list[str] | None = None, exclude: list[str] | None = None,
+                        task: str | None = None, metric: str | None = None
+                        ) -> tuple[Problem, list[str]]:
+    """The :class:`Problem` for two user tables, and notes on what was decided.
+
+    Features default to every column both tables share except the named roles,
+    timestamp-like columns, written row indexes, row identifiers (:func:`looks_like_id`)
+    and columns constant within each table (such as a "partition" column that only
+    says which file a row came from). Raises :class:`AttributionError` with a one-line
+    message for a named column that is missing or unusable.
+    """
+    from analysis.tables import column_kinds, looks_like_index, looks_like_timestamp
+
+    notes: list[str] = []
+    for role, col, need_prod in (("target", target, False), ("prediction", prediction, False),
+                                 ("timestamp", timestamp, True), ("segment", segment, True)):
+        if col is None:
+            continue
+        where = [n for n, f in (("reference", reference), ("production", production))
+                 if col not in f.columns and (n == "production" or role in ("target", "prediction", "segment"))]
+        if where:
+            raise AttributionError(f"--{role} column {col!r} is not in the {' and '.join(where)} "
+                                   f"file (columns: {', '.join(map(str, production.columns[:20]))})")
+    if timestamp is None:
+        found = [c for c in production.columns if c not in (target, prediction, segment)
+                 and looks_like_timestamp(production[c])]
+        if len(found) == 1:
+            timestamp = found[0]
+            notes.append(f"using {timestamp!r} as the timestamp (pass --timestamp to choose)")
+        elif len(found) > 1:
+            notes.append(f"several timestamp-like columns ({', '.join(found)}); none used: "
+                         "pass --timestamp for windows over time")
+    if timestamp is not None:
+        parsed = pd.to_datetime(production[timestamp], errors="coerce", format="mixed")
+        if parsed.isna().all():
+            raise AttributionError(f"--timestamp column {timestamp!r} holds no dates "
+                                   f"(first value {production[timestamp].iloc[0]!r})")
+        production[timestamp] = parsed
+    roles = {c for c in (target, prediction, timestamp, segment) if c is not None}
+    common = [c for c in reference.columns if c in set(production.columns) and c not in roles]
+    if features:
+        missing = [c for c in features if c not in common]
+        if missing:
+            raise AttributionError(f"unknown feature(s) {', '.join(map(repr, missing))}: not in "
+                                   "both files, or named as a role")
+        chosen = list(features)
+    else:
+        excluded = set(exclude or [])
+        chosen, skipped = [], []
+        for c in common:
+            r, q = reference[c], production[c]
+            if c in excluded:
+                continue
+            if looks_like_timestamp(r) or looks_like_index(r, q):
+                skipped.append(f"{c} (timestamp or row index)")
+            elif looks_like_id(r, q):
+                skipped.append(f"{c} (row identifier)")
+            elif r.nunique(dropna=False) <= 1 and q.nunique(dropna=False) <= 1:
+                skipped.append(f"{c} (constant within each file)")
+            else:
+                chosen.append(c)
+        if skipped:
+            notes.append("not used as features: " + ", ".join(skipped))
+    if not chosen:
+        raise AttributionError("no feature columns left to compare (the shared columns are all "
+                               "roles, timestamps, identifiers or constants)")
+    try:
+        kinds = column_kinds(reference, production, chosen)
+    except ValueError as exc:
+        raise AttributionError(str(exc)) from None
+
+    if target is not None:
+        inferred = infer_task(reference[target], reference[prediction] if prediction else None)
+        task = task or inferred
+        if task == "regression":
+            for name, col in (("target", target), ("prediction", prediction)):
+                if col is None:
+                    continue
+                for label, frame in (("reference", reference), ("production", production)):
+                    values = frame[col]
+                    bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+                    if bad.any():
+                        i = int(np.flatnonzero(bad.to_numpy())[0])
+                        raise AttributionError(
+                            f"--{name} column {col!r} must be numeric for a regression; the "
+                            f"{label} file has {int(bad.sum())} non-numeric value(s), first "
+                            f"{values.iloc[i]!r} at data row {i + 1}")
+    else:
+        task = task or "regression"
+    positive = None
+    if metric is not None:
+        allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+        if metric not in allowed:
+            raise AttributionError(f"--metric {metric} does not apply to {task}; choose one of "
+                                   f"{', '.join(allowed)}")
+    if target is not None and prediction is not None and task == "classification":
+        kind, positive = prediction_kind(reference[target], reference[prediction])
+        if metric == "logloss" and kind != "probability":
+            raise AttributionError(f"--metric logloss needs predicted probabilities; "
+                                   f"{prediction!r} holds labels")
+        metric = metric or default_metric(task, kind)
+        if kind == "probability":
+            notes.append(f"{prediction!r} read as the probability of {target} = {positive!r}")
+    elif target is not None and prediction is not None:
+        metric = metric or "mae"
+        if metric == "mape" and (pd.to_numeric(reference[target], errors="coerce") == 0).any():
+            notes.append("rows whose target is 0 are left out of the MAPE")
+    return Problem(kinds, target, prediction, timestamp, segment, task, metric, positive), notes

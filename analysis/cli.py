@@ -6,9 +6,12 @@ drift      per-feature drift table of a production file against a reference file
 ingest     validate a CSV/Parquet snapshot and store it (refused: findings, exit 2)
 snapshots  list a dataset's snapshots, or remove one
 report     write a postmortem bundle (zip: HTML report, charts as PNG, their data as CSV)
+investigate  data drift versus concept drift per segment x window, with the error's
+           decomposition (exit 1 with --fail-on when that kind of drift is found)
 demo       build the rental-pricing demo store
 
-Exit codes: 0 success, 2 bad input (one-line message on stderr).
+Exit codes: 0 success, 2 bad input (one-line message on stderr); ``investigate
+--fail-on`` exits 1 when the drift it names is found.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.attribution import AttributionError
 from analysis.drift import BINNINGS, TESTS, drift_table
 from analysis.stats import EmptySampleError
 from analysis.store import DEFAULT_STORE, Store, StoreError
@@ -36,6 +40,15 @@ def _clean(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _jsonable(obj):
+    """A JSON-safe copy: NaN/inf -> None, numpy -> Python, tuples -> lists."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return _clean(obj)
 
 
 def _format_table(table: pd.DataFrame) -> str:
@@ -157,6 +170,94 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _interval(part: dict | None, fmt: str = ".4g") -> str:
+    if not part or part.get("value") is None:
+        return "n/a"
+    text = format(part["value"], fmt)
+    if part.get("low") is not None:
+        text += f"  [{format(part['low'], fmt)}, {format(part['high'], fmt)}]"
+    return text
+
+
+def format_investigation(result: dict) -> str:
+    """The human-readable report of ``investigate``."""
+    lines = [f"verdict: {result['verdict'].upper()}", "", result["summary"], ""]
+    d = result["decomposition"]
+    if d:
+        lines.append(f"decomposition of the {result['metric_label']} over the production period "
+                     "(95% bootstrap intervals)")
+        for key, label in (("reference", "reference error"), ("expected", "expected (covariate shift alone)"),
+                           ("realized", "realized error"), ("data_part", "data-drift part"),
+                           ("concept_part", "concept-drift part")):
+            lines.append(f"  {label:<34}{_interval(d[key])}")
+        iw = d["importance_weighting"]
+        lines.append(f"  {'importance weighting: expected':<34}{_interval(iw['expected'])}")
+        lines.append(f"  {'importance weighting: concept part':<34}{_interval(iw['concept_part'])}")
+        lines.append("  (the verdict uses the shared-region estimator; importance weighting shown "
+                     "for comparison)")
+        lines.append("")
+    if result["drifted_features"]:
+        lines.append("data drift, by feature (root causes first)")
+        for f in result["drifted_features"]:
+            lines.append(f"  {f['feature']:<28} max PSI {f['max_psi']:.3g}  {f['role']}  "
+                         f"(from {str(f['first_window'])[:10]}, in {', '.join(f['segments'])})")
+        lines.append("")
+    if result["concept_features"]:
+        lines.append("concept drift, by feature (share of the retrained model's disagreement)")
+        for f in result["concept_features"]:
+            lines.append(f"  {f['feature']:<28} {f['importance']:.0%}")
+        lines.append("")
+    cells = result["cells"]
+    windows = sorted({c["start"] or "" for c in cells})
+    segments = ["all"] + sorted({c["segment"] for c in cells} - {"all"})
+    grid = {(c["segment"], c["start"] or ""): c["verdict"] for c in cells}
+    head = ["window"] + segments
+    rows = [[(w[:16].replace("T", " ") if w else "all rows")] +
+            [grid.get((s, w), "-") for s in segments] for w in windows]
+    widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
+    lines.append(f"verdict per {result['window'] or 'window'} and {result['segment'] or 'segment'}")
+    for r in [head] + rows:
+        lines.append("  " + "  ".join(str(v).ljust(w) for v, w in zip(r, widths)))
+    where = [c for c in cells if c["concept"].get("where")]
+    if where:
+        lines.append("")
+        lines.append("where the concept moved (disagreement of a model retrained on the window)")
+        for c in where:
+            lines.append(f"  {c['segment']} {str(c['start'])[:10]}: {c['concept']['where']}")
+    notes = list(result["notes"]) + sorted({n for c in cells for n in c["notes"]})[:8]
+    if notes:
+        lines.append("")
+        lines.extend(f"note: {n}" for n in notes)
+    return "\n".join(lines)
+
+
+def cmd_investigate(args) -> int:
+    from analysis.attribution import investigate, problem_from_frames
+
+    reference = read_table(args.reference, "reference")
+    production = read_table(args.production, "production")
+    if len(reference) == 0:
+        raise InputError(f"reference file {args.reference} has no data rows")
+    if len(production) == 0:
+        raise InputError(f"production file {args.production} has no data rows")
+    split = lambda text: [c.strip() for c in text.split(",") if c.strip()] if text else None  # noqa
+    problem, notes = problem_from_frames(
+        reference, production, target=args.target, prediction=args.prediction,
+        timestamp=args.timestamp, segment=args.segment, features=split(args.features),
+        exclude=split(args.exclude), task=args.task, metric=args.metric)
+    progress = (lambda m: print(m, file=sys.stderr)) if args.progress else None
+    result = investigate(reference, production, problem, unit=args.window, progress=progress)
+    out = result.to_dict()
+    out["notes"] = notes + out["notes"]
+    if args.json:
+        print(json.dumps(_jsonable(out), indent=2, allow_nan=False))
+    else:
+        print(format_investigation(out))
+    fail = {"data": ("data", "both"), "concept": ("concept", "both"),
+            "any": ("data", "concept", "both")}.get(args.fail_on or "", ())
+    return 1 if out["verdict"] in fail else 0
+
+
 def cmd_demo(args) -> int:
     from analysis.scenarios import rental
 
@@ -216,6 +317,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="zip file to write")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("investigate", help="data drift versus concept drift, per segment x window")
+    p.add_argument("--reference", required=True, help="reference CSV or Parquet file")
+    p.add_argument("--production", required=True, help="production CSV or Parquet file")
+    p.add_argument("--target", help="true outcome column (without it concept drift is not judged)")
+    p.add_argument("--prediction", help="the model's prediction column (a label, a number, or "
+                                        "the probability of the positive class)")
+    p.add_argument("--timestamp", help="production time column (default: the one timestamp-like "
+                                       "column, if any)")
+    p.add_argument("--segment", help="user-group column: one verdict per group and window")
+    p.add_argument("--window", choices=["auto", "hour", "day", "week", "month"], default="auto",
+                   help="calendar window (auto: the unit giving about 8-30 windows)")
+    p.add_argument("--features", help="comma-separated feature columns (default: all shared "
+                                      "columns except roles, timestamps, identifiers)")
+    p.add_argument("--exclude", help="comma-separated columns not to use as features")
+    p.add_argument("--task", choices=["regression", "classification"],
+                   help="default: inferred from the target")
+    p.add_argument("--metric", choices=["mae", "rmse", "mape", "accuracy", "logloss"],
+                   help="error metric (default: mae; classification: log loss for "
+                        "probabilities, else accuracy)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--fail-on", choices=["data", "concept", "any"],
+                   help="exit 1 when this kind of drift is found (pipeline gate)")
+    p.add_argument("--progress", action="store_true", help="progress messages on stderr")
+    p.set_defaults(func=cmd_investigate)
+
     p = _with_store(sub.add_parser("demo", help="build the rental-pricing demo store"),
                     dataset=False)
     p.add_argument("--scale", type=float, default=1.0,
@@ -228,6 +354,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (InputError, StoreError, EmptySampleError) as exc:
+    except (InputError, StoreError, EmptySampleError, AttributionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
