@@ -173,7 +173,8 @@ def row_losses(y: pd.Series, prediction: pd.Series, metric: str, positive=None) 
 
     * mae: ``|y - yhat|``; rmse: ``(y - yhat)^2`` (the metric is the root of the mean);
     * mape: ``100 |y - yhat| / |y|`` (rows with y = 0 are NaN: undefined);
-    * accuracy: ``1[y != yhat]`` (the metric is one minus the mean);
+    * accuracy: ``1[y != yhat]`` (the metric is one minus the mean); with probabilities
+      of ``positive``, ``yhat`` is ``positive`` when ``p >= 0.5``;
     * logloss: ``-ln max(p_y, 1e-6)`` with ``p_y`` the predicted probability of the
       observed class (binary: ``p`` for ``positive``, ``1 - p`` otherwise).
     """
@@ -192,7 +193,11 @@ def row_losses(y: pd.Series, prediction: pd.Series, metric: str, positive=None) 
         out[yv == 0] = np.nan
         return out
     missing = (y.isna() | prediction.isna()).to_numpy()
-    if metric == "accuracy":
+    if metric == "accuracy" and positive is not None:
+        # probabilities: the predicted class is the positive one when p >= 0.5
+        p = pd.to_numeric(prediction, errors="coerce").to_numpy(dtype=float)
+        out = ((y.astype(str).to_numpy() == str(positive)) != (p >= 0.5)).astype(float)
+    elif metric == "accuracy":
         out = (y.astype(str).to_numpy() != _as_label_text(prediction, y)).astype(float)
     else:
         p = pd.to_numeric(prediction, errors="coerce").to_numpy(dtype=float)
@@ -836,6 +841,7 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
     if not p.has_model:
         notes.append("no " + ("prediction" if p.labelled else "target or prediction") +
                      " column: the model's error change cannot be decomposed")
+    notes.extend(_cell_notes(cells, p))
     flags = [c.verdict for c in cells]
     has_data = any(v in ("data", "both") for v in flags)
     has_concept = any(v in ("concept", "both") for v in flags)
@@ -845,6 +851,36 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
                         cells, notes, len(reference), len(production))
     inv.summary = verdict_text(inv)
     return inv
+
+
+def _cell_notes(cells: list[Cell], p: Problem) -> list[str]:
+    """Notes that summarise the cells: inputs outside the reference's support, and
+    reference predictions that look in-sample."""
+    out = []
+    by_segment: dict[str, list[float]] = {}
+    for c in cells:
+        share = c.data.get("out_of_support_share", 0.0)
+        if share >= 0.05:
+            by_segment.setdefault(c.segment, []).append(share)
+    for seg, shares in sorted(by_segment.items()):
+        who = "all rows" if seg == ALL else f"{p.segment} = {seg}"
+        span = f"{min(shares):.0%}" if min(shares) == max(shares) else f"{min(shares):.0%}-{max(shares):.0%}"
+        out.append(f"{who}: {span} of the rows in {len(shares)} window(s) lie where the reference "
+                   "has (almost) no data (density ratio above "
+                   f"{SUPPORT_RATIO:g}); these are new inputs whose concept cannot be judged from "
+                   "the reference, and the shared-region decomposition counts them as data drift")
+    if p.has_model:
+        quiet = [c for c in cells if c.decomposition and not c.concept.get("flagged")
+                 and c.concept.get("judged")]
+        raised = [c for c in quiet if (c.decomposition["concept_part"]["low"] or 0) > 0]
+        if quiet and len(raised) >= max(2, len(quiet) // 2):
+            out.append(
+                f"in {len(raised)} of {len(quiet)} cells without concept drift the model's error "
+                "on inputs like the reference's is still above its reference error, while an "
+                "independently cross-fitted model shows no change: the reference predictions "
+                "look in-sample (made by a model trained on those rows), so the decomposition's "
+                "concept part overstates the concept drift by that optimism")
+    return out
 
 
 def _cell_pi(domain: DomainFit, n_ref: int, in_ref: np.ndarray, in_win: np.ndarray,

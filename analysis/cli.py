@@ -186,13 +186,14 @@ def format_investigation(result: dict) -> str:
     if d:
         lines.append(f"decomposition of the {result['metric_label']} over the production period "
                      "(95% bootstrap intervals)")
-        for key, label in (("reference", "reference error"), ("expected", "expected (covariate shift alone)"),
-                           ("realized", "realized error"), ("data_part", "data-drift part"),
-                           ("concept_part", "concept-drift part")):
-            lines.append(f"  {label:<34}{_interval(d[key])}")
         iw = d["importance_weighting"]
-        lines.append(f"  {'importance weighting: expected':<34}{_interval(iw['expected'])}")
-        lines.append(f"  {'importance weighting: concept part':<34}{_interval(iw['concept_part'])}")
+        for part, label in ((d["reference"], "reference error"),
+                            (d["expected"], "expected (covariate shift alone)"),
+                            (d["realized"], "realized error"), (d["data_part"], "data-drift part"),
+                            (d["concept_part"], "concept-drift part"),
+                            (iw["expected"], "importance weighting: expected"),
+                            (iw["concept_part"], "importance weighting: concept part")):
+            lines.append(f"  {label:<38}{_interval(part)}")
         lines.append("  (the verdict uses the shared-region estimator; importance weighting shown "
                      "for comparison)")
         lines.append("")
@@ -224,7 +225,8 @@ def format_investigation(result: dict) -> str:
         lines.append("where the concept moved (disagreement of a model retrained on the window)")
         for c in where:
             lines.append(f"  {c['segment']} {str(c['start'])[:10]}: {c['concept']['where']}")
-    notes = list(result["notes"]) + sorted({n for c in cells for n in c["notes"]})[:8]
+    notes = list(result["notes"]) + sorted({n for c in cells for n in c["notes"]
+                                            if "lie where the reference" not in n})[:8]
     if notes:
         lines.append("")
         lines.extend(f"note: {n}" for n in notes)

@@ -153,8 +153,9 @@ class LinearShift:
             p, q = stats.norm.pdf(x), stats.norm.pdf(x, self.mu)
             return p * q / (p + q)
 
-        mass = integrate.quad(s, -np.inf, np.inf)[0]
-        return integrate.quad(lambda x: x * x * s(x), -np.inf, np.inf)[0] / mass
+        lo, hi = -12.0, 12.0 + self.mu   # beyond these s(x) < 1e-30
+        mass = integrate.quad(s, lo, hi, points=[0.0, self.mu])[0]
+        return integrate.quad(lambda x: x * x * s(x), lo, hi, points=[0.0, self.mu])[0] / mass
 
     def mse(self) -> dict:
         gap, gap_new, s2 = (self.beta - self.b) ** 2, (self.beta_new - self.b) ** 2, self.sigma ** 2

@@ -1,0 +1,324 @@
+"""Data drift versus concept drift: the statistics, the closed-form case, four generated
+cases with a known answer, and the demo's ground truth."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+from sklearn.metrics import log_loss, mean_absolute_error, roc_auc_score
+
+from analysis import attribution as at
+from analysis.binning import bins_for
+from analysis import stats
+from generators import DRIFT_WEEK, GROUPS, LinearShift, make_case
+
+
+# --------------------------------------------------------------------------- statistics
+
+def test_holm_matches_hand_computation():
+    p = [0.01, 0.04, 0.03, 0.005, np.nan]
+    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> monotone 0.06
+    expected = [0.03, 0.06, 0.06, 0.02, np.nan]
+    np.testing.assert_allclose(at.holm(p), expected, equal_nan=True)
+    assert np.isnan(at.holm([np.nan])).all()
+    assert at.holm([0.9, 0.8])[0] == 1.0          # capped at 1
+
+
+def test_effective_sample_size_and_weighted_mean():
+    w = np.array([1.0, 1.0, 2.0, 4.0])
+    assert at.effective_sample_size(w) == pytest.approx(64 / 22)
+    assert at.effective_sample_size(np.ones(7)) == pytest.approx(7)
+    v = np.array([1.0, 2.0, 3.0, 4.0])
+    reps = np.array([[1, 1, 1, 1], [2, 0, 1, 0]], dtype=float)
+    point, rep = at.weighted_mean(v, w, reps)
+    assert point == pytest.approx((1 + 2 + 6 + 16) / 8)
+    assert rep[0] == pytest.approx(point)
+    assert rep[1] == pytest.approx((2 * 1 * 1 + 2 * 3) / (2 + 2))
+
+
+def test_row_losses_match_sklearn():
+    y = pd.Series([100.0, 200.0, 0.0, 50.0])
+    pred = pd.Series([110.0, 180.0, 5.0, 50.0])
+    mae = at.row_losses(y, pred, "mae")
+    assert mae.mean() == pytest.approx(mean_absolute_error(y, pred))
+    rmse = at.metric_level(at.row_losses(y, pred, "rmse").mean(), "rmse")
+    assert rmse == pytest.approx(math.sqrt(((y - pred) ** 2).mean()))
+    mape = at.row_losses(y, pred, "mape")
+    assert np.isnan(mape[2])                       # y = 0: undefined
+    assert np.nanmean(mape) == pytest.approx((10 + 10 + 0) / 3)
+
+    labels = pd.Series(["yes", "no", "yes", "no", None])
+    proba = pd.Series([0.9, 0.2, 0.4, 0.7, 0.5])
+    ll = at.row_losses(labels, proba, "logloss", positive="yes")
+    assert np.isnan(ll[4])
+    assert np.nanmean(ll) == pytest.approx(log_loss(labels[:4] == "yes", proba[:4]))
+    acc = at.row_losses(pd.Series([1, 0, 1]), pd.Series([1.0, 1.0, 1.0]), "accuracy")
+    assert at.metric_level(acc.mean(), "accuracy") == pytest.approx(2 / 3)
+    from_proba = at.row_losses(labels[:4], proba[:4], "accuracy", positive="yes")
+    assert from_proba.tolist() == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_auc_test_equals_roc_auc_and_mann_whitney():
+    rng = np.random.default_rng(0)
+    score = np.r_[rng.normal(0.3, 1, 400), rng.normal(0, 1, 600)]
+    is_w = np.r_[np.ones(400, bool), np.zeros(600, bool)]
+    auc, p = at.auc_test(score, is_w, np.zeros(1000, int))
+    assert auc == pytest.approx(roc_auc_score(is_w, score))
+    assert p == pytest.approx(sps.mannwhitneyu(score[is_w], score[~is_w],
+                                               alternative="greater").pvalue, rel=1e-6)
+    # two folds: the mean of the folds' AUCs, Stouffer-combined p-value
+    fold = np.arange(1000) % 2
+    auc2, p2 = at.auc_test(score, is_w, fold)
+    parts = [roc_auc_score(is_w[fold == k], score[fold == k]) for k in (0, 1)]
+    assert auc2 == pytest.approx(np.mean(parts))
+    zs = [sps.norm.isf(sps.mannwhitneyu(score[(fold == k) & is_w], score[(fold == k) & ~is_w],
+                                        alternative="greater").pvalue) for k in (0, 1)]
+    assert p2 == pytest.approx(sps.norm.sf(sum(zs) / math.sqrt(2)), rel=1e-6)
+
+
+def test_feature_test_uses_frozen_bins():
+    rng = np.random.default_rng(1)
+    ref, win = pd.Series(rng.normal(0, 1, 3000)), pd.Series(rng.normal(0.5, 1, 2000))
+    bins = bins_for(ref, "numeric")
+    out = at.feature_test(ref, win, "numeric", bins)
+    assert out["psi"] == pytest.approx(stats.psi(bins.counts(ref), bins.counts(win)))
+    _, p_chi = stats.chisquare_homogeneity(bins.counts(ref), bins.counts(win))
+    p_ks = sps.ks_2samp(ref, win).pvalue
+    assert out["p_value"] == pytest.approx(min(1.0, 2 * min(p_chi, p_ks)))
+
+
+def test_segment_prior_adjustment_of_pi():
+    # r_s = r * p(s) / q(s): a quarter of the reference rows and half the window rows
+    # are in the segment, so the segment's density ratio is half the pooled one
+    pi = np.array([0.5, 0.8, 0.5, 0.8, 0.6, 0.6, 0.9, 0.9])
+    domain = at.DomainFit(pi, pi, np.zeros(8, int))
+    in_ref = np.array([True, False, False, False])
+    in_win = np.array([True, True, False, False])
+    pr, pw = at._cell_pi(domain, 4, in_ref, in_win, True)
+    r = 0.5 / 0.5 * 0.5
+    assert pr[0] == pytest.approx(r / (1 + r))
+    r = 0.6 / 0.4 * 0.5
+    assert pw[0] == pytest.approx(r / (1 + r))
+
+
+def test_choose_unit_gives_8_to_30_windows():
+    def span(days, freq):
+        return pd.date_range("2025-01-01", periods=int(days * 24 / freq), freq=f"{freq}h")
+
+    assert at.choose_unit(span(365, 6)) == "month"
+    assert at.choose_unit(span(70, 6)) == "week"
+    assert at.choose_unit(span(20, 1)) == "day"
+    assert at.choose_unit(span(0.75, 0.25)) == "hour"
+    assert at.choose_unit(span(365, 6), "day") == "day"
+    with pytest.raises(at.AttributionError, match="unknown window"):
+        at.choose_unit(span(3, 1), "fortnight")
+
+
+def test_task_and_prediction_kind():
+    assert at.infer_task(pd.Series([1.5, 2.0, 3.2])) == "regression"
+    assert at.infer_task(pd.Series([0, 1, 1, 0])) == "classification"
+    assert at.infer_task(pd.Series(["cat", "dog"])) == "classification"
+    assert at.infer_task(pd.Series([1, 2, 3, 2]), pd.Series([1, 3, 3, 2])) == "classification"
+    assert at.infer_task(pd.Series([1, 2, 3, 2]), pd.Series([1.2, 2.9, 3.1, 2.2])) == "regression"
+    assert at.prediction_kind(pd.Series(["no", "yes"]), pd.Series([0.2, 0.9])) == ("probability", "yes")
+    assert at.prediction_kind(pd.Series([0, 1]), pd.Series([0, 1])) == ("label", None)
+    assert at.prediction_kind(pd.Series([0, 1]), pd.Series([0.3, 1.0])) == ("probability", 1)
+
+
+def test_describe_path_merges_bounds_and_levels():
+    path = [("x", "le", 3.5), ("g = a", "gt", 0.5), ("x", "le", 2.0), ("x", "gt", 1.0)]
+    assert at.describe_path(path) == "1 < x <= 2 and g = a"
+    assert at.describe_path([("g = a", "le", 0.5), ("g = b", "le", 0.5)]) == "g not in {a, b}"
+
+
+def test_looks_like_id():
+    ids = pd.Series(np.arange(100))
+    assert at.looks_like_id(ids, pd.Series(np.arange(100, 200)))
+    assert not at.looks_like_id(pd.Series(np.arange(100) % 7), pd.Series(np.arange(100) % 7))
+    assert not at.looks_like_id(pd.Series(np.linspace(0, 1, 100)), pd.Series(np.linspace(0, 1, 100)))
+
+
+# --------------------------------------------------------------------------- closed form
+
+def test_linear_shift_decomposition_matches_closed_form():
+    """y = 2x + e (sigma 1), the model predicts 1.5x; production x ~ N(1, 1) and slope 2.5.
+    The MSE levels are known in closed form (see generators.LinearShift)."""
+    case = LinearShift()
+    ref, prod = case.tables()
+    problem, _ = at.problem_from_frames(ref, prod, target="y", prediction="prediction",
+                                        metric="rmse")
+    result = at.investigate(ref, prod, problem).to_dict()
+    truth = case.mse()
+    d = result["decomposition"]
+    mse = lambda v: v ** 2  # noqa: E731
+    assert mse(d["reference"]["value"]) == pytest.approx(truth["reference"], rel=0.03)
+    assert mse(d["realized"]["value"]) == pytest.approx(truth["realized"], rel=0.03)
+    assert mse(d["importance_weighting"]["expected"]["value"]) == pytest.approx(
+        truth["expected_iw"], rel=0.03)
+    shared = d["shared_region"]
+    s_ref = d["reference"]["value"] + shared["shift_into_shared"]["value"]
+    s_prod = d["realized"]["value"] - shared["shift_out_of_shared"]["value"]
+    assert mse(s_ref) == pytest.approx(truth["shared_reference"], rel=0.03)
+    assert mse(s_prod) == pytest.approx(truth["shared_production"], rel=0.03)
+    # the parts add up, and the intervals hold their estimates
+    assert d["data_part"]["value"] + d["concept_part"]["value"] == pytest.approx(
+        d["realized"]["value"] - d["reference"]["value"])
+    for part in ("data_part", "concept_part"):
+        assert d[part]["low"] <= d[part]["value"] <= d[part]["high"]
+    assert result["verdict"] == "both"
+    cell = result["cells"][0]
+    assert cell["segment"] == "all" and cell["start"] is None
+    # N(0,1) vs N(1,1): AUC = Phi(1 / sqrt 2) = 0.760
+    assert cell["data"]["auc"] == pytest.approx(sps.norm.cdf(1 / math.sqrt(2)), abs=0.02)
+
+
+# --------------------------------------------------------------------------- generated cases
+
+def _run(case, **kw):
+    prod = case.production.copy()
+    problem, notes = at.problem_from_frames(case.reference, prod, target="y",
+                                            prediction="prediction", segment="region", **kw)
+    return at.investigate(case.reference, prod, problem).to_dict()
+
+
+def _check_cells(result, case, expected: str):
+    """The affected group's cells from the drift start carry ``expected``; every other
+    group's cells and every cell before the drift are ``none``."""
+    seen = 0
+    for cell in result["cells"]:
+        start = pd.Timestamp(cell["start"])
+        drifted = start >= case.drift_start and cell["segment"] in (case.group, "all")
+        where = f"{cell['segment']} {cell['start']}"
+        if not drifted:
+            assert cell["verdict"] == "none", where
+        elif cell["segment"] == case.group:
+            assert cell["verdict"] == expected, where
+            seen += 1
+    assert seen == 10 - DRIFT_WEEK
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return {kind: make_case(kind, seed=7) for kind in ("none", "covariate", "concept", "both")}
+
+
+def test_no_drift_gives_none_everywhere(cases):
+    result = _run(cases["none"])
+    assert result["verdict"] == "none"
+    assert {c["verdict"] for c in result["cells"]} == {"none"}
+    assert len(result["cells"]) == 10 * (1 + len(GROUPS))
+    assert result["drifted_features"] == [] and result["concept_features"] == []
+    # the model's reference predictions are in-sample (a random forest): noticed, not
+    # mistaken for concept drift
+    assert any("look in-sample" in n for n in result["notes"])
+
+
+def test_covariate_shift_is_data_not_concept(cases):
+    case = cases["covariate"]
+    result = _run(case)
+    assert result["verdict"] == "data"
+    _check_cells(result, case, "data")
+    names = [f["feature"] for f in result["drifted_features"]]
+    assert set(names) == set(case.data_features)
+    roles = {f["feature"]: f["role"] for f in result["drifted_features"]}
+    assert roles["x1"] == "root cause" and roles["x4"] == "moved with others"
+    assert names.index("x4") > names.index("x1")
+    assert result["concept_features"] == []
+
+
+def test_concept_change_is_concept_not_data(cases):
+    case = cases["concept"]
+    result = _run(case)
+    assert result["verdict"] == "concept"
+    _check_cells(result, case, "concept")
+    assert result["drifted_features"] == []
+    assert result["concept_features"][0]["feature"] == case.concept_feature
+    d = result["decomposition"]
+    assert d["concept_part"]["low"] > 0
+    assert abs(d["data_part"]["value"]) < 0.1 * d["concept_part"]["value"]
+    south = [c for c in result["cells"] if c["segment"] == "south" and c["verdict"] == "concept"]
+    assert all("x1" in c["concept"]["where"] for c in south)
+
+
+def test_both_drifts_are_found(cases):
+    case = cases["both"]
+    result = _run(case)
+    assert result["verdict"] == "both"
+    _check_cells(result, case, "both")
+    assert [f["feature"] for f in result["drifted_features"]] == ["x2"]
+    assert result["concept_features"][0]["feature"] == "x1"
+
+
+def test_classification_no_drift_and_concept():
+    none = _run(make_case("none", seed=3, task="classification"))
+    assert none["task"] == "classification" and none["metric"] == "logloss"
+    assert {c["verdict"] for c in none["cells"]} == {"none"}
+    case = make_case("concept", seed=3, task="classification", weekly_rows=3000)
+    result = _run(case)
+    assert result["verdict"] == "concept"
+    for cell in result["cells"]:
+        if pd.Timestamp(cell["start"]) < case.drift_start or cell["segment"] not in ("south", "all"):
+            assert cell["verdict"] == "none"
+    accuracy = _run(case, metric="accuracy")
+    assert accuracy["metric"] == "accuracy"
+    assert 0.5 < accuracy["decomposition"]["reference"]["value"] < 1.0
+
+
+def test_without_labels_only_data_is_judged(cases):
+    case = cases["covariate"]
+    prod = case.production.drop(columns=["y", "prediction"])
+    problem, _ = at.problem_from_frames(case.reference.drop(columns=["y", "prediction"]), prod,
+                                        segment="region")
+    result = at.investigate(case.reference, prod, problem).to_dict()
+    assert result["verdict"] == "data"
+    assert result["judged"] == {"data": True, "concept": False, "decomposition": False}
+    assert result["decomposition"] is None
+    assert any("not judged" in n for n in result["notes"])
+    assert {c["verdict"] for c in result["cells"]} <= {"none", "data"}
+
+
+# --------------------------------------------------------------------------- the demo
+
+@pytest.fixture(scope="module")
+def demo_result(demo_store):
+    from analysis import queries
+    from analysis.scenarios import rental
+
+    roles = rental.roles()
+    ref = queries.load_frame(demo_store, "rental_pricing", "reference", roles.columns)
+    prod = queries.load_frame(demo_store, "rental_pricing", "production", roles.columns)
+    problem = at.Problem(roles.features, roles.target, roles.prediction, roles.timestamp,
+                         roles.segments[0], "regression", "mape")
+    return at.investigate(ref, prod, problem).to_dict()
+
+
+def test_demo_ground_truth(demo_result, ground_truth):
+    gt = ground_truth
+    r = demo_result
+    assert r["verdict"] == "both" and r["window"] == "month"
+    data_from, concept_from = gt["data_drift"]["from_month"], gt["concept_drift"]["from_month"]
+    for cell in r["cells"]:
+        month, seg = pd.Timestamp(cell["start"]).month, cell["segment"]
+        data = month >= data_from and seg in gt["data_drift"]["segments"] + ["all"]
+        concept = month >= concept_from and seg in gt["concept_drift"]["segments"] + ["all"]
+        expected = "both" if data and concept else "data" if data else \
+            "concept" if concept else "none"
+        assert cell["verdict"] == expected, f"{seg} month {month}"
+    names = [f["feature"] for f in r["drifted_features"]]
+    assert set(names) == set(gt["data_drift"]["features"])
+    assert names[0] == gt["data_drift"]["root_cause"]
+    assert r["drifted_features"][0]["role"] == "root cause"
+    assert all(f["role"] == "moved with others" for f in r["drifted_features"][1:])
+    assert r["concept_features"][0]["feature"] in gt["concept_drift"]["features"]
+    # the error rise is attributed to concept, not data
+    d = r["decomposition"]
+    assert d["concept_part"]["low"] > 0
+    assert d["concept_part"]["value"] > d["data_part"]["value"]
+    # where the students' unseen listings lie outside the reference's support, it says so
+    students = [c for c in r["cells"] if c["segment"] == "students"
+                and pd.Timestamp(c["start"]).month >= data_from]
+    assert all(c["data"]["out_of_support_share"] > 0.5 for c in students)
+    assert "professionals" in r["summary"] and "neighborhood" in r["summary"]
