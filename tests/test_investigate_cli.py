@@ -1,0 +1,111 @@
+"""``python -m analysis investigate`` end to end, as a subprocess on CSV files."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from generators import make_case
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "analysis", "investigate", *args], cwd=ROOT,
+                          capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def concept_csvs(tmp_path_factory):
+    case = make_case("concept", seed=5, reference_rows=4000, weekly_rows=900)
+    folder = tmp_path_factory.mktemp("concept")
+    ref, prod = folder / "ref.csv", folder / "prod.csv"
+    case.reference.to_csv(ref, index=False)
+    case.production.to_csv(prod, index=False)
+    return case, ref, prod
+
+
+def test_json_names_where_and_since_when(concept_csvs):
+    case, ref, prod = concept_csvs
+    out = run("--reference", str(ref), "--production", str(prod), "--target", "y",
+              "--prediction", "prediction", "--timestamp", "event_time", "--segment", "region",
+              "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    for key in ("verdict", "drifted_features", "concept_features", "decomposition", "cells"):
+        assert key in result
+    assert result["verdict"] == "concept"
+    assert result["window"] == "week"               # auto: 10 weekly windows
+    for part in ("reference", "expected", "realized"):
+        value = result["decomposition"][part]
+        assert value["low"] <= value["value"] <= value["high"]
+    starts = sorted({c["start"] for c in result["cells"]})
+    assert len(starts) == 10
+    for cell in result["cells"]:
+        start, end = pd.Timestamp(cell["start"]), pd.Timestamp(cell["end"])
+        assert end - start == pd.Timedelta(days=7) and start.day_of_week == 0
+        assert cell["rows"] > 0 and cell["verdict"] in ("none", "data", "concept", "both")
+        if cell["segment"] != case.group and cell["segment"] != "all" or start < case.drift_start:
+            assert cell["verdict"] == "none", cell
+    south = [c for c in result["cells"] if c["segment"] == "south" and c["verdict"] == "concept"]
+    assert min(pd.Timestamp(c["start"]) for c in south) == case.drift_start
+    # one cell per window for all groups together, with the rows adding up
+    for start in starts:
+        cells = [c for c in result["cells"] if c["start"] == start]
+        total = next(c["rows"] for c in cells if c["segment"] == "all")
+        assert total == sum(c["rows"] for c in cells if c["segment"] != "all")
+    assert result["concept_features"][0]["feature"] == "x1"
+
+
+def test_text_report_and_gate_exit_codes(concept_csvs):
+    _, ref, prod = concept_csvs
+    args = ["--reference", str(ref), "--production", str(prod), "--target", "y",
+            "--prediction", "prediction", "--segment", "region"]
+    out = run(*args, "--fail-on", "concept")
+    assert out.returncode == 1, out.stderr
+    assert "verdict: CONCEPT" in out.stdout
+    assert "concept-drift part" in out.stdout and "verdict per week and region" in out.stdout
+    assert "using 'event_time' as the timestamp" in out.stdout
+    assert run(*args, "--fail-on", "data", "--window", "month").returncode == 0
+
+
+def test_without_target_reports_data_only(tmp_path):
+    case = make_case("covariate", seed=6, reference_rows=3000, weekly_rows=800)
+    ref, prod = tmp_path / "ref.csv", tmp_path / "prod.csv"
+    case.reference.to_csv(ref, index=False)
+    case.production.drop(columns=["y"]).to_csv(prod, index=False)
+    out = run("--reference", str(ref), "--production", str(prod), "--prediction", "prediction",
+              "--segment", "region", "--exclude", "y", "--json", "--fail-on", "any")
+    assert out.returncode == 1, out.stderr
+    result = json.loads(out.stdout)
+    assert result["verdict"] == "data"
+    assert result["judged"]["concept"] is False and result["decomposition"] is None
+    assert any("concept drift (P(y|x)) is not judged" in n for n in result["notes"])
+    assert {f["feature"] for f in result["drifted_features"]} == {"x1", "x4", "c"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "nope"], "--target column 'nope' is not in"),
+    (["--target", "y", "--timestamp", "region"], "holds no dates"),
+    (["--target", "y", "--metric", "logloss", "--prediction", "prediction"], "does not apply"),
+    (["--target", "region", "--prediction", "prediction", "--task", "regression"],
+     "must be numeric for a regression"),
+])
+def test_bad_input_exits_2(concept_csvs, args, message):
+    _, ref, prod = concept_csvs
+    out = run("--reference", str(ref), "--production", str(prod), *args)
+    assert out.returncode == 2
+    assert message in out.stderr and out.stderr.startswith("error:")
+    assert "Traceback" not in out.stderr
+
+
+def test_empty_and_missing_files_exit_2(tmp_path, concept_csvs):
+    _, ref, _ = concept_csvs
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    out = run("--reference", str(ref), "--production", str(empty), "--target", "y")
+    assert out.returncode == 2 and "is empty" in out.stderr
+    out = run("--reference", str(tmp_path / "missing.csv"), "--production", str(ref))
+    assert out.returncode == 2 and "not found" in out.stderr
