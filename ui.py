@@ -11,14 +11,15 @@ from datetime import date, datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from analysis import aggregate, export, heatmap, queries, report, summary
+from analysis import aggregate, export, heatmap, investigation as inv, queries, report, summary
 from analysis.queries import Filters
 from analysis.store import DEFAULT_STORE, Store
 
 CACHE = dict(ttl=900, max_entries=64, show_spinner=False)
 NAVIGATION = [("app.py", "Home"), ("pages/1_Overview.py", "Overview"),
               ("pages/2_Feature_drift.py", "Feature drift"), ("pages/3_Heatmap.py", "Drift heatmap"),
-              ("pages/4_Segments.py", "Segments"), ("pages/5_Upload.py", "Upload")]
+              ("pages/4_Segments.py", "Segments"),
+              ("pages/6_Data_vs_concept.py", "Data vs concept"), ("pages/5_Upload.py", "Upload")]
 
 
 def store() -> Store:
@@ -243,3 +244,19 @@ def selected_segments(ctx: "Context", segment: str | None) -> list[str] | None:
         if column == segment:
             return list(values)
     return None
+
+
+# -- data vs concept -----------------------------------------------------------------
+@st.cache_data(**CACHE)
+def investigation(root: str, version: str, dataset: str, key: tuple, segment, unit: str,
+                  metric, _progress=None) -> dict:
+    """The investigation's result (also kept on disk by analysis.investigation)."""
+    return inv.investigate_store(Store(root), dataset, _filters(key), segment, unit, metric,
+                                 progress=_progress)
+
+
+@st.cache_data(**CACHE)
+def cell_evidence(root: str, version: str, dataset: str, key: tuple, segment, cell_segment: str,
+                  start, end) -> dict:
+    return inv.cell_evidence_store(Store(root), dataset, _filters(key), segment, cell_segment,
+                                   start, end)

@@ -688,10 +688,18 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
         raise AttributionError("the production data has no rows")
     if not p.features:
         raise AttributionError("no feature columns to compare")
-    if p.has_model and p.metric is None:
-        kind, p.positive = (prediction_kind(reference[p.target], reference[p.prediction])
-                            if p.task == "classification" else ("label", None))
-        p.metric = default_metric(p.task, kind)
+    if p.has_model:
+        kind = "label"
+        if p.task == "classification" and p.positive is None:
+            kind, p.positive = prediction_kind(reference[p.target], reference[p.prediction])
+        elif p.positive is not None:
+            kind = "probability"
+        p.metric = p.metric or default_metric(p.task, kind)
+        if p.metric not in (REGRESSION_METRICS if p.task == "regression" else CLASSIFICATION_METRICS):
+            raise AttributionError(f"metric {p.metric} does not apply to {p.task}")
+        if p.metric == "logloss" and kind != "probability":
+            raise AttributionError(f"log loss needs predicted probabilities; {p.prediction!r} "
+                                   "holds labels")
     notes: list[str] = []
 
     # ---- sample both sides; the reference sample is shared by every window

@@ -48,6 +48,12 @@ class NumericBins:
         out = np.bincount(idx, minlength=len(self.edges) + 1).astype(float)
         return np.append(out, float(missing.sum()))
 
+    def codes(self, values) -> np.ndarray:
+        """Bin index of every value (``np.bincount(codes)`` gives :meth:`counts`)."""
+        arr = np.asarray(values, dtype=float).ravel()
+        idx = np.searchsorted(np.asarray(self.edges, dtype=float), arr, side="right")
+        return np.where(np.isnan(arr), len(self.edges) + 1, idx)
+
 
 @dataclass(frozen=True)
 class CategoricalBins:
@@ -65,6 +71,13 @@ class CategoricalBins:
         known = present.reindex(list(self.categories), fill_value=0).to_numpy(dtype=float)
         other = float(present.sum() - known.sum())
         return np.concatenate([known, [other, float(s.isna().sum())]])
+
+    def codes(self, values) -> np.ndarray:
+        """Bin index of every value (``np.bincount(codes)`` gives :meth:`counts`)."""
+        s = pd.Series(values)
+        idx = pd.Index(self.categories).get_indexer(s.map(str))
+        idx = np.where(idx < 0, len(self.categories), idx)
+        return np.where(s.isna().to_numpy(), len(self.categories) + 1, idx)
 
 
 def _level_counts(s: pd.Series) -> pd.Series:

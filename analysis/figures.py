@@ -242,3 +242,129 @@ def segment_grid_figure(frame: pd.DataFrame, value: str, label: str, title: str,
     fig.update_xaxes(title_text=f"window start ({unit})", type="category", tickangle=-45)
     fig.update_yaxes(title_text="segment", autorange="reversed", type="category")
     return _layout(fig, title, max(300, 120 + 40 * len(pivot.index)))
+
+
+# -- data vs concept ---------------------------------------------------------------
+VERDICT_COLORS = {"none": "#DDE3EA", "data": "#4C78A8", "concept": "#E45756", "both": "#B279A2"}
+VERDICTS = ("none", "data", "concept", "both")
+
+
+def _window_label(start: str | None, unit: str | None) -> str:
+    if start is None:
+        return "all rows"
+    fmt = "%Y-%m-%d %H:00" if unit == "hour" else "%Y-%m-%d"
+    return pd.Timestamp(start).strftime(fmt)
+
+
+def decomposition_figure(parts: pd.DataFrame, metric_label: str, unit: str | None,
+                         title: str = "What changed the error: data vs concept") -> go.Figure:
+    """Per window, the change of the error against the reference split into a data part
+    and a concept part (stacked, with 95% intervals), and the realized change."""
+    x = [_window_label(s, unit) for s in parts["start"]]
+    fig = go.Figure()
+
+    def bar(key, name, color):
+        value = parts[key].astype(float)
+        fig.add_bar(x=x, y=value, name=name, marker_color=color,
+                    error_y=dict(type="data", symmetric=False,
+                                 array=(parts[f"{key}_high"].astype(float) - value).clip(lower=0),
+                                 arrayminus=(value - parts[f"{key}_low"].astype(float)).clip(lower=0),
+                                 thickness=1, width=3, color="#333"),
+                    hovertemplate="%{x}<br>" + name + ": %{y:.4g}<extra></extra>")
+
+    bar("data_part", "data-drift part", VERDICT_COLORS["data"])
+    bar("concept_part", "concept-drift part", VERDICT_COLORS["concept"])
+    total = parts["realized"].astype(float) - parts["reference"].astype(float)
+    fig.add_scatter(x=x, y=total, name="realized change", mode="markers+lines",
+                    marker=dict(color="#222", size=8, symbol="diamond"), line=dict(dash="dot"),
+                    hovertemplate="%{x}<br>realized − reference: %{y:.4g}<extra></extra>")
+    fig.add_hline(y=0, line_color="#888", line_width=1)
+    fig.update_layout(barmode="relative")
+    fig.update_xaxes(title_text=f"window start ({unit or 'all rows'})", type="category",
+                     tickangle=-45)
+    fig.update_yaxes(title_text=f"change in {metric_label} vs reference")
+    return _layout(fig, title, 440)
+
+
+def verdict_grid_figure(grid: pd.DataFrame, segment_label: str, unit: str | None,
+                        title: str = "Verdict per group and window") -> go.Figure:
+    """Segment x window grid of verdicts (none / data / concept / both), the domain
+    classifier's AUC and the concept change on hover."""
+    segments = ["all"] + sorted(set(grid["segment"]) - {"all"})
+    starts = sorted(set(grid["start"].dropna())) or [None]
+    x = [_window_label(s, unit) for s in starts]
+    z = np.full((len(segments), len(starts)), np.nan)
+    text = [["no rows"] * len(starts) for _ in segments]
+    label = [[""] * len(starts) for _ in segments]
+    for r in grid.itertuples(index=False):
+        i = segments.index(r.segment)
+        j = starts.index(r.start) if r.start is not None else 0
+        z[i, j] = VERDICTS.index(r.verdict)
+        label[i][j] = r.verdict
+        auc = "n/a" if r.auc is None or pd.isna(r.auc) else f"{r.auc:.3f}"
+        change = "n/a" if r.concept_change is None or pd.isna(r.concept_change) \
+            else f"{r.concept_change:+.4g}"
+        text[i][j] = (f"{r.segment} · {x[j]}<br>verdict: <b>{r.verdict}</b><br>{int(r.rows):,} rows"
+                      f"<br>domain AUC: {auc}<br>error change on shared inputs: {change}"
+                      + (f"<br>drifted: {r.drifted_features}" if r.drifted_features else ""))
+    scale = []
+    for k, v in enumerate(VERDICTS):
+        scale += [[k / 4, VERDICT_COLORS[v]], [(k + 1) / 4, VERDICT_COLORS[v]]]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=x, y=segments, zmin=-0.5, zmax=3.5, colorscale=scale, text=label,
+        texttemplate="%{text}", customdata=text, hovertemplate="%{customdata}<extra></extra>",
+        xgap=2, ygap=2, colorbar=dict(tickvals=[0, 1, 2, 3], ticktext=list(VERDICTS),
+                                      title=dict(text="verdict", side="right"))))
+    fig.update_xaxes(title_text=f"window start ({unit or 'all rows'})", type="category",
+                     tickangle=-45)
+    fig.update_yaxes(title_text=segment_label or "segment", autorange="reversed", type="category")
+    return _layout(fig, title, max(300, 150 + 42 * len(segments)))
+
+
+def side_by_side_figure(frame: pd.DataFrame, value_label: str, title: str,
+                        top: int = 15) -> go.Figure:
+    """Horizontal bars of ``reference`` and ``window`` per ``feature`` (the ``top`` with the
+    largest magnitude on either side)."""
+    order = frame.assign(size=frame[["reference", "window"]].abs().max(axis=1)) \
+        .sort_values("size", ascending=False).head(top)
+    fig = go.Figure()
+    fig.add_bar(y=order["feature"], x=order["reference"], name="reference model",
+                orientation="h", marker_color=REFERENCE_COLOR)
+    fig.add_bar(y=order["feature"], x=order["window"], name="retrained on the window",
+                orientation="h", marker_color=PRODUCTION_COLOR)
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(title_text=value_label)
+    return _layout(fig, title, max(320, 120 + 34 * len(order)))
+
+
+def predictions_figure(frame: pd.DataFrame, target_label: str,
+                       title: str = "Same inputs, two models") -> go.Figure:
+    """Reference model vs model retrained on the window, on the window's inputs; off the
+    diagonal, the concept moved."""
+    fig = go.Figure()
+    fig.add_scatter(x=frame["reference_model"], y=frame["retrained"], mode="markers",
+                    marker=dict(size=4, color=PRODUCTION_COLOR, opacity=0.45), name="window rows",
+                    hovertemplate="reference model: %{x:.4g}<br>retrained: %{y:.4g}<extra></extra>")
+    lo = float(np.nanmin(frame[["reference_model", "retrained"]].to_numpy()))
+    hi = float(np.nanmax(frame[["reference_model", "retrained"]].to_numpy()))
+    fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="agreement",
+                    line=dict(color="#888", dash="dash"))
+    fig.update_xaxes(title_text=f"reference model's prediction ({target_label})")
+    fig.update_yaxes(title_text=f"retrained model's prediction ({target_label})")
+    return _layout(fig, title, 420)
+
+
+def residual_profile_figure(profile: pd.DataFrame, feature: str, residual_label: str) -> go.Figure:
+    """Mean residual per bin of ``feature``, reference vs window."""
+    fig = go.Figure()
+    for side, color in (("reference", REFERENCE_COLOR), ("window", PRODUCTION_COLOR)):
+        fig.add_scatter(x=profile["bin"], y=profile[side], mode="lines+markers", name=side,
+                        marker=dict(color=color), line=dict(color=color),
+                        customdata=profile[f"{side}_rows"],
+                        hovertemplate="%{x}<br>mean residual: %{y:.4g}<br>%{customdata:,} rows"
+                                      "<extra>" + side + "</extra>")
+    fig.add_hline(y=0, line_color="#888", line_width=1)
+    fig.update_xaxes(title_text=f"{feature} (reference bins)", type="category")
+    fig.update_yaxes(title_text=f"mean residual ({residual_label})")
+    return _layout(fig, f"Residual along {feature}: reference vs window", 380)

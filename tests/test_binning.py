@@ -90,3 +90,17 @@ def test_fine_bins_equal_widths_between_anchors():
     assert counts[-1] == 2 and counts.sum() == 3
     const = fine_bins(3.0, [3.0] * 9, 3.0)
     assert const.anchors == (2.5, 3.5)
+
+
+def test_codes_agree_with_counts():
+    import pandas as pd
+    from analysis.binning import category_bins, quantile_bins
+
+    values = np.r_[np.random.default_rng(2).normal(size=500), [np.nan] * 7]
+    bins = quantile_bins(values)
+    codes = bins.codes(values)
+    np.testing.assert_array_equal(np.bincount(codes, minlength=len(bins.labels)), bins.counts(values))
+    cats = category_bins(pd.Series(["a", "b", "b", "c"]))
+    prod = pd.Series(["a", "z", None, "c", "c"])
+    np.testing.assert_array_equal(
+        np.bincount(cats.codes(prod), minlength=len(cats.labels)), cats.counts(prod))

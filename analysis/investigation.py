@@ -1,0 +1,353 @@
+"""The data-vs-concept investigation of a stored dataset, and the evidence behind one cell.
+
+:func:`investigate_store` runs :func:`analysis.attribution.investigate` on a dataset's
+reference and production slices (filtered as in the sidebar) and keeps the result
+beside the dataset, keyed by the data's version, the parameters and this code's
+version, so the dashboard computes it once. :func:`cell_evidence` retrains on one cell
+and returns what the analyst inspects: a linear surrogate's coefficients and
+permutation importances of the reference and retrained models side by side, the two
+models' predictions on the same inputs, and residual profiles per feature.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import Ridge
+
+from analysis import attribution as at
+from analysis.binning import bins_for
+from analysis.drift import CATEGORICAL
+from analysis.queries import Filters, load_frame, time_bounds
+from analysis.store import Store
+
+_CODE = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (at,))).hexdigest()[:12]
+
+
+def store_problem(store: Store, dataset: str, segment: str | None = None,
+                  metric: str | None = None) -> at.Problem:
+    """The problem of a stored dataset, from its roles (the first segment column unless
+    one is named)."""
+    info = store.dataset(dataset)
+    roles = info.roles
+    if segment is not None and segment not in roles.segments:
+        raise at.AttributionError(f"dataset {dataset!r} has no segment column {segment!r}")
+    segment = segment or (roles.segments[0] if roles.segments else None)
+    return at.Problem(dict(roles.features), roles.target, roles.prediction, roles.timestamp,
+                      segment, info.task, metric)
+
+
+def _columns(problem: at.Problem) -> list[str]:
+    cols = list(problem.features)
+    for c in (problem.target, problem.prediction, problem.timestamp, problem.segment):
+        if c is not None and c not in cols:
+            cols.append(c)
+    return cols
+
+
+def load_slices(store: Store, dataset: str, problem: at.Problem,
+                filters: Filters | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cols = _columns(problem)
+    return (load_frame(store, dataset, "reference", cols, filters),
+            load_frame(store, dataset, "production", cols, filters))
+
+
+def _cache_path(store: Store, dataset: str, key: dict) -> Path:
+    token = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    # not *.json: the store's version token ignores it, so caching does not change it
+    return store.root / dataset / "investigations" / f"{token}.result"
+
+
+def _normalised(store: Store, dataset: str, filters: Filters) -> Filters:
+    """The same filters without a time range that covers all production rows anyway, so
+    the sidebar's default range and no range share one cached result."""
+    bounds = time_bounds(store, dataset, "production")
+    if bounds is None or filters.start is None and filters.end is None:
+        return filters
+    first, last = bounds
+    if (filters.start is None or filters.start <= first) and (filters.end is None or filters.end > last):
+        return Filters(None, None, filters.segments)
+    return filters
+
+
+def investigate_store(store: Store, dataset: str, filters: Filters | None = None,
+                      segment: str | None = None, unit: str = "auto", metric: str | None = None,
+                      progress: Callable[[str], None] | None = None) -> dict:
+    """The investigation's JSON-ready result for a stored dataset (cached on disk)."""
+    problem = store_problem(store, dataset, segment, metric)
+    filters = _normalised(store, dataset, filters or Filters())
+    key = {"version": store.version(dataset), "code": _CODE, "filters": filters.key(),
+           "segment": problem.segment, "unit": unit, "metric": metric}
+    path = _cache_path(store, dataset, key)
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            pass   # a torn write from another process: recompute
+    reference, production = load_slices(store, dataset, problem, filters)
+    result = at.investigate(reference, production, problem, unit=unit, progress=progress)
+    out = jsonable(result.to_dict())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{np.random.default_rng().integers(1 << 30)}")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(path)
+    return out
+
+
+def jsonable(obj):
+    """A JSON-safe copy: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+# --------------------------------------------------------------------------- one cell
+
+def cell_frames(reference: pd.DataFrame, production: pd.DataFrame, problem: at.Problem,
+                segment_value: str, start: str | None, end: str | None
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The reference rows and window rows a cell compares ("all" keeps every group)."""
+    ref, win = reference, production
+    if problem.timestamp is not None and start is not None:
+        ts = pd.to_datetime(win[problem.timestamp])
+        win = win[(ts >= pd.Timestamp(start)) & (ts < pd.Timestamp(end))]
+    if segment_value != at.ALL and problem.segment is not None:
+        in_ref = ref[problem.segment].astype("string") == segment_value
+        win = win[win[problem.segment].astype("string").fillna("(missing)") == segment_value]
+        if in_ref.any():
+            ref = ref[in_ref.fillna(False)]
+    return ref, win
+
+
+def _residual(frame: pd.DataFrame, problem: at.Problem) -> np.ndarray | None:
+    """y - prediction (regression), 1[positive] - p (probabilities); None otherwise."""
+    if not problem.has_model:
+        return None
+    if problem.task == "regression":
+        return (pd.to_numeric(frame[problem.target], errors="coerce")
+                - pd.to_numeric(frame[problem.prediction], errors="coerce")).to_numpy(dtype=float)
+    if problem.positive is not None:
+        is_pos = (frame[problem.target].astype(str) == str(problem.positive)).astype(float)
+        p = pd.to_numeric(frame[problem.prediction], errors="coerce")
+        return (is_pos - p).where(frame[problem.target].notna()).to_numpy(dtype=float)
+    return None
+
+
+def residual_profile(reference: pd.DataFrame, window: pd.DataFrame, problem: at.Problem,
+                     feature: str) -> pd.DataFrame | None:
+    """Mean residual of the user's model in each reference bin of ``feature`` (deciles
+    or levels), reference vs window: where the residual's relation to a feature changed,
+    the concept moved along it. Columns: bin, reference, window, reference_rows,
+    window_rows (bins with no row on either side are left out)."""
+    r_ref, r_win = _residual(reference, problem), _residual(window, problem)
+    if r_ref is None:
+        return None
+    kind = problem.features[feature]
+    bins = bins_for(at._clean(reference[feature], kind), kind)
+    out = []
+    for label, frame, resid in (("reference", reference, r_ref), ("window", window, r_win)):
+        codes = bins.codes(at._clean(frame[feature], kind))
+        ok = np.isfinite(resid)
+        sums = np.bincount(codes[ok], weights=resid[ok], minlength=len(bins.labels))
+        counts = np.bincount(codes[ok], minlength=len(bins.labels))
+        out.append((label, sums, counts))
+    (_, s_ref, n_ref), (_, s_win, n_win) = out
+    keep = (n_ref > 0) | (n_win > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame = pd.DataFrame({"bin": np.array(bins.labels, dtype=object)[keep],
+                              "reference": (s_ref / n_ref)[keep], "window": (s_win / n_win)[keep],
+                              "reference_rows": n_ref[keep], "window_rows": n_win[keep]})
+    return frame
+
+
+def rank_residual_changes(profiles: dict[str, pd.DataFrame]) -> list[str]:
+    """Features ordered by the largest change of the mean residual in any bin."""
+    def change(frame: pd.DataFrame) -> float:
+        diff = (frame["window"] - frame["reference"]).abs()
+        return float(diff.max()) if diff.notna().any() else 0.0
+
+    return sorted(profiles, key=lambda f: -change(profiles[f]))
+
+
+def cell_evidence(reference: pd.DataFrame, window: pd.DataFrame, problem: at.Problem,
+                  seed: int = 0, max_rows: int = 6000) -> dict:
+    """Retrain on the window and compare with a model fitted on the reference.
+
+    Returns a dict with
+    * ``coefficients``: a ridge surrogate (alpha 1, standardised inputs, categories as
+      indicators) of each model's predictions on its own rows: how each model's output
+      moves with each input, side by side;
+    * ``importance``: permutation importance of each model on its own labelled rows
+      (increase of mean absolute error / log loss when the feature is shuffled, 3
+      repeats);
+    * ``predictions``: both models' predictions on the same window inputs;
+    * ``residuals``: :func:`residual_profile` for every feature (None without a model).
+    """
+    if not problem.labelled:
+        raise at.AttributionError("without a target the models cannot be retrained")
+    rng = np.random.default_rng(seed)
+    ref = reference[reference[problem.target].notna()]
+    win = window[window[problem.target].notna()]
+    if len(ref) < at.MIN_ROWS or len(win) < at.MIN_ROWS:
+        raise at.AttributionError(f"too few labelled rows to retrain (reference {len(ref)}, "
+                                  f"window {len(win)}; at least {at.MIN_ROWS} each)")
+    ref = ref.iloc[np.sort(rng.permutation(len(ref))[:max_rows])]
+    win = win.iloc[np.sort(rng.permutation(len(win))[:max_rows])]
+    encoder = at.Encoder([ref, win], problem.features)
+    X_ref, X_win = encoder.transform(ref), encoder.transform(win)
+    old, _ = at.fit_reference_model(X_ref, ref[problem.target], problem.task,
+                                    encoder.categorical_mask, seed, n_folds=2)
+    new, _ = at.fit_reference_model(X_win, win[problem.target], problem.task,
+                                    encoder.categorical_mask, seed, n_folds=2)
+    old_model, new_model = old.models[0], new.models[0]
+
+    def output(model: at.ReferenceModel, X):
+        pred = model.predict(X, np.zeros(len(X), int))
+        if model.task == "regression":
+            return pred
+        i = model.positive_index if model.positive_index is not None else pred.shape[1] - 1
+        return pred[:, i]
+
+    design_ref, names = encoder.one_hot(ref)
+    design_win, _ = encoder.one_hot(win)
+    both = np.vstack([design_ref, design_win])
+    mean, std = both.mean(axis=0), both.std(axis=0)
+    std[std == 0] = 1.0
+    coef = {}
+    for label, design, model, X in (("reference", design_ref, old, X_ref),
+                                    ("window", design_win, new, X_win)):
+        surrogate = Ridge(alpha=1.0).fit((design - mean) / std, output(model, X))
+        coef[label] = surrogate.coef_
+    coefficients = pd.DataFrame({"feature": names, **coef})
+
+    def importances(model, X, y):
+        if problem.task == "regression":
+            target = pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
+            scoring = "neg_mean_absolute_error"
+            est = model
+        else:
+            target = at._target_codes(y, old.classes)
+            keep = target >= 0
+            X, target = X[keep], target[keep]
+            scoring = "neg_log_loss"
+            est = model.model
+        res = permutation_importance(est, X, target, scoring=scoring, n_repeats=3,
+                                     random_state=seed, n_jobs=1)
+        return res.importances_mean
+
+    importance = pd.DataFrame({
+        "feature": list(problem.features),
+        "reference": importances(old_model, X_ref[:2000], ref[problem.target].iloc[:2000]),
+        "window": importances(new_model, X_win[:2000], win[problem.target].iloc[:2000])
+        if problem.task == "regression" or set(win[problem.target].astype(str)) <= set(old.classes)
+        else np.full(len(problem.features), np.nan),
+    })
+    n = min(len(win), 2000)
+    predictions = pd.DataFrame({"reference_model": output(old, X_win[:n]),
+                                "retrained": output(new, X_win[:n])})
+    residuals = {f: residual_profile(reference, window, problem, f) for f in problem.features}
+    return {"coefficients": coefficients, "importance": importance, "predictions": predictions,
+            "residuals": residuals, "reference_rows": len(ref), "window_rows": len(win)}
+
+
+def cell_evidence_store(store: Store, dataset: str, filters: Filters | None, segment: str | None,
+                        cell_segment: str, start: str | None, end: str | None,
+                        seed: int = 0) -> dict:
+    """:func:`cell_evidence` for one cell of a stored dataset's investigation."""
+    problem = store_problem(store, dataset, segment)
+    reference, production = load_slices(store, dataset, problem, filters)
+    if problem.has_model and problem.task == "classification":
+        kind, problem.positive = at.prediction_kind(reference[problem.target],
+                                                    reference[problem.prediction])
+        if kind != "probability":
+            problem.positive = None
+    ref, win = cell_frames(reference, production, problem, cell_segment, start, end)
+    return cell_evidence(ref, win, problem, seed)
+
+
+def cell_text(cell: dict, result: dict) -> str:
+    """Plain-language account of one cell, for a postmortem."""
+    seg = result.get("segment")
+    who = "all groups" if cell["segment"] == at.ALL else f"{seg} = {cell['segment']}"
+    when = ("the whole production period" if cell["start"] is None else
+            f"{cell['start'][:16].replace('T', ' ')} to {cell['end'][:16].replace('T', ' ')}")
+    lines = [f"{who}, {when} ({cell['rows']:,} rows): verdict {cell['verdict'].upper()}."]
+    data = cell["data"]
+    if not data.get("judged"):
+        lines.append("Not judged: " + "; ".join(cell["notes"]))
+        return " ".join(lines)
+    feats = data.get("drifted_features") or []
+    if data.get("flagged"):
+        lines.append(f"The inputs changed: a classifier tells the window from the reference with "
+                     f"AUC {data['auc']:.2f}" + (f"; drifted features: {', '.join(feats)}" if feats else "")
+                     + ".")
+    else:
+        lines.append(f"The inputs did not change beyond noise (domain AUC {data['auc']:.2f}).")
+    concept = cell["concept"]
+    if not concept.get("judged"):
+        lines.append("Concept drift was not judged (no or too few labels).")
+    elif concept.get("flagged"):
+        lo, hi = concept["loss_change_interval"]
+        lines.append(f"The relationship to the target changed: on inputs both share, the "
+                     f"reference model's error moved by {concept['loss_change']:+.4g} "
+                     f"[{lo:+.4g}, {hi:+.4g}] against {concept['reference_model_error']:.4g} "
+                     "on the reference" + (f"; it moved most where {concept['where']}"
+                                           if concept.get("where") else "") + ".")
+    else:
+        lines.append("The relationship to the target (P(y|x)) did not change beyond noise.")
+    d = cell.get("decomposition")
+    if d and d["reference"]["value"] is not None:
+        lines.append(f"{result['metric_label'].capitalize()}: reference {d['reference']['value']:.4g}, "
+                     f"realized {d['realized']['value']:.4g}; data part {d['data_part']['value']:+.4g}, "
+                     f"concept part {d['concept_part']['value']:+.4g}.")
+    if data.get("out_of_support_share", 0) >= 0.05:
+        lines.append(f"{data['out_of_support_share']:.0%} of the rows are new inputs outside the "
+                     "reference's support: their concept cannot be judged from the reference.")
+    return " ".join(lines)
+
+
+def grid_frame(result: dict) -> pd.DataFrame:
+    """One row per cell: segment, start, end, rows, verdict and the headline numbers."""
+    rows = []
+    for c in result["cells"]:
+        rows.append({
+            "segment": c["segment"], "start": c["start"], "end": c["end"], "rows": c["rows"],
+            "verdict": c["verdict"], "auc": c["data"].get("auc"),
+            "drifted_features": ", ".join(c["data"].get("drifted_features") or []),
+            "concept_change": c["concept"].get("loss_change"),
+            "data_part": (c.get("decomposition") or {}).get("data_part", {}).get("value"),
+            "concept_part": (c.get("decomposition") or {}).get("concept_part", {}).get("value"),
+        })
+    return pd.DataFrame(rows)
+
+
+def window_parts(result: dict) -> pd.DataFrame:
+    """The "all" cells' decomposition per window: reference, realized, data and concept
+    parts with their intervals (empty without a model)."""
+    rows = []
+    for c in result["cells"]:
+        d = c.get("decomposition")
+        if c["segment"] != at.ALL or not d:
+            continue
+        row = {"start": c["start"], "end": c["end"], "rows": c["rows"], "verdict": c["verdict"]}
+        for key in ("reference", "realized", "data_part", "concept_part"):
+            row[key] = d[key]["value"]
+            row[f"{key}_low"], row[f"{key}_high"] = d[key]["low"], d[key]["high"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
