@@ -87,6 +87,7 @@ CONCEPT_MIN = 0.10    # loss change on the shared region, as a share of the refe
 BIAS_MIN = 0.10       # residual-mean change, as a share of the mean absolute residual
 CLIP = 20.0           # importance weights are clipped at this density ratio
 SUPPORT_RATIO = 20.0  # window rows with r(x) above this lie outside the reference support
+OVERLAP = 5.0         # the concept test compares rows whose density ratio is within 5x of 1
 MIN_ROWS = 50         # fewer window rows (or labelled rows) in a cell: not judged
 SAMPLE_CAP = 30_000   # rows per side used by the classifiers and the bootstrap
 BOOTSTRAP = 200
@@ -707,7 +708,9 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
     ref = reference.iloc[ref_idx].reset_index(drop=True)
     prod = production
     if p.timestamp is not None:
-        stamps = pd.to_datetime(prod[p.timestamp], errors="coerce")
+        stamps = pd.to_datetime(prod[p.timestamp], errors="coerce", utc=None)
+        if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+            stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)   # windows in UTC
         if stamps.isna().all():
             raise AttributionError(f"timestamp column {p.timestamp!r} has no parseable dates")
         if stamps.isna().any():
@@ -725,6 +728,14 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
         window_starts = np.array([np.datetime64("NaT")])
         window_of = np.zeros(len(prod), dtype=int)
 
+    empty = [c for c in p.features if reference[c].isna().all()
+             or (p.features[c] == NUMERIC and not np.isfinite(
+                 pd.to_numeric(reference[c], errors="coerce")).any())]
+    if empty:
+        notes.append(f"no reference values, not compared: {', '.join(empty)}")
+        p.features = {c: k for c, k in p.features.items() if c not in empty}
+        if not p.features:
+            raise AttributionError("no feature has values in the reference")
     columns = dict(p.features)
     if p.segment is not None:
         columns = {**columns, p.segment: CATEGORICAL}
@@ -737,7 +748,7 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
 
     # ---- labels: the user's model's losses, and the independent reference model
     ref_loss = None
-    g_ref_loss = g_ref_resid = None
+    g_ref_loss = g_ref_resid = g_ref_loss_adj = g_ref_resid_adj = None
     g_model = None
     if p.labelled:
         y_ref = ref[p.target]
@@ -760,6 +771,20 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
                 g_ref_resid[labelled_ref] = resid
             else:
                 g_ref_resid = None
+            # outcome models of the reference model's loss and residual given x, so the
+            # concept test compares what is left after x explains what it can (see
+            # _judge_cell); their reference predictions are out of fold too
+            X_lab = X_ref[labelled_ref]
+            loss_model, m_loss = fit_reference_model(X_lab, pd.Series(loss), "regression",
+                                                     cat_mask, seed, n_folds=2)
+            g_ref_loss_adj = np.full(len(ref), np.nan)
+            g_ref_loss_adj[labelled_ref] = loss - m_loss
+            resid_model = g_ref_resid_adj = None
+            if resid is not None:
+                resid_model, m_resid = fit_reference_model(X_lab, pd.Series(resid), "regression",
+                                                           cat_mask, seed, n_folds=2)
+                g_ref_resid_adj = np.full(len(ref), np.nan)
+                g_ref_resid_adj[labelled_ref] = resid - m_resid
     ref_replicates = rng.poisson(1.0, size=(BOOTSTRAP, len(ref))).astype(np.float32)
 
     cells: list[Cell] = []
@@ -789,7 +814,7 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
         small = len(win) < MIN_ROWS
         domain = None if small else fit_domain(X, is_win, cat_mask, seed)
 
-        win_loss = g_win_loss = g_win_resid = None
+        win_loss = g_win_loss = g_win_resid = g_win_loss_adj = g_win_resid_adj = None
         if p.labelled and g_model is not None:
             y_win = win[p.target]
             lab_win = y_win.notna().to_numpy().copy()
@@ -803,8 +828,13 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
                 pred = g_model.predict(X_win[lab_win], which)
                 loss, resid = model_loss_and_residual(g_model, pred, y_win[lab_win])
                 g_win_loss[lab_win] = loss
+                which2 = rng.integers(0, 2, size=int(lab_win.sum()))
+                g_win_loss_adj = np.full(len(win), np.nan)
+                g_win_loss_adj[lab_win] = loss - loss_model.predict(X_win[lab_win], which2)
                 if g_win_resid is not None:
                     g_win_resid[lab_win] = resid
+                    g_win_resid_adj = np.full(len(win), np.nan)
+                    g_win_resid_adj[lab_win] = resid - resid_model.predict(X_win[lab_win], which2)
 
         for seg in ([ALL] + segments):
             in_ref = np.ones(n_ref_fit, bool) if seg == ALL else (seg_ref[:n_ref_fit] == seg)
@@ -827,7 +857,9 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
                 continue
             by_segment = seg != ALL and not new_group
             _judge_cell(cell, p, domain, n_ref_fit, in_ref, in_win, by_segment, ref, win, bins,
-                        ref_loss, win_loss, g_ref_loss, g_win_loss, g_ref_resid, g_win_resid,
+                        ref_loss, win_loss,
+                        (g_ref_loss, g_ref_loss_adj, g_ref_resid, g_ref_resid_adj),
+                        (g_win_loss, g_win_loss_adj, g_win_resid, g_win_resid_adj),
                         ref_replicates[:, :n_ref_fit], win_replicates)
             if seg == ALL and cell._rep:
                 mixture.append((rows_w.size, cell._rep))
@@ -905,7 +937,9 @@ def _cell_pi(domain: DomainFit, n_ref: int, in_ref: np.ndarray, in_win: np.ndarr
 
 def _judge_cell(cell: Cell, p: Problem, domain: DomainFit, n_ref: int, in_ref, in_win,
                 by_segment: bool, ref: pd.DataFrame, win: pd.DataFrame, bins, ref_loss, win_loss,
-                g_ref_loss, g_win_loss, g_ref_resid, g_win_resid, ref_reps, win_reps) -> None:
+                g_ref: tuple, g_win: tuple, ref_reps, win_reps) -> None:
+    g_ref_loss, g_ref_loss_adj, g_ref_resid, g_ref_resid_adj = g_ref
+    g_win_loss, g_win_loss_adj, g_win_resid, g_win_resid_adj = g_win
     pi_ref, pi_win = _cell_pi(domain, n_ref, in_ref, in_win, by_segment)
     r_ref, r_win = pi_ref / (1 - pi_ref), pi_win / (1 - pi_win)
 
@@ -947,9 +981,23 @@ def _judge_cell(cell: Cell, p: Problem, domain: DomainFit, n_ref: int, in_ref, i
         return
     rr, rw = ref_reps[:, ref_rows][:, lab_r], win_reps[:, win_rows][:, lab_w]
     share_r, share_w = pi_ref[lab_r], 1 - pi_win[lab_w]
+    # the test keeps to where both populations are well represented (density ratio
+    # within OVERLAP of 1): at the edge of the reference's support every model of the
+    # reference is an extrapolation, and its errors there are not a changed concept
+    core_r = _within_overlap(r_ref[lab_r])
+    core_w = _within_overlap(r_win[lab_w])
+    if core_r.sum() < MIN_ROWS or core_w.sum() < MIN_ROWS:
+        cell.concept = {"judged": False}
+        cell.notes.append("too few rows where the window's and the reference's inputs overlap "
+                          "to judge concept drift")
+        return
+    t_r, t_w = share_r * core_r, share_w * core_w
 
-    s_ref = weighted_mean(gl_ref[lab_r], share_r, rr)
-    s_win = weighted_mean(gl_win[lab_w], share_w, rw)
+    # augmented comparison: the loss minus its expected value given x under the
+    # reference (out of fold), so the shared-region weights need only be roughly right
+    adj_ref, adj_win = g_ref_loss_adj[ref_rows][lab_r], g_win_loss_adj[win_rows][lab_w]
+    s_ref = weighted_mean(adj_ref, t_r, rr)
+    s_win = weighted_mean(adj_win, t_w, rw)
     base = float(np.mean(gl_ref[lab_r]))
     loss_change = s_win[0] - s_ref[0]
     loss_p = two_sided_p(loss_change, s_win[1] - s_ref[1])
@@ -959,9 +1007,9 @@ def _judge_cell(cell: Cell, p: Problem, domain: DomainFit, n_ref: int, in_ref, i
                "shared_weight_window": float(share_w.sum() / len(share_w))}
     tests = [("loss", loss_p, abs(loss_change) >= CONCEPT_MIN * base)]
     if g_ref_resid is not None:
-        res_r, res_w = g_ref_resid[ref_rows][lab_r], g_win_resid[win_rows][lab_w]
-        b_ref = weighted_mean(res_r, share_r, rr)
-        b_win = weighted_mean(res_w, share_w, rw)
+        res_r = g_ref_resid[ref_rows][lab_r]
+        b_ref = weighted_mean(g_ref_resid_adj[ref_rows][lab_r], t_r, rr)
+        b_win = weighted_mean(g_win_resid_adj[win_rows][lab_w], t_w, rw)
         scale = float(np.mean(np.abs(res_r)))
         bias_change = b_win[0] - b_ref[0]
         bias_p = two_sided_p(bias_change, b_win[1] - b_ref[1])
@@ -982,6 +1030,11 @@ def _judge_cell(cell: Cell, p: Problem, domain: DomainFit, n_ref: int, in_ref, i
         sw = weighted_mean(lw_[m_w], 1 - pi_win[m_w], rw2)
         cell.decomposition = _decompose(p.metric, lp, lq, e_iw, sr, sw)
         cell._rep = {"lp": lp, "lq": lq, "e_iw": e_iw, "sr": sr, "sw": sw}
+
+
+def _within_overlap(ratio: np.ndarray) -> np.ndarray:
+    """Rows whose density ratio lies within ``OVERLAP`` of 1 (either way)."""
+    return (ratio <= OVERLAP) & (ratio >= 1.0 / OVERLAP)
 
 
 def _verdicts(cells: list[Cell], p: Problem) -> None:
@@ -1269,10 +1322,11 @@ def verdict_text(inv: Investigation) -> str:
     """Plain-language verdict an analyst can paste into a postmortem."""
     p = inv.problem
     parts = []
-    seg_cells = [c for c in inv.cells if c.segment != ALL] or inv.cells
-
     def groups(kind: str) -> tuple[list[str], list[Cell]]:
-        hit = [c for c in seg_cells if c.verdict in (kind, "both")]
+        """The groups whose cells show ``kind``; [ALL] when only all groups together do."""
+        hit = [c for c in inv.cells if c.segment != ALL and c.verdict in (kind, "both")]
+        if not hit:
+            hit = [c for c in inv.cells if c.segment == ALL and c.verdict in (kind, "both")]
         return sorted({c.segment for c in hit}), hit
 
     data_groups, data_cells = groups("data")

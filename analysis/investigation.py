@@ -27,7 +27,15 @@ from analysis.drift import CATEGORICAL
 from analysis.queries import Filters, load_frame, time_bounds
 from analysis.store import Store
 
-_CODE = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (at,))).hexdigest()[:12]
+def _code_version() -> str:
+    """Hash of the code a stored result depends on: a change recomputes it."""
+    from analysis import binning, drift, stats
+
+    files = [Path(m.__file__) for m in (at, binning, drift, stats)] + [Path(__file__)]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
+
+
+_CODE = _code_version()
 
 
 def store_problem(store: Store, dataset: str, segment: str | None = None,
@@ -351,3 +359,14 @@ def window_parts(result: dict) -> pd.DataFrame:
 
 def parse_iso(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
+
+
+def warm(root: str | Path, progress: Callable[[str], None] = print) -> None:
+    """Compute (or find cached) every dataset's investigation with the page's defaults,
+    so the dashboard opens on it at once."""
+    store = Store(root)
+    for dataset in store.datasets():
+        problem = store_problem(store, dataset)
+        if problem.timestamp is None:
+            continue
+        investigate_store(store, dataset, progress=lambda m: progress(f"  {dataset}: {m}"))

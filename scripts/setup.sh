@@ -35,3 +35,6 @@ if [ "$(cat data/store/.demo.sha256 2>/dev/null)" != "$demo" ]; then
   .venv/bin/python -m analysis demo --store data/store
   echo "$demo" > data/store/.demo.sha256
 fi
+# the Data vs concept page's default investigation (about a minute, once per data and
+# code version; instant when already kept in the store)
+.venv/bin/python -c "from analysis.investigation import warm; warm('data/store')"

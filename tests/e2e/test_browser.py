@@ -10,6 +10,7 @@ PAGES = [
     ("Feature_drift", "Feature drift", "Drifted features", "feature_drift"),
     ("Heatmap", "Drift heatmap", "Drill-down", "heatmap"),
     ("Segments", "Segments", "Compare two cells", "segments"),
+    ("Data_vs_concept", "Data vs concept", "Evidence for one cell", "data_vs_concept"),
 ]
 TIMEOUT = 90_000
 
