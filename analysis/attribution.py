@@ -52,6 +52,7 @@ a change of at least ``CONCEPT_MIN`` of the reference model's error (loss) or
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -1368,9 +1369,17 @@ def verdict_text(inv: Investigation) -> str:
 
 # --------------------------------------------------------------------------- set-up
 
+ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid)$|^(id|index)$", re.IGNORECASE)
+
+
 def looks_like_id(reference: pd.Series, production: pd.Series) -> bool:
-    """A row identifier rather than a feature: integer or text values that are (almost)
-    all distinct in both tables, at least 50 rows each."""
+    """A row identifier rather than a feature: integer or text values named like one
+    (``id``, ``user_id``, ``uuid``...), or (almost) all distinct in both tables, at least
+    50 rows each."""
+    discrete = all(pd.api.types.is_integer_dtype(s) or pd.api.types.is_string_dtype(s)
+                   or pd.api.types.is_object_dtype(s) for s in (reference, production))
+    if discrete and ID_NAME.search(str(reference.name)):
+        return True
     def unique_share(s: pd.Series) -> float:
         s = s.dropna()
         return s.nunique() / len(s) if len(s) else 0.0

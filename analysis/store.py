@@ -245,10 +245,14 @@ class Store:
         raise StoreError(f"dataset {dataset!r} has no snapshot {snapshot_id!r}")
 
     def version(self, dataset: str | None = None) -> str:
-        """A token that changes whenever a dataset or snapshot is added or removed."""
-        pattern = f"{dataset}/**/*.json" if dataset else "**/*.json"
+        """A token that changes whenever a dataset or snapshot is added or removed.
+
+        Only the manifests count (``dataset.json``, ``snapshots/*.json``): files derived
+        from the data (frozen bins, bin codes, cached results) do not change it."""
+        prefix = dataset if dataset else "*"
         items = sorted(
             (str(p.relative_to(self.root)), p.stat().st_mtime_ns)
+            for pattern in (f"{prefix}/dataset.json", f"{prefix}/snapshots/*.json")
             for p in self.root.glob(pattern)
         ) if self.root.is_dir() else []
         return hashlib.sha1(repr(items).encode()).hexdigest()[:16]

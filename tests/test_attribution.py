@@ -139,6 +139,10 @@ def test_looks_like_id():
     assert at.looks_like_id(ids, pd.Series(np.arange(100, 200)))
     assert not at.looks_like_id(pd.Series(np.arange(100) % 7), pd.Series(np.arange(100) % 7))
     assert not at.looks_like_id(pd.Series(np.linspace(0, 1, 100)), pd.Series(np.linspace(0, 1, 100)))
+    repeated = pd.Series(np.arange(100) % 9, name="customer_id")
+    assert at.looks_like_id(repeated, repeated)          # by its name
+    assert not at.looks_like_id(pd.Series(np.arange(100) % 9, name="paid"),
+                                pd.Series(np.arange(100) % 9, name="paid"))
 
 
 # --------------------------------------------------------------------------- closed form

@@ -96,7 +96,7 @@ def test_empty_store_explains_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(analysis.store, "DEFAULT_STORE", tmp_path)
     import ui
     monkeypatch.setattr(ui, "DEFAULT_STORE", tmp_path)
-    for page_file in PAGES[:-1]:
+    for page_file in [p for p in PAGES if p != "pages/5_Upload.py"]:
         at = _open(page_file)
         assert not at.exception, (page_file, at.exception)
         assert "holds no dataset" in at.error[0].value

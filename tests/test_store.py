@@ -107,3 +107,15 @@ def test_version_changes_when_snapshots_change(tmp_path):
     v1 = store.version("d")
     store.remove_snapshot("d", snap.id)
     assert len({v0, v1, store.version("d")}) >= 2 and v0 != v1
+
+
+def test_derived_files_leave_the_version_alone(tmp_path):
+    store = Store(tmp_path)
+    store.create_dataset("d", Roles(numeric=["x"]))
+    store.add_snapshot("d", "reference", pa.table({"x": [1.0, 2.0]}), source="t")
+    before = store.version("d")
+    (tmp_path / "d" / "bins").mkdir()
+    (tmp_path / "d" / "bins" / "abc.json").write_text("{}")
+    assert store.version("d") == before == store.version("d")
+    store.add_snapshot("d", "production", pa.table({"x": [3.0]}), source="t")
+    assert store.version("d") != before
