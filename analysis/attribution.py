@@ -128,6 +128,34 @@ class Problem:
         return self.target is not None and self.prediction is not None
 
 
+def label_text(values) -> np.ndarray:
+    """Labels as comparable text: 1, 1.0 and "1" all read "1", True reads "True";
+    missing values are None. Classes, segments and predicted labels are compared in
+    this form, so a column that pandas read as float (because some values are missing)
+    still matches the same column read as integers."""
+    s = pd.Series(values).reset_index(drop=True)
+    missing = s.isna().to_numpy()
+    if pd.api.types.is_bool_dtype(s):
+        out = s.astype(str).to_numpy(dtype=object)
+    elif pd.api.types.is_numeric_dtype(s):
+        v = s.to_numpy(dtype=float, na_value=np.nan)
+        whole = np.isfinite(v) & (v == np.round(v)) & (np.abs(v) < 2 ** 53)
+        out = np.where(whole, np.where(whole, v, 0).astype(np.int64).astype(str),
+                       v.astype(str)).astype(object)
+    elif pd.api.types.infer_dtype(s, skipna=True) == "string":
+        out = s.astype(str).to_numpy(dtype=object)
+    else:
+        def one(v):
+            if isinstance(v, (bool, np.bool_)):
+                return str(bool(v))
+            if isinstance(v, (int, float, np.number)) and float(v).is_integer():
+                return str(int(v))
+            return str(v)
+        out = np.array([one(v) for v in s.to_numpy(dtype=object)], dtype=object)
+    out[missing] = None
+    return out
+
+
 def infer_task(target: pd.Series, prediction: pd.Series | None = None) -> str:
     """'classification' for text/boolean targets, 0/1 targets, and integer targets with
     at most 20 levels whose predictions are among those levels; else 'regression'."""
@@ -153,14 +181,17 @@ def prediction_kind(target: pd.Series, prediction: pd.Series) -> tuple[str, obje
     target's labels is read as the probability of the larger label (1, True, or the
     second in sorted order, e.g. "yes" over "no").
     """
-    labels = sorted(pd.Series(target.dropna().unique()).tolist(), key=lambda v: (str(type(v)), v))
+    raw = pd.Series(target.dropna().unique())
+    order = np.argsort(raw.to_numpy(dtype=float)) if pd.api.types.is_numeric_dtype(raw) \
+        else np.argsort(label_text(raw).astype(str))
+    labels = list(label_text(raw)[order])
     p = prediction.dropna()
     if pd.api.types.is_numeric_dtype(p) and not pd.api.types.is_bool_dtype(p):
         values = p.to_numpy(dtype=float)
-        label_set = {float(v) for v in labels if isinstance(v, (int, float, np.number, bool))}
-        if len(labels) <= 2 and values.size and values.min() >= 0 and values.max() <= 1 and not (
-                set(np.unique(values).tolist()) <= label_set and label_set):
-            return "probability", (labels[-1] if labels else 1)
+        as_labels = set(label_text(pd.Series(np.unique(values)))) <= set(labels)
+        if len(labels) <= 2 and values.size and values.min() >= 0 and values.max() <= 1 \
+                and not as_labels:
+            return "probability", (labels[-1] if labels else "1")
     return "label", None
 
 
@@ -198,25 +229,16 @@ def row_losses(y: pd.Series, prediction: pd.Series, metric: str, positive=None) 
     if metric == "accuracy" and positive is not None:
         # probabilities: the predicted class is the positive one when p >= 0.5
         p = pd.to_numeric(prediction, errors="coerce").to_numpy(dtype=float)
-        out = ((y.astype(str).to_numpy() == str(positive)) != (p >= 0.5)).astype(float)
+        out = ((label_text(y) == str(positive)) != (p >= 0.5)).astype(float)
     elif metric == "accuracy":
-        out = (y.astype(str).to_numpy() != _as_label_text(prediction, y)).astype(float)
+        out = (label_text(y) != label_text(prediction)).astype(float)
     else:
         p = pd.to_numeric(prediction, errors="coerce").to_numpy(dtype=float)
-        is_pos = (y.astype(str).to_numpy() == str(positive))
+        is_pos = label_text(y) == str(positive)
         p_obs = np.where(is_pos, p, 1.0 - p)
         out = -np.log(np.clip(p_obs, PROBABILITY_EPS, 1.0))
     out[missing] = np.nan
     return out
-
-
-def _as_label_text(prediction: pd.Series, target: pd.Series) -> np.ndarray:
-    """Predicted labels as text comparable with ``target.astype(str)`` (1.0 -> '1')."""
-    if pd.api.types.is_float_dtype(prediction) and pd.api.types.is_integer_dtype(
-            target.dropna().astype(object).infer_objects()):
-        return prediction.map(lambda v: str(int(v)) if pd.notna(v) and float(v).is_integer()
-                              else str(v)).to_numpy()
-    return prediction.astype(str).to_numpy()
 
 
 def metric_level(mean_loss, metric: str):
@@ -266,7 +288,7 @@ class Encoder:
         self.levels: dict[str, pd.Index] = {}
         for col, kind in self.columns.items():
             if kind == CATEGORICAL:
-                counts = pd.concat([f[col].astype("string") for f in frames]).value_counts()
+                counts = pd.Series(np.concatenate([label_text(f[col]) for f in frames])).value_counts()
                 self.levels[col] = pd.Index(counts.index[:MAX_LEVELS].astype(str))
 
     @property
@@ -277,10 +299,10 @@ class Encoder:
         out = np.empty((len(frame), len(self.columns)), dtype=float)
         for j, (col, kind) in enumerate(self.columns.items()):
             if kind == CATEGORICAL:
-                text = frame[col].astype("string")
-                codes = self.levels[col].get_indexer(text.fillna("").astype(str)).astype(float)
+                text = label_text(frame[col])
+                codes = self.levels[col].get_indexer(text).astype(float)
                 codes[codes < 0] = len(self.levels[col])   # other
-                codes[text.isna().to_numpy()] = np.nan
+                codes[pd.isna(text)] = np.nan
                 out[:, j] = codes
             else:
                 v = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, copy=True)
@@ -294,7 +316,8 @@ class Encoder:
         parts, names = [], []
         for col, kind in self.columns.items():
             if kind == CATEGORICAL:
-                text = frame[col].astype("string").fillna("(missing)").astype(str).to_numpy()
+                text = label_text(frame[col])
+                text[pd.isna(text)] = "(missing)"
                 for level in self.levels[col][:top]:
                     parts.append((text == level).astype(float))
                     names.append(f"{col} = {level}")
@@ -404,7 +427,7 @@ class ReferenceModel:
 
 
 def _target_codes(y: pd.Series, classes: np.ndarray) -> np.ndarray:
-    return pd.Index(classes).get_indexer(y.astype(str).to_numpy())
+    return pd.Index(classes).get_indexer(label_text(y))
 
 
 def fit_reference_model(X: np.ndarray, y: pd.Series, task: str, cat_mask: np.ndarray,
@@ -418,7 +441,7 @@ def fit_reference_model(X: np.ndarray, y: pd.Series, task: str, cat_mask: np.nda
         oof = np.empty(len(X))
         classes = None
     else:
-        classes = np.array(sorted(y.astype(str).unique()))
+        classes = np.array(sorted(set(label_text(y)) - {None}))
         target = _target_codes(y, classes)
         oof = np.empty((len(X), len(classes)))
     for k, (train, test) in enumerate(splitter.split(X)):
@@ -553,7 +576,7 @@ def _clean(values: pd.Series, kind: str) -> pd.Series:
     if kind == NUMERIC:
         v = pd.to_numeric(values, errors="coerce").astype(float)
         return v.where(np.isfinite(v))
-    return values.astype("string").astype(object).where(values.notna())
+    return pd.Series(label_text(values), index=values.index, dtype=object)
 
 
 # --------------------------------------------------------------------------- the cells
@@ -598,7 +621,9 @@ class Cell:
 def _segments_of(frame: pd.DataFrame, segment: str | None) -> np.ndarray:
     if segment is None:
         return np.full(len(frame), ALL, dtype=object)
-    return frame[segment].astype("string").fillna("(missing)").astype(str).to_numpy()
+    text = label_text(frame[segment])
+    text[pd.isna(text)] = "(missing)"
+    return text
 
 
 def _sample(n: int, cap: int, rng: np.random.Generator) -> np.ndarray:
@@ -1490,6 +1515,19 @@ def problem_from_frames(reference: pd.DataFrame, production: pd.DataFrame, *,
                                    f"{', '.join(allowed)}")
     if target is not None and prediction is not None and task == "classification":
         kind, positive = prediction_kind(reference[target], reference[prediction])
+        if kind == "probability" and not features:
+            # the model's predicted label beside its probability is an output, not an input
+            said = pd.Series(label_text(reference[prediction].ge(0.5).where(
+                reference[prediction].notna())))
+            for c in list(kinds):
+                col = pd.Series(label_text(reference[c]))
+                if col.nunique() == 2 and len(col) >= MIN_ROWS:
+                    hits = col.eq(str(positive)).astype(str).eq(said.astype(str))
+                    if hits.mean() >= 0.99:
+                        kinds.pop(c)
+                        notes.append(f"not used as a feature: {c} (the model's predicted label)")
+            if not kinds:
+                raise AttributionError("no feature columns left to compare")
         if metric == "logloss" and kind != "probability":
             raise AttributionError(f"--metric logloss needs predicted probabilities; "
                                    f"{prediction!r} holds labels")

@@ -132,10 +132,10 @@ def cell_frames(reference: pd.DataFrame, production: pd.DataFrame, problem: at.P
         ts = pd.to_datetime(win[problem.timestamp])
         win = win[(ts >= pd.Timestamp(start)) & (ts < pd.Timestamp(end))]
     if segment_value != at.ALL and problem.segment is not None:
-        in_ref = ref[problem.segment].astype("string") == segment_value
-        win = win[win[problem.segment].astype("string").fillna("(missing)") == segment_value]
+        in_ref = at._segments_of(ref, problem.segment) == segment_value
+        win = win[at._segments_of(win, problem.segment) == segment_value]
         if in_ref.any():
-            ref = ref[in_ref.fillna(False)]
+            ref = ref[in_ref]
     return ref, win
 
 
@@ -147,7 +147,8 @@ def _residual(frame: pd.DataFrame, problem: at.Problem) -> np.ndarray | None:
         return (pd.to_numeric(frame[problem.target], errors="coerce")
                 - pd.to_numeric(frame[problem.prediction], errors="coerce")).to_numpy(dtype=float)
     if problem.positive is not None:
-        is_pos = (frame[problem.target].astype(str) == str(problem.positive)).astype(float)
+        is_pos = pd.Series(at.label_text(frame[problem.target]) == str(problem.positive),
+                           index=frame.index).astype(float)
         p = pd.to_numeric(frame[problem.prediction], errors="coerce")
         return (is_pos - p).where(frame[problem.target].notna()).to_numpy(dtype=float)
     return None
@@ -259,7 +260,7 @@ def cell_evidence(reference: pd.DataFrame, window: pd.DataFrame, problem: at.Pro
         "feature": list(problem.features),
         "reference": importances(old_model, X_ref[:2000], ref[problem.target].iloc[:2000]),
         "window": importances(new_model, X_win[:2000], win[problem.target].iloc[:2000])
-        if problem.task == "regression" or set(win[problem.target].astype(str)) <= set(old.classes)
+        if problem.task == "regression" or set(at.label_text(win[problem.target])) <= set(old.classes)
         else np.full(len(problem.features), np.nan),
     })
     n = min(len(win), 2000)

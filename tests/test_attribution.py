@@ -125,7 +125,19 @@ def test_task_and_prediction_kind():
     assert at.infer_task(pd.Series([1, 2, 3, 2]), pd.Series([1.2, 2.9, 3.1, 2.2])) == "regression"
     assert at.prediction_kind(pd.Series(["no", "yes"]), pd.Series([0.2, 0.9])) == ("probability", "yes")
     assert at.prediction_kind(pd.Series([0, 1]), pd.Series([0, 1])) == ("label", None)
-    assert at.prediction_kind(pd.Series([0, 1]), pd.Series([0.3, 1.0])) == ("probability", 1)
+    assert at.prediction_kind(pd.Series([0, 1]), pd.Series([0.3, 1.0])) == ("probability", "1")
+    assert at.prediction_kind(pd.Series([True, False]), pd.Series([0.3, 0.6])) == ("probability", "True")
+
+
+def test_label_text_matches_labels_across_dtypes():
+    assert list(at.label_text(pd.Series([1, 0]))) == ["1", "0"]
+    assert list(at.label_text(pd.Series([1.0, np.nan, 0.5]))) == ["1", None, "0.5"]
+    assert list(at.label_text(pd.Series(["1", None, "b"]))) == ["1", None, "b"]
+    assert list(at.label_text(pd.Series([True, 1.0, "x"], dtype=object))) == ["True", "1", "x"]
+    # a float target (some labels missing) still matches the integer classes
+    y = pd.Series([1.0, 0.0, np.nan])
+    loss = at.row_losses(y, pd.Series([0.8, 0.1, 0.5]), "logloss", positive="1")
+    np.testing.assert_allclose(loss[:2], [-np.log(0.8), -np.log(0.9)])
 
 
 def test_describe_path_merges_bounds_and_levels():
@@ -326,3 +338,26 @@ def test_demo_ground_truth(demo_result, ground_truth):
                 and pd.Timestamp(c["start"]).month >= data_from]
     assert all(c["data"]["out_of_support_share"] > 0.5 for c in students)
     assert "professionals" in r["summary"] and "neighborhood" in r["summary"]
+
+
+def test_problem_from_frames_leaves_out_ids_partitions_and_predicted_labels():
+    rng = np.random.default_rng(4)
+
+    def table(n, period):
+        d = pd.DataFrame({"id": np.arange(n), "period": period, "a": rng.normal(size=n),
+                          "b": rng.choice(["x", "y"], n),
+                          "when": pd.date_range("2024-01-01", periods=n, freq="h")})
+        d["p"] = 1 / (1 + np.exp(-d["a"]))
+        d["y"] = np.where(rng.random(n) < d["p"], "yes", "no")
+        d["y_pred"] = np.where(d["p"] >= 0.5, "yes", "no")
+        return d
+
+    problem, notes = at.problem_from_frames(table(300, "reference"), table(300, "analysis"),
+                                            target="y", prediction="p")
+    assert problem.features == {"a": "numeric", "b": "categorical"}
+    assert problem.timestamp == "when" and problem.task == "classification"
+    assert problem.metric == "logloss" and problem.positive == "yes"
+    text = " ".join(notes)
+    for skipped in ("id (row identifier)", "period (constant within each file)",
+                    "y_pred (the model's predicted label)"):
+        assert skipped in text
