@@ -54,11 +54,11 @@ if d:
     if not parts.empty:
         ui.chart(decomposition_figure(parts, label, result["window"]), "concept.decomposition",
                  f"decomposition-{ctx.dataset}")
-        st.caption("Bars: the change of the error against the reference, split on the region "
-                   "of inputs both periods share (shared-region decomposition, Cai, Namkoong & "
-                   "Yadlowsky 2023) into a data part and a concept part, with 95% bootstrap "
-                   "intervals. Importance weighting, shown in the table below, pushes inputs "
-                   "outside the reference's support into 'concept'.")
+        st.caption("Bars: the change of the error against the reference, split into what the "
+                   "inputs' shift alone predicts (the reference error importance-weighted to "
+                   "the window's inputs; inputs outside the reference's support count as data "
+                   "drift) and the rest (concept drift), with 95% bootstrap intervals. The "
+                   "verdict's concept test compares the two periods on the inputs both share.")
 elif not result["judged"]["decomposition"]:
     st.info("The model's error cannot be decomposed: this dataset has no "
             + ("prediction" if roles.target else "target") + " column.")
