@@ -76,6 +76,7 @@ from analysis import stats
 from analysis.binning import bins_for
 from analysis.drift import CATEGORICAL, NUMERIC
 from analysis.heatmap import window_end, window_start
+from analysis.tables import InputError
 
 ALL = "all"
 UNITS = ("hour", "day", "week", "month")
@@ -104,7 +105,7 @@ MAX_LEVELS = 200      # categorical levels kept per feature (the rest pooled as 
 PROBABILITY_EPS = 1e-6
 
 
-class AttributionError(ValueError):
+class AttributionError(InputError):
     """Input the analysis cannot run on; the message says what and where."""
 
 
@@ -434,7 +435,7 @@ class ReferenceModel:
         return out
 
 
-def _target_codes(y: pd.Series, classes: np.ndarray) -> np.ndarray:
+def target_codes(y: pd.Series, classes: np.ndarray) -> np.ndarray:
     return pd.Index(classes).get_indexer(label_text(y))
 
 
@@ -450,7 +451,7 @@ def fit_reference_model(X: np.ndarray, y: pd.Series, task: str, cat_mask: np.nda
         classes = None
     else:
         classes = np.array(sorted(set(label_text(y)) - {None}))
-        target = _target_codes(y, classes)
+        target = target_codes(y, classes)
         oof = np.empty((len(X), len(classes)))
     for k, (train, test) in enumerate(splitter.split(X)):
         params = dict(max_iter=200, learning_rate=0.1, max_leaf_nodes=31,
@@ -493,7 +494,7 @@ def model_loss_and_residual(model: ReferenceModel, predicted: np.ndarray, y: pd.
     if model.task == "regression":
         resid = pd.to_numeric(y, errors="coerce").to_numpy(dtype=float) - predicted
         return np.abs(resid), resid
-    codes = _target_codes(y, model.classes)
+    codes = target_codes(y, model.classes)
     p_obs = np.where(codes >= 0, predicted[np.arange(len(y)), np.maximum(codes, 0)], 0.0)
     loss = -np.log(np.clip(p_obs, PROBABILITY_EPS, 1.0))
     if model.positive_index is None:
@@ -569,18 +570,18 @@ def feature_test(reference: pd.Series, window: pd.Series, kind: str, bins) -> di
     is the chi-square homogeneity test on the same bins; for numeric features combined
     with the two-sample KS test by Bonferroni, ``min(1, 2 min(p_chi2, p_KS))``.
     """
-    ref_counts, win_counts = bins.counts(_clean(reference, kind)), bins.counts(_clean(window, kind))
+    ref_counts, win_counts = bins.counts(clean_values(reference, kind)), bins.counts(clean_values(window, kind))
     psi = stats.psi(ref_counts, win_counts) if ref_counts.sum() and win_counts.sum() else float("nan")
     _, p = stats.chisquare_homogeneity(ref_counts, win_counts)
     if kind == NUMERIC:
-        a = _clean(reference, kind).dropna()
-        b = _clean(window, kind).dropna()
+        a = clean_values(reference, kind).dropna()
+        b = clean_values(window, kind).dropna()
         if len(a) and len(b):
             p = min(1.0, 2 * min(p, stats.ks_test(a, b)[1]))
     return {"psi": float(psi), "p_value": float(p)}
 
 
-def _clean(values: pd.Series, kind: str) -> pd.Series:
+def clean_values(values: pd.Series, kind: str) -> pd.Series:
     if kind == NUMERIC:
         v = pd.to_numeric(values, errors="coerce").astype(float)
         return v.where(np.isfinite(v))
@@ -626,7 +627,7 @@ class Cell:
         }
 
 
-def _segments_of(frame: pd.DataFrame, segment: str | None) -> np.ndarray:
+def segments_of(frame: pd.DataFrame, segment: str | None) -> np.ndarray:
     if segment is None:
         return np.full(len(frame), ALL, dtype=object)
     text = label_text(frame[segment])
@@ -795,9 +796,9 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
     encoder = Encoder([ref, prod], columns)
     cat_mask = encoder.categorical_mask
     X_ref = encoder.transform(ref)
-    seg_ref = _segments_of(ref, p.segment)
-    segments = sorted(set(seg_ref) | set(_segments_of(prod, p.segment))) if p.segment else []
-    bins = {c: bins_for(_clean(reference[c], k), k) for c, k in p.features.items()}
+    seg_ref = segments_of(ref, p.segment)
+    segments = sorted(set(seg_ref) | set(segments_of(prod, p.segment))) if p.segment else []
+    bins = {c: bins_for(clean_values(reference[c], k), k) for c, k in p.features.items()}
 
     # ---- labels: the user's model's losses, and the independent reference model
     ref_loss = None
@@ -853,8 +854,8 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
         take = rows_w[_sample(rows_w.size, SAMPLE_CAP, rng)]
         win = prod.iloc[take].reset_index(drop=True)
         X_win = encoder.transform(win)
-        seg_win = _segments_of(win, p.segment)
-        seg_rows_full = pd.Series(_segments_of(prod.iloc[rows_w], p.segment)).value_counts() \
+        seg_win = segments_of(win, p.segment)
+        seg_rows_full = pd.Series(segments_of(prod.iloc[rows_w], p.segment)).value_counts() \
             if p.segment else None
         win_replicates = rng.poisson(1.0, size=(BOOTSTRAP, len(win))).astype(np.float32)
 
@@ -1318,7 +1319,7 @@ def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.Data
         return {"__roots__": list(features)}
     flagged = [c for c in cells if c.data.get("flagged")]
     mask = np.zeros(len(production), bool)
-    seg_prod = _segments_of(production, p.segment)
+    seg_prod = segments_of(production, p.segment)
     seg_names = set()
     for c in flagged:
         in_window = window_of == c._window
@@ -1327,7 +1328,7 @@ def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.Data
     if ALL in seg_names or p.segment is None:
         ref_mask = np.ones(len(reference), bool)
     else:
-        ref_mask = np.isin(_segments_of(reference, p.segment), sorted(seg_names))
+        ref_mask = np.isin(segments_of(reference, p.segment), sorted(seg_names))
     cap = 20_000
     prod_rows = np.flatnonzero(mask)
     prod_rows = prod_rows[_sample(prod_rows.size, cap, rng)]

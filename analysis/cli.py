@@ -23,32 +23,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.attribution import AttributionError
 from analysis.drift import BINNINGS, TESTS, drift_table
 from analysis.stats import EmptySampleError
 from analysis.store import DEFAULT_STORE, Store, StoreError
-from analysis.tables import InputError, pick_features, read_table
+from analysis.tables import InputError, jsonable, pick_features, read_table
 
-
-
-def _clean(value):
-    """JSON-safe value: NaN/inf -> None, numpy scalars -> Python."""
-    if value is None:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _jsonable(obj):
-    """A JSON-safe copy: NaN/inf -> None, numpy -> Python, tuples -> lists."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return _clean(obj)
 
 
 def _format_table(table: pd.DataFrame) -> str:
@@ -76,7 +55,7 @@ def cmd_drift(args) -> int:
         raise InputError(f"production file {args.production} has no data rows")
     table = drift_table(reference, production, features, test=args.test, binning=args.binning)
     if args.json:
-        records = [{k: _clean(v) for k, v in row.items()} for row in table.to_dict("records")]
+        records = jsonable(table.to_dict("records"))
         print(json.dumps(records, indent=2))
         return 0
     print(_format_table(table))
@@ -252,7 +231,7 @@ def cmd_investigate(args) -> int:
     out = result.to_dict()
     out["notes"] = notes + out["notes"]
     if args.json:
-        print(json.dumps(_jsonable(out), indent=2, allow_nan=False))
+        print(json.dumps(jsonable(out), indent=2, allow_nan=False))
     else:
         print(format_investigation(out))
     fail = {"data": ("data", "both"), "concept": ("concept", "both"),
@@ -356,6 +335,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (InputError, StoreError, EmptySampleError, AttributionError) as exc:
+    except (InputError, StoreError, EmptySampleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ from analysis.binning import bins_for
 from analysis.drift import CATEGORICAL
 from analysis.queries import Filters, load_frame, time_bounds
 from analysis.store import Store
+from analysis.tables import jsonable
 
 def _code_version() -> str:
     """Hash of the code a stored result depends on: a change recomputes it."""
@@ -108,19 +109,6 @@ def investigate_store(store: Store, dataset: str, filters: Filters | None = None
     return out
 
 
-def jsonable(obj):
-    """A JSON-safe copy: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
 # --------------------------------------------------------------------------- one cell
 
 def cell_frames(reference: pd.DataFrame, production: pd.DataFrame, problem: at.Problem,
@@ -132,8 +120,8 @@ def cell_frames(reference: pd.DataFrame, production: pd.DataFrame, problem: at.P
         ts = pd.to_datetime(win[problem.timestamp])
         win = win[(ts >= pd.Timestamp(start)) & (ts < pd.Timestamp(end))]
     if segment_value != at.ALL and problem.segment is not None:
-        in_ref = at._segments_of(ref, problem.segment) == segment_value
-        win = win[at._segments_of(win, problem.segment) == segment_value]
+        in_ref = at.segments_of(ref, problem.segment) == segment_value
+        win = win[at.segments_of(win, problem.segment) == segment_value]
         if in_ref.any():
             ref = ref[in_ref]
     return ref, win
@@ -164,10 +152,10 @@ def residual_profile(reference: pd.DataFrame, window: pd.DataFrame, problem: at.
     if r_ref is None:
         return None
     kind = problem.features[feature]
-    bins = bins_for(at._clean(reference[feature], kind), kind)
+    bins = bins_for(at.clean_values(reference[feature], kind), kind)
     out = []
     for label, frame, resid in (("reference", reference, r_ref), ("window", window, r_win)):
-        codes = bins.codes(at._clean(frame[feature], kind))
+        codes = bins.codes(at.clean_values(frame[feature], kind))
         ok = np.isfinite(resid)
         sums = np.bincount(codes[ok], weights=resid[ok], minlength=len(bins.labels))
         counts = np.bincount(codes[ok], minlength=len(bins.labels))
@@ -247,7 +235,7 @@ def cell_evidence(reference: pd.DataFrame, window: pd.DataFrame, problem: at.Pro
             scoring = "neg_mean_absolute_error"
             est = model
         else:
-            target = at._target_codes(y, old.classes)
+            target = at.target_codes(y, old.classes)
             keep = target >= 0
             X, target = X[keep], target[keep]
             scoring = "neg_log_loss"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import re
 from pathlib import Path
 
@@ -14,6 +15,19 @@ DELIMITERS = ",;\t|"
 
 class InputError(ValueError):
     """Bad user input; the message is one line that says what and where."""
+
+
+def jsonable(obj):
+    """A JSON-safe copy: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def sniff_delimiter(sample: str) -> str:
@@ -133,5 +147,5 @@ def pick_features(reference: pd.DataFrame, production: pd.DataFrame,
     return column_kinds(reference, production, features), skipped
 
 
-__all__ = ["InputError", "read_table", "pick_features", "column_kinds", "looks_like_timestamp",
+__all__ = ["InputError", "jsonable", "read_table", "pick_features", "column_kinds", "looks_like_timestamp",
            "NUMERIC", "CATEGORICAL"]
