@@ -568,7 +568,8 @@ def feature_test(reference: pd.Series, window: pd.Series, kind: str, bins) -> di
     PSI on the frozen reference bins (deciles plus missing; levels plus other and
     missing; epsilon as in :func:`analysis.stats.psi`) is the effect size. The p-value
     is the chi-square homogeneity test on the same bins; for numeric features combined
-    with the two-sample KS test by Bonferroni, ``min(1, 2 min(p_chi2, p_KS))``.
+    with the two-sample KS test (asymptotic p-value) by Bonferroni,
+    ``min(1, 2 min(p_chi2, p_KS))``.
     """
     ref_counts, win_counts = bins.counts(clean_values(reference, kind)), bins.counts(clean_values(window, kind))
     psi = stats.psi(ref_counts, win_counts) if ref_counts.sum() and win_counts.sum() else float("nan")
@@ -577,7 +578,7 @@ def feature_test(reference: pd.Series, window: pd.Series, kind: str, bins) -> di
         a = clean_values(reference, kind).dropna()
         b = clean_values(window, kind).dropna()
         if len(a) and len(b):
-            p = min(1.0, 2 * min(p, stats.ks_test(a, b)[1]))
+            p = min(1.0, 2 * min(p, stats.ks_test(a, b, method="asymp")[1]))
     return {"psi": float(psi), "p_value": float(p)}
 
 
@@ -839,7 +840,8 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
                                                            cat_mask, seed, n_folds=2)
                 g_ref_resid_adj = np.full(len(ref), np.nan)
                 g_ref_resid_adj[labelled_ref] = resid - m_resid
-    ref_replicates = rng.poisson(1.0, size=(BOOTSTRAP, len(ref))).astype(np.float32)
+    # float64 so the replicate sums are matrix-vector products without conversion
+    ref_replicates = rng.poisson(1.0, size=(BOOTSTRAP, len(ref))).astype(float)
 
     cells: list[Cell] = []
     mixture: list[tuple[int, dict]] = []   # per window: rows and the "all" replicates
@@ -857,7 +859,7 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
         seg_win = segments_of(win, p.segment)
         seg_rows_full = pd.Series(segments_of(prod.iloc[rows_w], p.segment)).value_counts() \
             if p.segment else None
-        win_replicates = rng.poisson(1.0, size=(BOOTSTRAP, len(win))).astype(np.float32)
+        win_replicates = rng.poisson(1.0, size=(BOOTSTRAP, len(win))).astype(float)
 
         # reference rows for this window's classifier: the whole sample, or fewer (but
         # at least 5000) when the window is small, to keep the fit quick

@@ -150,3 +150,11 @@ def test_chisquare_goodness_of_fit_is_scipy_chisquare_on_scaled_reference():
     assert statistic == pytest.approx(10 ** 2 / 60 + 10 ** 2 / 40)
     # a level the reference never had: expected 0 -> infinite statistic, p = 0
     assert stats.chisquare_goodness_of_fit([5, 5, 0], [4, 4, 2]) == (float("inf"), 0.0)
+
+
+def test_ks_test_asymptotic_method_matches_scipy():
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(size=3000), rng.normal(0.05, 1, 2500)
+    d, p = stats.ks_test(a, b, method="asymp")
+    ref = sps.ks_2samp(a, b, method="asymp")
+    assert d == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
