@@ -50,12 +50,14 @@ ratio held fixed.
 Verdicts and thresholds
 -----------------------
 Every cell's tests form two families (data: AUC and per-feature tests; concept: the
-loss and the bias change on the shared region), each controlled with Holm's procedure
-at ``ALPHA`` over all cells, so a dataset without drift gets ``none`` everywhere with
-probability at least 1 - 2 * ALPHA. A test counts only when its effect is also large
-enough to matter: AUC >= ``AUC_MIN`` or a feature's PSI >= ``PSI_MIN`` for data drift;
-a change of at least ``CONCEPT_MIN`` of the reference model's error (loss) or
-``BIAS_MIN`` of its mean absolute residual (bias) for concept drift.
+change on the shared region of the reference model's loss, of its mean residual (bias)
+and of its residual's covariance with its prediction, divided by the prediction's
+standard deviation (slope)), each controlled with Holm's procedure at ``ALPHA`` over
+all cells, so a dataset without drift gets ``none`` everywhere with probability at
+least 1 - 2 * ALPHA. A test counts only when its effect is also large enough to matter:
+AUC >= ``AUC_MIN`` or a feature's PSI >= ``PSI_MIN`` for data drift; a change of at
+least ``CONCEPT_MIN`` of the reference model's error (loss) or ``BIAS_MIN`` of its mean
+absolute residual (bias, slope) for concept drift.
 """
 from __future__ import annotations
 
@@ -486,17 +488,62 @@ class _FullProba:
         return out
 
 
+@dataclass
+class _ExpectedGivenX:
+    """E[loss | x] and E[residual | x] of the reference model under the reference's
+    concept. Classification: from the model's own probabilities (calibrated: Brier
+    ``sum_k p_k (1 - p_k)``, residual 0). Regression: outcome models fitted on the
+    reference's out-of-fold losses and residuals (2-fold cross-fitted)."""
+
+    reference_loss: np.ndarray
+    reference_resid: np.ndarray | float
+    loss_model: ReferenceModel | None = None
+    resid_model: ReferenceModel | None = None
+
+    def window(self, predicted: np.ndarray, X: np.ndarray, rng: np.random.Generator):
+        if self.loss_model is None:
+            return (predicted * (1 - predicted)).sum(axis=1), 0.0
+        which = rng.integers(0, 2, size=len(X))
+        return (self.loss_model.predict(X, which),
+                self.resid_model.predict(X, which) if self.resid_model else 0.0)
+
+
+def _expected_given_x(model: ReferenceModel, oof: np.ndarray, X: np.ndarray, loss: np.ndarray,
+                      resid: np.ndarray | None, cat_mask: np.ndarray, seed: int) -> _ExpectedGivenX:
+    if model.task != "regression":
+        return _ExpectedGivenX((oof * (1 - oof)).sum(axis=1), 0.0)
+    loss_model, m_loss = fit_reference_model(X, pd.Series(loss), "regression", cat_mask, seed,
+                                             n_folds=2)
+    resid_model, m_resid = fit_reference_model(X, pd.Series(resid), "regression", cat_mask,
+                                               seed, n_folds=2)
+    return _ExpectedGivenX(m_loss, m_resid, loss_model, resid_model)
+
+
+def prediction_scale(model: ReferenceModel, predicted: np.ndarray) -> np.ndarray | None:
+    """The model's prediction as one number per row (the value, or the positive class's
+    probability for two classes; None for more)."""
+    if model.task == "regression":
+        return predicted
+    return None if model.positive_index is None else predicted[:, model.positive_index]
+
+
 def model_loss_and_residual(model: ReferenceModel, predicted: np.ndarray, y: pd.Series
                             ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The reference model's per-row loss (absolute error; or log loss of the observed
-    class, 1e-6 floor) and signed residual (y - yhat; or 1[positive] - p for two
-    classes; None for more)."""
+    """The reference model's per-row loss and signed residual.
+
+    Regression: absolute error ``|y - yhat|`` and ``y - yhat``. Classification: the
+    Brier score ``sum_k (1[y = k] - p_k)^2`` (bounded by 2, so a few confident mistakes
+    cannot dominate a small cell's mean as they would with log loss; a class the
+    reference never had counts as a full miss) and, for two classes,
+    ``1[positive] - p`` (None for more)."""
     if model.task == "regression":
         resid = pd.to_numeric(y, errors="coerce").to_numpy(dtype=float) - predicted
         return np.abs(resid), resid
     codes = target_codes(y, model.classes)
-    p_obs = np.where(codes >= 0, predicted[np.arange(len(y)), np.maximum(codes, 0)], 0.0)
-    loss = -np.log(np.clip(p_obs, PROBABILITY_EPS, 1.0))
+    onehot = np.zeros_like(predicted)
+    known = codes >= 0
+    onehot[np.flatnonzero(known), codes[known]] = 1.0
+    loss = ((onehot - predicted) ** 2).sum(axis=1) + (~known) * 1.0
     if model.positive_index is None:
         return loss, None
     resid = (codes == model.positive_index).astype(float) - predicted[:, model.positive_index]
@@ -550,16 +597,29 @@ def interval(replicates: np.ndarray) -> tuple[float | None, float | None]:
     return float(lo), float(hi)
 
 
-def two_sided_p(estimate: float, replicates: np.ndarray) -> float:
-    """Normal-approximation p-value of ``estimate`` against 0 with the bootstrap's SE."""
+def two_sided_p(estimate: float, replicates: np.ndarray, se_floor: float = 0.0) -> float:
+    """Normal-approximation p-value of ``estimate`` against 0 with the bootstrap's SE, or
+    ``se_floor`` when larger (a model-based SE under the null: a bootstrap of a small,
+    skewed sample that happens to lack its rare values underestimates the SE)."""
     r = np.asarray(replicates, dtype=float)
     r = r[np.isfinite(r)]
     if not np.isfinite(estimate) or r.size < 10:
         return float("nan")
-    se = float(r.std(ddof=1))
+    se = max(float(r.std(ddof=1)), se_floor)
     if se <= 0:
         return 0.0 if estimate != 0 else 1.0
     return float(2 * sps.norm.sf(abs(estimate) / se))
+
+
+def null_se(var_ref: np.ndarray, w_ref: np.ndarray, var_win: np.ndarray, w_win: np.ndarray
+            ) -> float:
+    """SE of a difference of two self-normalised weighted means whose rows have variances
+    ``var`` under the null: ``sqrt(sum w_w^2 v_w / (sum w_w)^2 + sum w_r^2 v_r / (sum w_r)^2)``."""
+    total = 0.0
+    for var, w in ((var_ref, w_ref), (var_win, w_win)):
+        if w.sum() > 0:
+            total += float(np.dot(w * w, var)) / float(w.sum()) ** 2
+    return math.sqrt(total)
 
 
 def feature_test(reference: pd.Series, window: pd.Series, kind: str, bins) -> dict:
@@ -803,7 +863,7 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
 
     # ---- labels: the user's model's losses, and the independent reference model
     ref_loss = None
-    g_ref_loss = g_ref_resid = g_ref_loss_adj = g_ref_resid_adj = None
+    g_ref_loss = g_ref_resid = g_ref_loss_adj = g_ref_resid_adj = g_ref_pred = None
     g_model = None
     if p.labelled:
         y_ref = ref[p.target]
@@ -822,24 +882,24 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
             g_ref_resid = np.full(len(ref), np.nan)
             loss, resid = model_loss_and_residual(g_model, oof, y_ref[labelled_ref])
             g_ref_loss[labelled_ref] = loss
+            g_ref_pred = None
             if resid is not None:
                 g_ref_resid[labelled_ref] = resid
+                g_ref_pred = np.full(len(ref), np.nan)
+                g_ref_pred[labelled_ref] = prediction_scale(g_model, oof)
             else:
                 g_ref_resid = None
-            # outcome models of the reference model's loss and residual given x, so the
-            # concept test compares what is left after x explains what it can (see
-            # _judge_cell); their reference predictions are out of fold too
-            X_lab = X_ref[labelled_ref]
-            loss_model, m_loss = fit_reference_model(X_lab, pd.Series(loss), "regression",
-                                                     cat_mask, seed, n_folds=2)
+            # what x alone predicts of the reference model's loss and residual, taken off
+            # before comparing (see _judge_cell), so the shared-region weights need only
+            # be roughly right
+            expect = _expected_given_x(g_model, oof, X_ref[labelled_ref], loss, resid,
+                                       cat_mask, seed)
             g_ref_loss_adj = np.full(len(ref), np.nan)
-            g_ref_loss_adj[labelled_ref] = loss - m_loss
-            resid_model = g_ref_resid_adj = None
+            g_ref_loss_adj[labelled_ref] = loss - expect.reference_loss
+            g_ref_resid_adj = None
             if resid is not None:
-                resid_model, m_resid = fit_reference_model(X_lab, pd.Series(resid), "regression",
-                                                           cat_mask, seed, n_folds=2)
                 g_ref_resid_adj = np.full(len(ref), np.nan)
-                g_ref_resid_adj[labelled_ref] = resid - m_resid
+                g_ref_resid_adj[labelled_ref] = resid - expect.reference_resid
     # float64 so the replicate sums are matrix-vector products without conversion
     ref_replicates = rng.poisson(1.0, size=(BOOTSTRAP, len(ref))).astype(float)
 
@@ -871,6 +931,7 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
         domain = None if small else fit_domain(X, is_win, cat_mask, seed)
 
         win_loss = g_win_loss = g_win_resid = g_win_loss_adj = g_win_resid_adj = None
+        g_win_pred = None
         if p.labelled and g_model is not None:
             y_win = win[p.target]
             lab_win = y_win.notna().to_numpy().copy()
@@ -884,13 +945,15 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
                 pred = g_model.predict(X_win[lab_win], which)
                 loss, resid = model_loss_and_residual(g_model, pred, y_win[lab_win])
                 g_win_loss[lab_win] = loss
-                which2 = rng.integers(0, 2, size=int(lab_win.sum()))
+                loss_x, resid_x = expect.window(pred, X_win[lab_win], rng)
                 g_win_loss_adj = np.full(len(win), np.nan)
-                g_win_loss_adj[lab_win] = loss - loss_model.predict(X_win[lab_win], which2)
+                g_win_loss_adj[lab_win] = loss - loss_x
                 if g_win_resid is not None:
                     g_win_resid[lab_win] = resid
+                    g_win_pred = np.full(len(win), np.nan)
+                    g_win_pred[lab_win] = prediction_scale(g_model, pred)
                     g_win_resid_adj = np.full(len(win), np.nan)
-                    g_win_resid_adj[lab_win] = resid - resid_model.predict(X_win[lab_win], which2)
+                    g_win_resid_adj[lab_win] = resid - resid_x
 
         for seg in ([ALL] + segments):
             in_ref = np.ones(n_ref_fit, bool) if seg == ALL else (seg_ref[:n_ref_fit] == seg)
@@ -914,8 +977,8 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
             by_segment = seg != ALL and not new_group
             _judge_cell(cell, p, domain, n_ref_fit, in_ref, in_win, by_segment, ref, win, bins,
                         ref_loss, win_loss,
-                        (g_ref_loss, g_ref_loss_adj, g_ref_resid, g_ref_resid_adj),
-                        (g_win_loss, g_win_loss_adj, g_win_resid, g_win_resid_adj),
+                        (g_ref_loss, g_ref_loss_adj, g_ref_resid, g_ref_resid_adj, g_ref_pred),
+                        (g_win_loss, g_win_loss_adj, g_win_resid, g_win_resid_adj, g_win_pred),
                         ref_replicates[:, :n_ref_fit], win_replicates)
             if seg == ALL and cell._rep:
                 mixture.append((rows_w.size, cell._rep))
@@ -994,8 +1057,8 @@ def _cell_pi(domain: DomainFit, n_ref: int, in_ref: np.ndarray, in_win: np.ndarr
 def _judge_cell(cell: Cell, p: Problem, domain: DomainFit, n_ref: int, in_ref, in_win,
                 by_segment: bool, ref: pd.DataFrame, win: pd.DataFrame, bins, ref_loss, win_loss,
                 g_ref: tuple, g_win: tuple, ref_reps, win_reps) -> None:
-    g_ref_loss, g_ref_loss_adj, g_ref_resid, g_ref_resid_adj = g_ref
-    g_win_loss, g_win_loss_adj, g_win_resid, g_win_resid_adj = g_win
+    g_ref_loss, g_ref_loss_adj, g_ref_resid, g_ref_resid_adj, g_ref_pred = g_ref
+    g_win_loss, g_win_loss_adj, g_win_resid, g_win_resid_adj, g_win_pred = g_win
     pi_ref, pi_win = _cell_pi(domain, n_ref, in_ref, in_win, by_segment)
     r_ref, r_win = pi_ref / (1 - pi_ref), pi_win / (1 - pi_win)
 
@@ -1069,7 +1132,16 @@ def _judge_cell(cell: Cell, p: Problem, domain: DomainFit, n_ref: int, in_ref, i
     s_win = weighted_mean(adj_win, t_w, rw)
     base = float(np.mean(gl_ref[lab_r]))
     loss_change = s_win[0] - s_ref[0]
-    loss_p = two_sided_p(loss_change, s_win[1] - s_ref[1])
+    # two classes: under the reference's concept (calibrated p) each row's variance is
+    # known, which keeps small cells of confident predictions honest
+    binary = p.task == "classification" and g_ref_pred is not None
+    if binary:
+        p_r = np.clip(g_ref_pred[ref_rows][lab_r], 0, 1)
+        p_w = np.clip(g_win_pred[win_rows][lab_w], 0, 1)
+        v_r, v_w = p_r * (1 - p_r), p_w * (1 - p_w)
+        # the two-class Brier score is 2 (y - p)^2: variance 4 p (1 - p) (1 - 2p)^2
+        loss_floor = null_se(4 * v_r * (1 - 2 * p_r) ** 2, t_r, 4 * v_w * (1 - 2 * p_w) ** 2, t_w)
+    loss_p = two_sided_p(loss_change, s_win[1] - s_ref[1], loss_floor if binary else 0.0)
     concept = {"judged": True, "loss_change": loss_change,
                "loss_change_interval": interval(s_win[1] - s_ref[1]), "loss_p": loss_p,
                "reference_model_error": base,
@@ -1081,10 +1153,28 @@ def _judge_cell(cell: Cell, p: Problem, domain: DomainFit, n_ref: int, in_ref, i
         b_win = weighted_mean(g_win_resid_adj[win_rows][lab_w], t_w, rw)
         scale = float(np.mean(np.abs(res_r)))
         bias_change = b_win[0] - b_ref[0]
-        bias_p = two_sided_p(bias_change, b_win[1] - b_ref[1])
+        bias_p = two_sided_p(bias_change, b_win[1] - b_ref[1],
+                             null_se(v_r, t_r, v_w, t_w) if binary else 0.0)
         concept.update(bias_change=bias_change, bias_p=bias_p,
                        bias_change_interval=interval(b_win[1] - b_ref[1]))
         tests.append(("bias", bias_p, abs(bias_change) >= BIAS_MIN * scale))
+        # slope: the residual's covariance with the (centred) prediction. A rule that
+        # got weaker or stronger leaves the mean residual alone but tilts it against
+        # the prediction, first order in the change
+        pred_r = g_ref_pred[ref_rows][lab_r]
+        pred_w = g_win_pred[win_rows][lab_w]
+        centre = float(np.average(pred_r, weights=t_r)) if t_r.sum() > 0 else float(pred_r.mean())
+        spread = float(np.std(pred_r)) or 1.0
+        c_ref = weighted_mean(g_ref_resid_adj[ref_rows][lab_r] * (pred_r - centre), t_r, rr)
+        c_win = weighted_mean(g_win_resid_adj[win_rows][lab_w] * (pred_w - centre), t_w, rw)
+        slope_change = (c_win[0] - c_ref[0]) / spread
+        slope_p = two_sided_p(slope_change, (c_win[1] - c_ref[1]) / spread,
+                              null_se(v_r * (pred_r - centre) ** 2, t_r,
+                                      v_w * (pred_w - centre) ** 2, t_w) / spread
+                              if binary else 0.0)
+        concept.update(slope_change=slope_change, slope_p=slope_p,
+                       slope_change_interval=interval((c_win[1] - c_ref[1]) / spread))
+        tests.append(("slope", slope_p, abs(slope_change) >= BIAS_MIN * scale))
     cell.concept = concept
     cell._concept_tests = tests
 
@@ -1118,7 +1208,8 @@ def _verdicts(cells: list[Cell], p: Problem) -> None:
             c.data.get("auc_flagged", False)
             or any(f.get("drifted") for f in c.data.get("features", {}).values()))
         concept = bool(c.concept.get("judged")) and (
-            c.concept.get("loss_flagged", False) or c.concept.get("bias_flagged", False))
+            c.concept.get("loss_flagged", False) or c.concept.get("bias_flagged", False)
+            or c.concept.get("slope_flagged", False))
         c.data["flagged"] = data
         c.concept["flagged"] = concept
         if c.data.get("judged"):
