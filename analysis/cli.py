@@ -165,16 +165,20 @@ def format_investigation(result: dict) -> str:
     if d:
         lines.append(f"decomposition of the {result['metric_label']} over the production period "
                      "(95% bootstrap intervals)")
-        iw = d["importance_weighting"]
+        iw, sh = d["importance_weighting"], d["shared_region"]
         for part, label in ((d["reference"], "reference error"),
                             (d["expected"], "expected (covariate shift alone)"),
                             (d["realized"], "realized error"), (d["data_part"], "data-drift part"),
                             (d["concept_part"], "concept-drift part"),
                             (iw["expected"], "importance weighting: expected"),
-                            (iw["concept_part"], "importance weighting: concept part")):
+                            (iw["concept_part"], "importance weighting: concept part"),
+                            (sh["shift_into_shared"], "shared region: shift into it"),
+                            (sh["concept_on_shared"], "shared region: concept on it"),
+                            (sh["shift_out_of_shared"], "shared region: shift out of it")):
             lines.append(f"  {label:<38}{_interval(part)}")
-        lines.append("  (the verdict uses the shared-region estimator; importance weighting shown "
-                     "for comparison)")
+        lines.append("  (headline: importance weighting, with window inputs outside the reference's "
+                     "support counted as data drift; the verdict's concept test compares the "
+                     "periods on the shared region with an independent model of P(y|x))")
         lines.append("")
     if result["drifted_features"]:
         lines.append("data drift, by feature (root causes first)")
