@@ -85,20 +85,35 @@ def _normalised(store: Store, dataset: str, filters: Filters) -> Filters:
     return filters
 
 
-def investigate_store(store: Store, dataset: str, filters: Filters | None = None,
-                      segment: str | None = None, unit: str = "auto", metric: str | None = None,
-                      progress: Callable[[str], None] | None = None) -> dict:
-    """The investigation's JSON-ready result for a stored dataset (cached on disk)."""
+def _stored_result(store: Store, dataset: str, filters: Filters | None, segment: str | None,
+                   unit: str, metric: str | None) -> tuple[at.Problem, Filters, Path]:
     problem = store_problem(store, dataset, segment, metric)
     filters = _normalised(store, dataset, filters or Filters())
     key = {"version": store.version(dataset), "code": _CODE, "filters": filters.key(),
            "segment": problem.segment, "unit": unit, "metric": metric}
-    path = _cache_path(store, dataset, key)
-    if path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            pass   # a torn write from another process: recompute
+    return problem, filters, _cache_path(store, dataset, key)
+
+
+def cached_investigation(store: Store, dataset: str, filters: Filters | None = None,
+                         segment: str | None = None, unit: str = "auto",
+                         metric: str | None = None) -> dict | None:
+    """The stored result of :func:`investigate_store` for these arguments, or None
+    (never computes)."""
+    _, _, path = _stored_result(store, dataset, filters, segment, unit, metric)
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):   # absent, or a torn write
+        return None
+
+
+def investigate_store(store: Store, dataset: str, filters: Filters | None = None,
+                      segment: str | None = None, unit: str = "auto", metric: str | None = None,
+                      progress: Callable[[str], None] | None = None) -> dict:
+    """The investigation's JSON-ready result for a stored dataset (kept on disk)."""
+    stored = cached_investigation(store, dataset, filters, segment, unit, metric)
+    if stored is not None:
+        return stored
+    problem, filters, path = _stored_result(store, dataset, filters, segment, unit, metric)
     reference, production = load_slices(store, dataset, problem, filters)
     result = at.investigate(reference, production, problem, unit=unit, progress=progress)
     out = jsonable(result.to_dict())

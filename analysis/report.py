@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import io
 import zipfile
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ from analysis import __version__, heatmap
 from analysis.aggregate import frozen_bins
 from analysis.drift import TESTS
 from analysis.export import figure_bytes
-from analysis.figures import (category_shares, distribution_figure, heatmap_figure,
-                              histogram_shares, overview_figure, segment_grid_figure, unit_of)
+from analysis.figures import (category_shares, decomposition_figure, distribution_figure,
+                              heatmap_figure, histogram_shares, overview_figure,
+                              segment_grid_figure, unit_of)
 from analysis.queries import (Filters, reference_error, row_counts, segment_window_metrics,
                               time_bounds)
 from analysis.stats import EmptySampleError
@@ -66,6 +68,20 @@ def _charts(store: Store, dataset: str, filters: Filters, unit: str) -> tuple[li
                                 segment_grid_figure(errors, "mape_change", "MAPE change (pp)",
                                                     f"Model error vs the group's reference",
                                                     unit, diverging=True), errors))
+    investigation = None
+    if roles.timestamp:
+        # the data-vs-concept verdict when the dashboard already has it for these filters
+        # (a minute to compute: the bundle does not start it)
+        from analysis.investigation import cached_investigation, window_parts
+
+        investigation = cached_investigation(store, dataset, filters)
+        parts = window_parts(investigation) if investigation else pd.DataFrame()
+        if not parts.empty:
+            charts.append(Chart("data_vs_concept", "The error change per window against the "
+                                "reference, split into a data-drift and a concept-drift part "
+                                "(95% intervals).",
+                                decomposition_figure(parts, investigation["metric_label"],
+                                                     investigation["window"]), parts))
     drifted = table[table["drifted"].fillna(False).astype(bool)].sort_values(
         "statistic", ascending=False)
     for feature in drifted["feature"].head(TOP_FEATURES):
@@ -83,7 +99,8 @@ def _charts(store: Store, dataset: str, filters: Filters, unit: str) -> tuple[li
         charts.append(Chart(f"distribution_{feature}",
                             f"{feature}: {row['test']} = {row['statistic']:.4f} "
                             f"(threshold {row['threshold']:g}).", fig, data))
-    return charts, {"summary": summary, "reference": ref, "table": table, "drifted": drifted}
+    return charts, {"summary": summary, "reference": ref, "table": table, "drifted": drifted,
+                    "investigation": investigation}
 
 
 def build_bundle(store: Store, dataset: str, filters: Filters | None = None,
@@ -107,6 +124,8 @@ def build_bundle(store: Store, dataset: str, filters: Filters | None = None,
             zf.writestr(f"charts/{chart.name}.png", png)
             zf.writestr(f"data/{chart.name}.csv", chart.data.to_csv(index=False))
         zf.writestr("data/drift_table.csv", facts["table"].to_csv(index=False))
+        if facts["investigation"]:
+            zf.writestr("data/investigation.json", json.dumps(facts["investigation"], indent=1))
         zf.writestr("report.html", _report_html(store, dataset, info, filters, counts, charts,
                                                 images, facts, now))
     return buffer.getvalue()
@@ -137,6 +156,9 @@ def _report_html(store, dataset, info, filters, counts, charts, images, facts, n
         if not worse.empty:
             findings.append(f"MAPE first more than 20 % above the reference level in the window "
                             f"starting {pd.Timestamp(worse['window_start'].iloc[0]):%Y-%m-%d}.")
+    if facts.get("investigation"):
+        findings.insert(0, f"Data vs concept: {facts['investigation']['verdict'].upper()}. "
+                        + facts["investigation"]["summary"])
     lit = summary[summary["drifted_features"].fillna(0) > 0]
     if not lit.empty:
         findings.append(f"Drift first seen in the window starting "

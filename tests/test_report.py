@@ -62,3 +62,18 @@ def test_report_cli(tmp_path):
                           "rental_pricing", "--segment", "region=north", "--out",
                           str(tmp_path / "x.zip")], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2 and "no segment column 'region'" in bad.stderr
+
+
+def test_bundle_carries_the_dashboards_verdict(demo_store):
+    import json
+
+    from analysis.investigation import investigate_store
+
+    result = investigate_store(demo_store, "rental_pricing")   # kept by set-up, or computed
+    zf = zipfile.ZipFile(io.BytesIO(build_bundle(demo_store, "rental_pricing")))
+    assert "charts/data_vs_concept.png" in zf.namelist()
+    assert json.loads(zf.read("data/investigation.json"))["verdict"] == result["verdict"] == "both"
+    parts = pd.read_csv(zf.open("data/data_vs_concept.csv"))
+    assert len(parts) == 9                                   # April to December
+    report = zf.read("report.html").decode()
+    assert "Data vs concept: BOTH." in report and "professionals" in report
