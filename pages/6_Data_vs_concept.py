@@ -24,8 +24,8 @@ metric = c3.selectbox("Error metric", [None, *metrics], key="concept.metric",
                       disabled=not (roles.target and roles.prediction))
 
 status = st.empty()
-with st.spinner("Investigating every group and window (about a minute on the demo; kept "
-                "afterwards)…"):
+with st.spinner("Investigating every group and window (about half a minute on the demo; "
+                "kept afterwards)…"):
     result = ui.investigation(ctx.root, ctx.version, ctx.dataset, ctx.key, segment, unit, metric,
                               _progress=lambda m: status.caption(f"⏳ {m}"))
 status.empty()
