@@ -131,16 +131,14 @@ if roles.target and cell["concept"].get("judged"):
             st.info(str(exc))
     if evidence:
         target_unit = unit_of(roles.target) or roles.target
-        a, b = st.columns(2)
-        with a:
-            ui.chart(side_by_side_figure(evidence["coefficients"], "surrogate coefficient "
-                                         "(per standard deviation of the input)",
-                                         "Linear surrogate: reference vs retrained"),
-                     "concept.coefficients", f"coefficients-{ctx.dataset}")
-        with b:
-            ui.chart(side_by_side_figure(evidence["importance"], "permutation importance",
-                                         "Permutation importance: reference vs retrained"),
-                     "concept.importance", f"importance-{ctx.dataset}")
+        ui.chart(side_by_side_figure(evidence["coefficients"], "surrogate coefficient "
+                                     f"({target_unit} per standard deviation of the input)",
+                                     "Linear surrogate of each model: reference vs retrained"),
+                 "concept.coefficients", f"coefficients-{ctx.dataset}")
+        ui.chart(side_by_side_figure(evidence["importance"], "permutation importance "
+                                     "(increase of the error when the feature is shuffled)",
+                                     "Permutation importance: reference vs retrained"),
+                 "concept.importance", f"importance-{ctx.dataset}")
         ui.chart(predictions_figure(evidence["predictions"], target_unit),
                  "concept.predictions", f"predictions-{ctx.dataset}")
         profiles = {f: p for f, p in evidence["residuals"].items() if p is not None}
