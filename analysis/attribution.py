@@ -992,8 +992,9 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
     for c in cells:
         c._where = {}
     decomposition = _overall_decomposition(p, mixture)
-    judged = {"data": True, "concept": bool(p.labelled and g_model is not None),
-              "decomposition": bool(p.has_model and decomposition is not None)}
+    judged = {"data": True,
+              "concept": any(c.concept.get("judged", False) for c in cells),
+              "decomposition": decomposition is not None}
     if not p.labelled:
         notes.append("no target column: concept drift (P(y|x)) is not judged; the verdict is "
                      "data or none from the inputs alone")
@@ -1556,12 +1557,21 @@ def problem_from_frames(reference: pd.DataFrame, production: pd.DataFrame, *,
     from analysis.tables import column_kinds, looks_like_index, looks_like_timestamp
 
     notes: list[str] = []
-    for role, col, need_prod in (("target", target, False), ("prediction", prediction, False),
-                                 ("timestamp", timestamp, True), ("segment", segment, True)):
+    for role, col in (("target", target), ("prediction", prediction)):
+        if col is not None and col in reference.columns and col not in production.columns:
+            # labels (or scores) that have not arrived yet: the rows count as unlabelled
+            production[col] = pd.Series(np.nan, index=production.index,
+                                        dtype=reference[col].dtype if role == "target"
+                                        and pd.api.types.is_float_dtype(reference[col]) else object)
+            notes.append(f"the production file has no {role} column {col!r}: its rows count as "
+                         + ("unlabelled (concept drift not judged)" if role == "target"
+                            else "unscored (the error cannot be decomposed)"))
+    for role, col in (("target", target), ("prediction", prediction), ("timestamp", timestamp),
+                      ("segment", segment)):
         if col is None:
             continue
         where = [n for n, f in (("reference", reference), ("production", production))
-                 if col not in f.columns and (n == "production" or role in ("target", "prediction", "segment"))]
+                 if col not in f.columns and (n == "production" or role != "timestamp")]
         if where:
             raise AttributionError(f"--{role} column {col!r} is not in the {' and '.join(where)} "
                                    f"file (columns: {', '.join(map(str, production.columns[:20]))})")

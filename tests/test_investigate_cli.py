@@ -109,3 +109,18 @@ def test_empty_and_missing_files_exit_2(tmp_path, concept_csvs):
     assert out.returncode == 2 and "is empty" in out.stderr
     out = run("--reference", str(tmp_path / "missing.csv"), "--production", str(ref))
     assert out.returncode == 2 and "not found" in out.stderr
+
+
+def test_labels_not_yet_arrived(tmp_path):
+    case = make_case("covariate", seed=12, reference_rows=3000, weekly_rows=800)
+    ref, prod = tmp_path / "ref.csv", tmp_path / "prod.csv"
+    case.reference.to_csv(ref, index=False)
+    case.production.drop(columns=["y"]).to_csv(prod, index=False)
+    out = run("--reference", str(ref), "--production", str(prod), "--target", "y",
+              "--prediction", "prediction", "--segment", "region", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["verdict"] == "data"
+    assert result["judged"] == {"data": True, "concept": False, "decomposition": False}
+    assert any("no target column 'y'" in n for n in result["notes"])
+    assert all(c["concept"].get("judged") is False for c in result["cells"])
