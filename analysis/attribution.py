@@ -652,13 +652,6 @@ def clean_values(values: pd.Series, kind: str) -> pd.Series:
 # --------------------------------------------------------------------------- the cells
 
 @dataclass
-class _Side:
-    """Rows of one side of a cell (indices into the sampled frames)."""
-
-    rows: np.ndarray
-
-
-@dataclass
 class Cell:
     segment: str
     start: pd.Timestamp | None
@@ -858,7 +851,8 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
     cat_mask = encoder.categorical_mask
     X_ref = encoder.transform(ref)
     seg_ref = segments_of(ref, p.segment)
-    segments = sorted(set(seg_ref) | set(segments_of(prod, p.segment))) if p.segment else []
+    seg_prod = segments_of(prod, p.segment)
+    segments = sorted(set(seg_ref) | set(seg_prod)) if p.segment else []
     bins = {c: bins_for(clean_values(reference[c], k), k) for c, k in p.features.items()}
 
     # ---- labels: the user's model's losses, and the independent reference model
@@ -916,8 +910,8 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
         take = rows_w[_sample(rows_w.size, SAMPLE_CAP, rng)]
         win = prod.iloc[take].reset_index(drop=True)
         X_win = encoder.transform(win)
-        seg_win = segments_of(win, p.segment)
-        seg_rows_full = pd.Series(segments_of(prod.iloc[rows_w], p.segment)).value_counts() \
+        seg_win = seg_prod[take]
+        seg_rows_full = pd.Series(seg_prod[rows_w]).value_counts() \
             if p.segment else None
         win_replicates = rng.poisson(1.0, size=(BOOTSTRAP, len(win))).astype(float)
 
@@ -982,13 +976,13 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
                         ref_replicates[:, :n_ref_fit], win_replicates)
             if seg == ALL and cell._rep:
                 mixture.append((rows_w.size, cell._rep))
-            cell._where = {"X_win": X_win[in_win], "win": win[in_win], "ref_rows": np.flatnonzero(in_ref),
-                           "pi_win": _cell_pi(domain, n_ref_fit, in_ref, in_win, by_segment)[1]}
+            # what locating a concept change needs, should this cell be flagged
+            cell._where.update(win=win, X_win=X_win, in_win=in_win)
 
     _verdicts(cells, p)
     say("locating the concept change and ranking the features")
-    concept_features = _concept_regions(cells, p, encoder, g_model, ref, X_ref, seed)
-    drifted = _drifted_features(cells, p, reference, production, encoder, seed, window_of)
+    concept_features = _concept_regions(cells, p, encoder, g_model, seed)
+    drifted = _drifted_features(cells, p, reference, production, seed, window_of, seg_prod)
     for c in cells:
         c._where = {}
     decomposition = _overall_decomposition(p, mixture)
@@ -1061,6 +1055,7 @@ def _judge_cell(cell: Cell, p: Problem, domain: DomainFit, n_ref: int, in_ref, i
     g_ref_loss, g_ref_loss_adj, g_ref_resid, g_ref_resid_adj, g_ref_pred = g_ref
     g_win_loss, g_win_loss_adj, g_win_resid, g_win_resid_adj, g_win_pred = g_win
     pi_ref, pi_win = _cell_pi(domain, n_ref, in_ref, in_win, by_segment)
+    cell._where["pi_win"] = pi_win
     r_ref, r_win = pi_ref / (1 - pi_ref), pi_win / (1 - pi_win)
 
     # ---- data: domain classifier and per-feature tests
@@ -1304,7 +1299,7 @@ def describe_path(path) -> str:
     return " and ".join(parts)
 
 
-def _concept_regions(cells: list[Cell], p: Problem, encoder: Encoder, g_model, ref, X_ref,
+def _concept_regions(cells: list[Cell], p: Problem, encoder: Encoder, g_model,
                      seed: int) -> list[dict]:
     """For each concept-flagged cell: retrain on the window (2-fold cross-fitted), fit a
     shallow tree on the disagreement with the reference model over the shared region,
@@ -1315,7 +1310,8 @@ def _concept_regions(cells: list[Cell], p: Problem, encoder: Encoder, g_model, r
     importance: dict[str, float] = {}
     total_rows = 0
     for c in flagged:
-        win, Xw, pi_win = c._where["win"], c._where["X_win"], c._where["pi_win"]
+        rows = c._where["in_win"]
+        win, Xw, pi_win = c._where["win"][rows], c._where["X_win"][rows], c._where["pi_win"]
         lab = win[p.target].notna().to_numpy()
         if lab.sum() < 2 * MIN_ROWS:
             continue
@@ -1356,8 +1352,8 @@ def _concept_regions(cells: list[Cell], p: Problem, encoder: Encoder, g_model, r
 
 
 def _drifted_features(cells: list[Cell], p: Problem, reference: pd.DataFrame,
-                      production: pd.DataFrame, encoder: Encoder, seed: int,
-                      window_of: np.ndarray) -> list[dict]:
+                      production: pd.DataFrame, seed: int, window_of: np.ndarray,
+                      seg_prod: np.ndarray) -> list[dict]:
     """Features that drifted in some data-flagged cell, root causes first.
 
     A feature is a root cause when its distribution *given the other drifted features*
@@ -1384,9 +1380,9 @@ def _drifted_features(cells: list[Cell], p: Problem, reference: pd.DataFrame,
     if not stats_by:
         return []
     ranked = sorted(stats_by.values(), key=lambda s: -s["max_psi"])
-    contribution = _conditional_contributions(cells, p, reference, production, [s["feature"] for s in ranked][:12],
-                                              seed, window_of)
-    roots = contribution.pop("__roots__")
+    contribution, roots = _conditional_contributions(
+        cells, p, reference, production, [s["feature"] for s in ranked][:12], seed, window_of,
+        seg_prod)
     for s in ranked:
         s["segments"] = sorted(s["segments"])
         s["conditional_contribution"] = contribution.get(s["feature"])
@@ -1404,16 +1400,16 @@ def _drifted_features(cells: list[Cell], p: Problem, reference: pd.DataFrame,
 
 def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.DataFrame,
                                production: pd.DataFrame, features: list[str], seed: int,
-                               window_of: np.ndarray) -> dict:
+                               window_of: np.ndarray, seg_prod: np.ndarray
+                               ) -> tuple[dict[str, float], list[str]]:
     """Leave-one-feature-out log-loss increase of a domain classifier over the drifted
-    rows: production rows of the data-flagged cells against reference rows of the same
-    segments (segment an input when there is one)."""
+    rows (production rows of the data-flagged cells against reference rows of the same
+    segments; segment an input when there is one), and the features that are roots."""
     rng = np.random.default_rng(seed + 1)
     if len(features) < 2:
-        return {"__roots__": list(features)}
+        return {}, list(features)
     flagged = [c for c in cells if c.data.get("flagged")]
     mask = np.zeros(len(production), bool)
-    seg_prod = segments_of(production, p.segment)
     seg_names = set()
     for c in flagged:
         in_window = window_of == c._window
@@ -1447,13 +1443,10 @@ def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.Data
 
     full = cv_logloss(base_cols)
     gain = math.log(2) - full
-    out: dict = {"__roots__": []}
-    for col in features:
-        cols = {k: v for k, v in base_cols.items() if k != col}
-        out[col] = cv_logloss(cols) - full
-        if out[col] >= max(0.005, 0.05 * gain):
-            out["__roots__"].append(col)
-    return out
+    contribution = {col: cv_logloss({k: v for k, v in base_cols.items() if k != col}) - full
+                    for col in features}
+    roots = [col for col, c in contribution.items() if c >= max(0.005, 0.05 * gain)]
+    return contribution, roots
 
 
 # --------------------------------------------------------------------------- text
@@ -1552,7 +1545,9 @@ def problem_from_frames(reference: pd.DataFrame, production: pd.DataFrame, *,
     timestamp-like columns, written row indexes, row identifiers (:func:`looks_like_id`)
     and columns constant within each table (such as a "partition" column that only
     says which file a row came from). Raises :class:`AttributionError` with a one-line
-    message for a named column that is missing or unusable.
+    message for a named column that is missing or unusable. ``production`` is updated
+    in place: the timestamp column parsed, and a target or prediction column it lacks
+    added as missing values (labels not arrived yet).
     """
     from analysis.tables import column_kinds, looks_like_index, looks_like_timestamp
 

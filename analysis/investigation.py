@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -359,10 +358,6 @@ def window_parts(result: dict) -> pd.DataFrame:
             row[f"{key}_low"], row[f"{key}_high"] = d[key]["low"], d[key]["high"]
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def parse_iso(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
 
 
 def warm(root: str | Path, progress: Callable[[str], None] = print) -> None:

@@ -71,11 +71,17 @@ def test_text_report_and_gate_exit_codes(concept_csvs):
     assert run(*args, "--fail-on", "data", "--window", "month").returncode == 0
 
 
-def test_without_target_reports_data_only(tmp_path):
-    case = make_case("covariate", seed=6, reference_rows=3000, weekly_rows=800)
-    ref, prod = tmp_path / "ref.csv", tmp_path / "prod.csv"
+def _covariate_csvs(folder, seed: int):
+    """A covariate-shift case as CSV files, the production file without its labels."""
+    case = make_case("covariate", seed=seed, reference_rows=3000, weekly_rows=800)
+    ref, prod = folder / "ref.csv", folder / "prod.csv"
     case.reference.to_csv(ref, index=False)
     case.production.drop(columns=["y"]).to_csv(prod, index=False)
+    return ref, prod
+
+
+def test_without_target_reports_data_only(tmp_path):
+    ref, prod = _covariate_csvs(tmp_path, seed=6)
     out = run("--reference", str(ref), "--production", str(prod), "--prediction", "prediction",
               "--segment", "region", "--exclude", "y", "--json", "--fail-on", "any")
     assert out.returncode == 1, out.stderr
@@ -112,10 +118,7 @@ def test_empty_and_missing_files_exit_2(tmp_path, concept_csvs):
 
 
 def test_labels_not_yet_arrived(tmp_path):
-    case = make_case("covariate", seed=12, reference_rows=3000, weekly_rows=800)
-    ref, prod = tmp_path / "ref.csv", tmp_path / "prod.csv"
-    case.reference.to_csv(ref, index=False)
-    case.production.drop(columns=["y"]).to_csv(prod, index=False)
+    ref, prod = _covariate_csvs(tmp_path, seed=12)
     out = run("--reference", str(ref), "--production", str(prod), "--target", "y",
               "--prediction", "prediction", "--segment", "region", "--json")
     assert out.returncode == 0, out.stderr
