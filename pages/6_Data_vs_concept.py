@@ -46,7 +46,8 @@ if d:
     fmt = lambda part: "—" if part["value"] is None else f"{part['value']:,.4g}"  # noqa: E731
     ci = lambda part: "" if part["low"] is None else f"95% CI {part['low']:,.3g} to {part['high']:,.3g}"  # noqa: E731
     cols[0].metric(f"Reference {result['metric']}", fmt(d["reference"]), help=ci(d["reference"]))
-    cols[1].metric("Expected (inputs alone)", fmt(d["expected"]), help=ci(d["expected"]))
+    cols[1].metric("Expected", fmt(d["expected"]),
+                   help="What the inputs' shift alone predicts. " + ci(d["expected"]))
     cols[2].metric(f"Realized {result['metric']}", fmt(d["realized"]), help=ci(d["realized"]))
     cols[3].metric("Data-drift part", fmt(d["data_part"]), help=ci(d["data_part"]))
     cols[4].metric("Concept-drift part", fmt(d["concept_part"]), help=ci(d["concept_part"]))
