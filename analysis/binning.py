@@ -208,6 +208,23 @@ class FineBins:
         out = np.bincount(self.index(arr[~missing]), minlength=self.n).astype(float)
         return np.append(out, float(missing.sum()))
 
+    def coarse_map(self, coarse: "NumericBins") -> np.ndarray | None:
+        """The ``coarse`` bin of each fine bin (missing to missing), or None when some
+        fine bin straddles a coarse edge.
+
+        Every fine bin lies inside one coarse bin exactly when every coarse edge is an
+        interior anchor: interval s = [a_s, a_{s+1}) then holds no edge, so all its
+        values share the coarse bin of a_s (the number of edges <= a_s), and the
+        outward-open first and last intervals lie below the first and above the last
+        edge. Then ``np.bincount(map, fine_counts)`` gives the coarse counts.
+        """
+        a = np.asarray(self.anchors, dtype=float)
+        edges = np.asarray(coarse.edges, dtype=float)
+        if not np.isin(edges, a[1:-1]).all():
+            return None
+        of_interval = np.searchsorted(edges, a[:-1], side="right")
+        return np.append(np.repeat(of_interval, self.per_interval), len(edges) + 1)
+
 
 def fine_bins(reference_min: float, deciles, reference_max: float,
               per_interval: int = 100) -> FineBins:

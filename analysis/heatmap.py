@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
-from analysis.aggregate import (FrozenBins, binned_counts, day_counts_from_codes, frozen_bins,
-                                n_bins, reference_moments)
+from analysis.aggregate import (FrozenBins, binned_counts, day_counts, frozen_bins, n_bins,
+                                pool_moments, reference_moments, whole_counts)
 from analysis.queries import Filters
 from analysis.store import Store
 
@@ -145,13 +145,14 @@ def build_cube(store: Store, dataset: str, segment: str | None, resolution: str,
         v is None or (v.hour, v.minute, v.second, v.microsecond) == (0, 0, 0, 0)
         for v in (filters.start, filters.end))
     if resolution == "coarse" and unit == "day" and day_aligned:
-        # the heatmap's cube: count the persisted bin codes instead of re-binning rows
-        prod = day_counts_from_codes(store, dataset, bins, segment, filters)
+        # the heatmap's cube: sum the snapshots' profiles (or count their bin codes)
+        # instead of re-binning rows
+        prod = day_counts(store, dataset, bins, segment, filters)
     else:
         prod = binned_counts(store, dataset, "production", chosen, unit=unit, segment=segment,
                              filters=filters, with_range=with_range)
     if resolution == "coarse":
-        ref = day_counts_from_codes(store, dataset, bins, segment, slice="reference")
+        ref = day_counts(store, dataset, bins, segment, slice="reference")
     else:
         ref = binned_counts(store, dataset, "reference", chosen, unit=None, segment=segment,
                             with_range=with_range)
@@ -254,17 +255,14 @@ def grid(cube: Cube, metric: str, bins: FrozenBins, reference_std: dict[str, flo
 
 def pooled_std(moments: pd.DataFrame, segments: list[str] | None) -> dict[str, float]:
     """Population sd of each feature over the chosen segments, pooled from per-segment
-    (n, mean, variance) without loss of precision (Chan et al.'s parallel formula):
-    M2 = sum(M2_s) + sum(n_s (mean_s - mean)^2), sd = sqrt(M2 / n)."""
+    (n, mean, variance) by :func:`analysis.aggregate.pool_moments` (M2 = variance x n)."""
     part = moments if segments is None else moments[moments["segment"].isin(segments)]
     out = {}
     for feature, g in part.groupby("feature"):
         n = g["n"].to_numpy(float)
-        if n.sum() == 0:
-            continue
-        mean = np.average(g["mean"].to_numpy(float), weights=n)
-        m2 = (g["var"].to_numpy(float) * n).sum() + (n * (g["mean"].to_numpy(float) - mean) ** 2).sum()
-        out[feature] = float(np.sqrt(m2 / n.sum()))
+        total, _, var = pool_moments(n, g["mean"].to_numpy(float), g["var"].to_numpy(float) * n)
+        if total > 0:
+            out[feature] = float(np.sqrt(var))
     return out
 
 
@@ -291,26 +289,26 @@ def segment_drift(cube: Cube, bins: FrozenBins, unit: str, start=None, end=None,
 
 
 def binned_drift_table(store: Store, dataset: str, filters: Filters | None = None,
-                       bins: FrozenBins | None = None) -> pd.DataFrame:
+                       bins: FrozenBins | None = None, profiles: bool = True) -> pd.DataFrame:
     """The default drift table (Evidently's rule for a reference over 1000 rows) computed
     from engine aggregates alone, for data too large to pull into memory.
 
     Numeric features with more than 5 distinct values: Wasserstein (normed) from the
     fine bins; the rest: Jensen-Shannon on the coarse bins. Distinct values are counted
     from the fine bins (a bin whose min equals its max holds one value), which is exact
-    whenever a column has 5 values or fewer. Four engine queries: fine and coarse counts
-    of production (filtered) and reference.
+    whenever a column has 5 values or fewer. Fine and coarse counts of production
+    (filtered) and reference come from :func:`analysis.aggregate.whole_counts`: summed
+    from the snapshots' profiles, binning rows only of snapshots the time range cuts
+    (``profiles=False``: binning every row, as when no profile exists yet).
     """
     from analysis.drift import FeatureDrift, TESTS
 
     bins = bins or frozen_bins(store, dataset)
     roles = store.dataset(dataset).roles
     numeric = bins.fine
-    fine_p = binned_counts(store, dataset, "production", numeric, filters=filters, with_range=True)
-    fine_r = binned_counts(store, dataset, "reference", numeric, with_range=True)
-    coarse_p = binned_counts(store, dataset, "production", bins.coarse, filters=filters)
-    coarse_r = binned_counts(store, dataset, "reference", bins.coarse)
-    std = pooled_std(reference_moments(store, dataset, None), None)
+    fine_p, coarse_p = whole_counts(store, dataset, bins, "production", filters, profiles)
+    fine_r, coarse_r = whole_counts(store, dataset, bins, "reference", filters, profiles)
+    std = pooled_std(reference_moments(store, dataset, None, profiles), None)
 
     def vectors(frame, feature, width, with_range):
         part = frame[frame["feature"] == feature]

@@ -8,20 +8,27 @@ own Python process, so its peak memory is its own. All of them run in this one c
 
 * ``floor_s``: a plain DuckDB scan summing the same columns (numeric sums, counts of the
   categorical, timestamp and group columns), second of two runs (OS cache warm);
-* ``codes_once_s``: writing every production snapshot's bin codes from scratch, which
-  happens once per snapshot (at ingest) and again only when the reference changes;
+* ``codes_once_s``: writing every snapshot's bin codes and profile from scratch, which
+  happens once per snapshot (the first time it is analysed) and again only when the
+  reference changes;
 * ``heatmap_cold_s``: our full heatmap in a new process (modules imported, as in a running
   dashboard) with no data in memory, only what the store persists (reference bins, bin
-  codes, the aggregation's compiled SQL): the engine aggregation (production codes and
-  reference rows, day grain, every group) and the PSI grid for every feature x month x
-  (each group + all);
+  codes, snapshot profiles, the aggregation's compiled SQL): the day-grain counts of every
+  group (production and reference, summed from the snapshots' profiles) and the PSI grid
+  for every feature x month x (each group + all);
+* ``heatmap_from_codes_s``: the same heatmap when the counts are recounted from the bin
+  codes (one pass over 10M rows of codes; what a segment filter, which profiles do not
+  split by, costs);
 * ``heatmap_warm_s``: a filter change from the cached aggregates (weekly windows, one
   group; then months for another group), the slowest of those re-renders;
 * ``pandas_s``: the same grid per cell in pandas + scipy-style numpy on the same frozen
   bins (reading the rows included);
 * ``evidently_1m_s`` / ``ours_1m_s``: one reference-vs-production drift table on 1M
-  production rows: Evidently 0.7.23's DataDriftPreset (bench environment) vs our
-  engine-only drift table with the same default tests (Wasserstein normed, Jensen-Shannon);
+  production rows: Evidently 0.7.23's DataDriftPreset (bench environment; its data
+  already in pandas, only the report timed) vs our engine-only drift table with the same
+  default tests (Wasserstein normed, Jensen-Shannon), read from the store: profiles of
+  the snapshots the time range covers whole, rows of the one it cuts;
+  ``ours_1m_from_rows_s``: ours binning all 2M rows (no profiles);
 * ``peak_rss_mb``: peak resident memory of our cold heatmap process.
 
 The last line printed is JSON with those keys (null where skipped). Not a test.
@@ -93,7 +100,7 @@ def phase_codes(store_dir: str) -> dict:
     store = Store(store_dir)
     bins = aggregate.frozen_bins(store, DATASET)
     folder = aggregate._codes_folder(store, DATASET, bins)
-    for path in folder.glob("*.parquet"):
+    for path in folder.iterdir():
         path.unlink()
     t = time.perf_counter()
     for slice_ in ("reference", "production"):
@@ -127,9 +134,15 @@ def phase_ours(store_dir: str) -> dict:
         heatmap.grid(heatmap.select(cube, unit, segments=None if group is None else [group]),
                      "psi", bins)
         warm.append(time.perf_counter() - t)
-    return {"heatmap_cold_s": t3 - t0, "edges_read_s": t1 - t0, "aggregate_s": t2 - t1,
+    peak = _peak_mb()  # of the heatmap itself, before the recount below
+    t = time.perf_counter()
+    for slice_ in ("production", "reference"):
+        aggregate.day_counts_from_codes(store, DATASET, bins, "user_group", slice=slice_)
+    from_codes = time.perf_counter() - t + (t3 - t2)
+    return {"heatmap_cold_s": t3 - t0, "heatmap_from_codes_s": from_codes,
+            "edges_read_s": t1 - t0, "aggregate_s": t2 - t1,
             "grids_s": t3 - t2, "cells": cells, "heatmap_warm_s": max(warm),
-            "peak_rss_mb": _peak_mb()}
+            "peak_rss_mb": peak, "peak_with_recount_mb": _peak_mb()}
 
 
 def phase_pandas(store_dir: str) -> dict:
@@ -162,18 +175,26 @@ def phase_pandas(store_dir: str) -> dict:
 
 
 def phase_ours_1m(store_dir: str) -> dict:
+    import ibis
+
+    import analysis.drift  # noqa: F401  (loaded in a running dashboard)
     from analysis import aggregate, heatmap
     from analysis.queries import Filters
     from analysis.store import Store
     from bench.widegen import DATASET
+    ibis.duckdb.connect().disconnect()
     store = Store(store_dir)
     bins = aggregate.frozen_bins(store, DATASET)
     end = _one_million_end(store)
     t = time.perf_counter()
     table = heatmap.binned_drift_table(store, DATASET, Filters(end=end), bins=bins)
     elapsed = time.perf_counter() - t
-    return {"ours_1m_s": elapsed, "drifted": int(table["drifted"].fillna(False).sum()),
-            "peak_rss_mb": _peak_mb()}
+    t = time.perf_counter()
+    rows = heatmap.binned_drift_table(store, DATASET, Filters(end=end), bins=bins, profiles=False)
+    from_rows = time.perf_counter() - t
+    assert rows["statistic"].round(9).equals(table["statistic"].round(9))
+    return {"ours_1m_s": elapsed, "ours_1m_from_rows_s": from_rows,
+            "drifted": int(table["drifted"].fillna(False).sum()), "peak_rss_mb": _peak_mb()}
 
 
 def _one_million_end(store):
@@ -238,12 +259,20 @@ def ensure_store(rows: int) -> Path:
     t = time.perf_counter()
     for slice_ in ("reference", "production"):
         aggregate.ensure_codes(store, widegen.DATASET, bins, slice=slice_)
-    print(f"bin codes of every snapshot (once per snapshot and reference, as at ingest; "
+    print(f"bin codes and profiles of every snapshot (once per snapshot and reference; "
           f"0 when already written): {time.perf_counter() - t:.2f} s")
     from analysis import heatmap
     t = time.perf_counter()
     heatmap.build_cube(store, widegen.DATASET, "user_group", "coarse", "day", bins=bins)
     print(f"first heatmap aggregation in this set-up (compiles and persists its SQL when "
+          f"absent): {time.perf_counter() - t:.2f} s")
+    from analysis.queries import Filters
+    t = time.perf_counter()
+    end = _one_million_end(store)
+    for profiles in (True, False):
+        heatmap.binned_drift_table(store, widegen.DATASET, Filters(end=end), bins=bins,
+                                   profiles=profiles)
+    print(f"first 1M-row drift tables in this set-up (compile and persist their SQL when "
           f"absent): {time.perf_counter() - t:.2f} s")
     return folder
 
@@ -264,13 +293,15 @@ def main() -> None:
     print(f"plain DuckDB scan (floor): {floor['floor_s']:.2f} s "
           f"(first run {floor['floor_first_s']:.2f} s)")
     codes = run_phase("codes", folder)
-    print(f"writing every snapshot's bin codes (once per snapshot and reference, at ingest): "
+    print(f"writing every snapshot's bin codes and profile (once per snapshot and reference): "
           f"{codes['codes_s']:.2f} s = {codes['codes_s'] / floor['floor_s']:.1f}x the floor")
     ours = run_phase("ours", folder)
     print(f"heatmap cold: {ours['heatmap_cold_s']:.2f} s = {ours['heatmap_cold_s'] / floor['floor_s']:.1f}x "
           f"the floor (aggregation {ours['aggregate_s']:.2f} s, {ours['cells']} cells in "
           f"{ours['grids_s']:.2f} s); warm re-render: {ours['heatmap_warm_s']:.3f} s; "
-          f"peak memory {ours['peak_rss_mb']:.0f} MB")
+          f"peak memory {ours['peak_rss_mb']:.0f} MB; recounted from the bin codes instead "
+          f"of profiles: {ours['heatmap_from_codes_s']:.2f} s = "
+          f"{ours['heatmap_from_codes_s'] / floor['floor_s']:.1f}x the floor")
     pandas_s = None
     if not args.no_pandas:
         pandas = run_phase("pandas", folder)
@@ -285,16 +316,21 @@ def main() -> None:
         print(f"one drift table at 1M rows: Evidently DataDriftPreset {evidently_s:.1f} s "
               f"({ev['evidently_peak_rss_mb']:.0f} MB, {ev['evidently_drifted']:.0f} drifted), "
               f"ours {ours_1m['ours_1m_s']:.2f} s ({ours_1m['drifted']} drifted) = "
-              f"{evidently_s / ours_1m['ours_1m_s']:.0f}x faster")
+              f"{evidently_s / ours_1m['ours_1m_s']:.0f}x faster; ours binning every row "
+              f"{ours_1m['ours_1m_from_rows_s']:.2f} s = "
+              f"{evidently_s / ours_1m['ours_1m_from_rows_s']:.0f}x faster")
     else:
-        print(f"one drift table at 1M rows: ours {ours_1m['ours_1m_s']:.2f} s")
+        print(f"one drift table at 1M rows: ours {ours_1m['ours_1m_s']:.2f} s; binning every "
+              f"row {ours_1m['ours_1m_from_rows_s']:.2f} s")
     print(json.dumps({
         "rows": args.rows, "heatmap_cold_s": ours["heatmap_cold_s"],
         "heatmap_warm_s": ours["heatmap_warm_s"], "floor_s": floor["floor_s"],
+        "heatmap_from_codes_s": ours["heatmap_from_codes_s"],
         "cold_over_floor": ours["heatmap_cold_s"] / floor["floor_s"],
         "codes_once_s": codes["codes_s"], "pandas_s": pandas_s,
         "pandas_over_ours": pandas_s / ours["heatmap_cold_s"] if pandas_s else None,
         "evidently_1m_s": evidently_s, "ours_1m_s": ours_1m["ours_1m_s"],
+        "ours_1m_from_rows_s": ours_1m["ours_1m_from_rows_s"],
         "evidently_over_ours_1m": evidently_s / ours_1m["ours_1m_s"] if evidently_s else None,
         "peak_rss_mb": ours["peak_rss_mb"]}))
 

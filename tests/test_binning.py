@@ -104,3 +104,24 @@ def test_codes_agree_with_counts():
     prod = pd.Series(["a", "z", None, "c", "c"])
     np.testing.assert_array_equal(
         np.bincount(cats.codes(prod), minlength=len(cats.labels)), cats.counts(prod))
+
+
+def test_fine_bins_sum_to_coarse_bins_when_they_refine_them():
+    from analysis.binning import fine_bins
+    rng = np.random.default_rng(5)
+    ref = rng.lognormal(size=2000)
+    deciles = np.quantile(ref, np.arange(1, 10) / 10)
+    coarse, fine = NumericBins(tuple(np.unique(deciles))), fine_bins(ref.min(), deciles, ref.max())
+    mapping = fine.coarse_map(coarse)
+    # production beyond both ends of the reference, exactly on edges, and missing
+    prod = np.r_[rng.lognormal(0.3, 1.2, 3000), -1.0, ref.max() * 3, deciles, [np.nan] * 4]
+    np.testing.assert_array_equal(
+        np.bincount(mapping, weights=fine.counts(prod), minlength=len(coarse.edges) + 2),
+        coarse.counts(prod))
+    # zero-inflated: the minimum is also the first decile, so the first (downward-open)
+    # fine interval straddles that edge: values below the reference minimum would land
+    # in coarse bin 0 but share a fine bin with values in coarse bin 1
+    counts = np.r_[np.zeros(500), rng.poisson(3, 1500)].astype(float)
+    d = np.quantile(counts, np.arange(1, 10) / 10)
+    assert fine_bins(counts.min(), d, counts.max()).coarse_map(NumericBins(tuple(np.unique(d)))) \
+        is None
