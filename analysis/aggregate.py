@@ -434,6 +434,19 @@ def ensure_codes(store: Store, dataset: str, bins: FrozenBins, progress=None,
     return out
 
 
+def prepare(store: Store, progress=print) -> None:
+    """Freeze the bins and write the codes and profile of every snapshot of every dataset
+    with a timestamp and a reference, so pages open without binning rows first."""
+    for dataset in store.datasets():
+        if store.dataset(dataset).roles.timestamp is None or not store.files(dataset,
+                                                                             "reference"):
+            continue
+        bins = frozen_bins(store, dataset)
+        for slice_ in ("reference", "production"):
+            ensure_codes(store, dataset, bins,
+                         progress=lambda m: progress(f"  {dataset}: {m}"), slice=slice_)
+
+
 def _write_codes(folder: Path, snap, path: Path, roles, bins: FrozenBins) -> None:
     """Write one snapshot's codes file (caller holds the codes lock)."""
     con = ibis.duckdb.connect()

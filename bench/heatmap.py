@@ -192,7 +192,10 @@ def phase_ours_1m(store_dir: str) -> dict:
     t = time.perf_counter()
     rows = heatmap.binned_drift_table(store, DATASET, Filters(end=end), bins=bins, profiles=False)
     from_rows = time.perf_counter() - t
-    assert rows["statistic"].round(9).equals(table["statistic"].round(9))
+    import numpy as np
+    # both paths count the same rows: the statistics agree up to summation order
+    assert np.allclose(rows["statistic"].to_numpy(float), table["statistic"].to_numpy(float),
+                       rtol=1e-9, atol=1e-12, equal_nan=True)
     return {"ours_1m_s": elapsed, "ours_1m_from_rows_s": from_rows,
             "drifted": int(table["drifted"].fillna(False).sum()), "peak_rss_mb": _peak_mb()}
 

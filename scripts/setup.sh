@@ -35,6 +35,9 @@ if [ "$(cat data/store/.demo.sha256 2>/dev/null)" != "$demo" ]; then
   .venv/bin/python -m analysis demo --store data/store
   echo "$demo" > data/store/.demo.sha256
 fi
+# every snapshot's bin codes and profile (a few seconds, once per snapshot), so the
+# heatmap and segment pages open without binning rows
+.venv/bin/python -c "from analysis.aggregate import prepare; from analysis.store import Store; prepare(Store('data/store'), progress=lambda m: None)"
 # the Data vs concept page's default investigation (about a minute, once per data and
 # code version; instant when already kept in the store)
 .venv/bin/python -c "from analysis.investigation import warm; warm('data/store')"

@@ -418,3 +418,15 @@ def test_rows_without_a_timestamp_keep_profiles_exact(snapshots_store):
         store, "undated", "production", bins.coarse, filters=f)))
     _, everything = aggregate.whole_counts(store, "undated", bins, "production")
     assert everything.groupby("feature", observed=True)["n"].sum().tolist() == [2500, 2500]
+
+
+def test_prepare_writes_every_snapshots_codes_and_profile(snapshots_store):
+    messages = []
+    aggregate.prepare(snapshots_store, progress=messages.append)
+    assert snapshots_store.datasets()
+    for dataset in snapshots_store.datasets():
+        bins = aggregate.frozen_bins(snapshots_store, dataset)
+        folder = aggregate._codes_folder(snapshots_store, dataset, bins)
+        for snap in snapshots_store.snapshots(dataset):
+            assert (folder / f"{snap.id}.parquet").is_file()
+            assert aggregate._profile_complete(folder, snap.id)
