@@ -192,8 +192,9 @@ def frozen_bins(root: str, version: str, dataset: str):
 
 @st.cache_data(**CACHE)
 def coarse_cube(root: str, version: str, dataset: str, segment):
-    """Day-grain counts on the coarse bins, every segment value: one engine pass; every
-    filter, window unit and segment choice afterwards is numpy on this."""
+    """Day-grain counts on the coarse bins, every segment value, summed from the
+    snapshots' profiles; every filter, window unit and segment choice afterwards is numpy
+    on this."""
     store_ = Store(root)
     return heatmap.build_cube(store_, dataset, segment, "coarse", "day",
                               bins=aggregate.frozen_bins(store_, dataset))
