@@ -415,13 +415,17 @@ def ensure_codes(store: Store, dataset: str, bins: FrozenBins, progress=None,
             shutil.rmtree(old, ignore_errors=True)
     snaps = store.snapshots(dataset, slice)
     out = [folder / f"{snap.id}.parquet" for snap in snaps]
-    if all(p.is_file() and _profile_complete(folder, snap.id) for p, snap in zip(out, snaps)):
+    current = {snap.id for snap in store.snapshots(dataset)}
+    if not _leftovers(folder, current) and all(
+            p.is_file() and _profile_complete(folder, snap.id) for p, snap in zip(out, snaps)):
         return out
     folder.mkdir(parents=True, exist_ok=True)
     # one writer at a time (threads of one dashboard, or another process): the segment
     # dictionary is append-only and every codes file must agree with it
     with _CODES_LOCK, open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        for entry in _leftovers(folder, current):
+            entry.unlink(missing_ok=True)
         for snap, path in zip(snaps, out):
             if not path.is_file():
                 _write_codes(folder, snap, path, roles, bins)
@@ -445,6 +449,15 @@ def prepare(store: Store, progress=print) -> None:
         for slice_ in ("reference", "production"):
             ensure_codes(store, dataset, bins,
                          progress=lambda m: progress(f"  {dataset}: {m}"), slice=slice_)
+
+
+def _leftovers(folder: Path, current: set[str]) -> list[Path]:
+    """Codes and profile files of snapshots no longer in the store (any slice)."""
+    if not folder.is_dir():
+        return []
+    return [entry for entry in folder.iterdir()
+            if entry.name.split(".")[0] not in current | {"", "segments"}
+            and not entry.name.endswith(".tmp")]
 
 
 def _write_codes(folder: Path, snap, path: Path, roles, bins: FrozenBins) -> None:

@@ -229,6 +229,9 @@ def test_codes_follow_snapshots_and_the_reference(tmp_path):
     assert norm[0].equals(norm[1]) and "(missing)" in set(norm[0].segment)
     store.remove_snapshot("d", first.id)
     assert aggregate.day_counts_from_codes(store, "d", bins, "g")["n"].sum() == 2 * 200
+    # the removed snapshot's codes and profile went with it
+    assert not list(files[0].parent.glob(f"{first.id}.*"))
+    assert (files[0].parent / f"{second.id}.profile.json").is_file()
     # a new reference freezes new bins, and new codes with them
     store.add_snapshot("d", "reference", table(100, "2025-02-01"), source="r2")
     new_bins = aggregate.frozen_bins(store, "d")
