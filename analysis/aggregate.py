@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.binning import CategoricalBins, FineBins, NumericBins, fine_bins
-from analysis.queries import Filters
+from analysis.queries import Filters, parquet_source
 from analysis.store import Store
 
 MISSING_SEGMENT = "(missing)"
@@ -109,8 +109,7 @@ def _connect(store: Store, dataset: str, slice: str, filters: Filters | None = N
     if not files:
         return None, None
     con = _local_con()
-    paths = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    source = f"SELECT * FROM read_parquet([{paths}], union_by_name = true)"
+    source = f"SELECT * FROM {parquet_source(files)}"
     if filters is not None and (filters.segments or (
             slice == "production" and (filters.start is not None or filters.end is not None))):
         rows = _view(con, f"{SOURCE_VIEW}_rows", source)
@@ -413,9 +412,10 @@ def ensure_codes(store: Store, dataset: str, bins: FrozenBins, progress=None,
     for old in folder.parent.glob(f"codes-{bins.token}-*"):
         if old != folder:  # an earlier layout of the same codes
             shutil.rmtree(old, ignore_errors=True)
-    snaps = store.snapshots(dataset, slice)
+    every = store.snapshots(dataset)
+    snaps = [snap for snap in every if snap.slice == slice]
     out = [folder / f"{snap.id}.parquet" for snap in snaps]
-    current = {snap.id for snap in store.snapshots(dataset)}
+    current = {snap.id for snap in every}
     if not _leftovers(folder, current) and all(
             p.is_file() and _profile_complete(folder, snap.id) for p, snap in zip(out, snaps)):
         return out
@@ -477,15 +477,7 @@ def _write_codes(folder: Path, snap, path: Path, roles, bins: FrozenBins) -> Non
         columns[f"__cell{i}"] = day_number * CELL_SHIFT + index
     for index, (feature, fbins) in enumerate(bins.coarse.items()):
         columns[f"b{index}"] = bin_expr(t[feature], fbins)
-    sql = str(ibis.to_sql(t.select(**columns), dialect="duckdb"))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
-    try:
-        con.con.sql(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _copy_to(con, str(ibis.to_sql(t.select(**columns), dialect="duckdb")), path)
 
 
 PROFILE_PARTS = ("days", "fine", "moments")
@@ -562,9 +554,7 @@ def _write_profile(folder: Path, snap, codes_path: Path, roles, bins: FrozenBins
     _copy_to(con, str(ibis.to_sql(days.select("seg", "cell", "feature", "bin", "n"),
                                   dialect="duckdb")), paths["days"])
 
-    con.raw_sql(f"CREATE OR REPLACE VIEW profile_source AS SELECT * FROM "
-                f"read_parquet('{str(snap.path).replace(chr(39), chr(39) * 2)}')")
-    t = con.table("profile_source")
+    t = _view(con, "profile_source", f"SELECT * FROM {parquet_source([snap.path])}")
     fine_key = ("profile-fine", bins.token, tuple(bins.fine.items()))
 
     def build_fine():
@@ -658,11 +648,6 @@ def _profile_split(store: Store, dataset: str, bins: FrozenBins, slice: str,
     return whole, cut
 
 
-def _read_parquet_sql(paths: Sequence[Path]) -> str:
-    return "read_parquet([" + ", ".join("'" + str(p).replace("'", "''") + "'"
-                                        for p in paths) + "])"
-
-
 def whole_counts(store: Store, dataset: str, bins: FrozenBins, slice: str,
                  filters: Filters | None = None, profiles: bool = True
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -687,12 +672,12 @@ def whole_counts(store: Store, dataset: str, bins: FrozenBins, slice: str,
     con = _local_con()
     if whole:
         fine = _view(con, "profile_fine", f"SELECT * FROM "
-                     f"{_read_parquet_sql([p['fine'] for p in whole])}")
+                     f"{parquet_source([p['fine'] for p in whole])}")
         fine_parts.append(con.to_pyarrow(fine.group_by("feature", "bin").aggregate(
             n=fine.n.sum(), lo=fine.lo.min(), hi=fine.hi.max(), sum=fine["sum"].sum())
         ).to_pandas())
         days = _view(con, "profile_days", f"SELECT * FROM "
-                     f"{_read_parquet_sql([p['days'] for p in whole])}")
+                     f"{parquet_source([p['days'] for p in whole])}")
         days = days.filter(days.seg == (0 if store.dataset(dataset).roles.segments else -1))
         coarse_parts.append(con.to_pyarrow(days.group_by("feature", "bin").aggregate(
             n=days.n.sum())).to_pandas())
@@ -787,7 +772,7 @@ def day_counts(store: Store, dataset: str, bins: FrozenBins, segment: str | None
     paths = [_profile_paths(folder, p.stem)["days"] for p in files]
     by_day = slice == "production"
     con = _local_con()
-    t = _view(con, "profile_days", f"SELECT * FROM {_read_parquet_sql(paths)}")
+    t = _view(con, "profile_days", f"SELECT * FROM {parquet_source(paths)}")
     t = t.filter(t.seg == (roles.segments.index(segment) if segment else
                            (0 if roles.segments else -1)))
     epoch = date(1970, 1, 1)
@@ -816,9 +801,7 @@ def day_counts_from_codes(store: Store, dataset: str, bins: FrozenBins,
     if not files:
         return pd.DataFrame(columns=cols)
     con = _local_con()
-    paths = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-    con.raw_sql(f"CREATE OR REPLACE VIEW codes_source AS SELECT * FROM read_parquet([{paths}])")
-    t = con.table("codes_source")
+    t = _view(con, "codes_source", f"SELECT * FROM {parquet_source(files)}")
     by_day = slice == "production"
     roles = store.dataset(dataset).roles
     key = ("codes", str(store.root), dataset, bins.token, segment, slice,
@@ -887,7 +870,7 @@ def reference_moments(store: Store, dataset: str, segment: str | None,
         files = ensure_codes(store, dataset, bins, slice="reference")
         paths = [_profile_paths(files[0].parent, p.stem)["moments"] for p in files]
         con = _local_con()
-        t = _view(con, "profile_moments", f"SELECT * FROM {_read_parquet_sql(paths)}")
+        t = _view(con, "profile_moments", f"SELECT * FROM {parquet_source(paths)}")
         parts = con.to_pyarrow(t.filter(t.segcol == (segment or ""))).to_pandas()
         out = []
         for (value, feature), g in parts.groupby(["segment", "feature"], sort=True):

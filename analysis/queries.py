@@ -40,12 +40,15 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _source(store: Store, dataset: str, slice: str) -> str | None:
-    files = store.files(dataset, slice)
-    if not files:
-        return None
+def parquet_source(files) -> str:
+    """SQL reading the Parquet ``files`` as one table (columns matched by name)."""
     paths = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
     return f"read_parquet([{paths}], union_by_name = true)"
+
+
+def _source(store: Store, dataset: str, slice: str) -> str | None:
+    files = store.files(dataset, slice)
+    return parquet_source(files) if files else None
 
 
 def _where(store: Store, dataset: str, slice: str, filters: Filters | None
