@@ -101,6 +101,7 @@ CLIP = 20.0           # importance weights are clipped at this density ratio
 SUPPORT_RATIO = 20.0  # window rows with r(x) above this lie outside the reference support
 OVERLAP = 5.0         # the concept test compares rows whose density ratio is within 5x of 1
 MIN_ROWS = 50         # fewer window rows (or labelled rows) in a cell: not judged
+CELL_ROWS = 2 * MIN_ROWS  # rows a typical cell should hold for `auto` to pick a unit
 SAMPLE_CAP = 30_000   # rows per side used by the classifiers and the bootstrap
 BOOTSTRAP = 200
 MAX_LEVELS = 200      # categorical levels kept per feature (the rest pooled as "other")
@@ -270,21 +271,64 @@ def window_counts(timestamps) -> dict[str, int]:
     return {u: int(np.unique(window_start(ts, u)).size) for u in UNITS}
 
 
-def choose_unit(timestamps, unit: str = "auto") -> str:
-    """The calendar unit: as given, or for ``auto`` the one giving 8-30 windows over the
-    production span (nearest to 15 in ratio when several do; the nearest to that range
-    in ratio when none does)."""
+def cell_sizes(timestamps, segments=None) -> dict[str, dict[str, float]]:
+    """Per calendar unit: ``windows`` (how many), ``window_rows`` (the median rows of a
+    window) and ``cell_rows`` (the median rows of a window x group cell; the window's
+    when there is no segment), over the rows with a timestamp."""
+    stamps = pd.to_datetime(pd.Series(timestamps), errors="coerce")
+    ok = stamps.notna().to_numpy()
+    ts = stamps[ok].to_numpy(dtype="datetime64[us]")
+    groups = None if segments is None else np.asarray(segments, dtype=object)[ok]
+    out = {}
+    for u in UNITS:
+        starts = window_start(ts, u)
+        window_rows = pd.Series(starts).value_counts()
+        cell_rows = (window_rows if groups is None else
+                     pd.DataFrame({"w": starts, "g": groups}).value_counts())
+        out[u] = {"windows": int(window_rows.size),
+                  "window_rows": float(window_rows.median()) if window_rows.size else 0.0,
+                  "cell_rows": float(cell_rows.median()) if cell_rows.size else 0.0}
+    return out
+
+
+def choose_unit(timestamps, unit: str = "auto", segments=None) -> str | None:
+    """The calendar unit: as given, or for ``auto`` one the data can support.
+
+    ``auto`` looks first at units whose median window x group cell holds at least
+    ``CELL_ROWS`` rows (``segments``: each row's group, optional), then at units whose
+    median window does, then at units whose median window holds ``MIN_ROWS`` (enough to
+    judge the all-groups cells); among the first such tier it takes the unit giving 8-30
+    windows (nearest to 15 in ratio when several do; the nearest to that range in ratio
+    when none does). When even the coarsest unit leaves the median window below
+    ``MIN_ROWS``, it returns None: one window over the whole production period.
+    """
     if unit != "auto":
         if unit not in UNITS:
             raise AttributionError(f"unknown window {unit!r}; choose auto or one of {', '.join(UNITS)}")
         return unit
-    counts = window_counts(timestamps)
+    sizes = cell_sizes(timestamps, segments)
 
-    def distance(n: int) -> tuple[float, float]:
-        outside = 0.0 if 8 <= n <= 30 else min(abs(math.log(n / 8)), abs(math.log(n / 30)))
+    def distance(u: str) -> tuple[float, float]:
+        n = sizes[u]["windows"]
+        outside = 0.0 if 8 <= n <= 30 else min(abs(math.log(max(n, 1) / 8)), abs(math.log(max(n, 1) / 30)))
         return outside, abs(math.log(max(n, 1) / 15))
 
-    return min(UNITS, key=lambda u: distance(counts[u]))
+    tiers = ([u for u in UNITS if sizes[u]["cell_rows"] >= CELL_ROWS],
+             [u for u in UNITS if sizes[u]["window_rows"] >= CELL_ROWS],
+             [u for u in UNITS if sizes[u]["window_rows"] >= MIN_ROWS])
+    for tier in tiers:
+        if tier:
+            return min(tier, key=distance)
+    return None
+
+
+def _sizes_text(sizes: dict, unit: str, segment: str | None) -> str:
+    """'9 windows, a median 60,000 rows each (15,000 per user_group)'."""
+    s = sizes[unit]
+    text = f"{s['windows']} windows, a median {s['window_rows']:,.0f} rows each"
+    if segment is not None:
+        text += f" ({s['cell_rows']:,.0f} per {segment})"
+    return text
 
 
 # --------------------------------------------------------------------------- encoding
@@ -731,6 +775,55 @@ class Investigation:
         }
 
 
+class _LossLevels:
+    """The user's model's mean loss over *every* row of a group's reference and of a
+    cell's window (the investigation itself works on samples)."""
+
+    def __init__(self, reference: pd.DataFrame, production: pd.DataFrame, p: Problem,
+                 seg_prod: np.ndarray):
+        self.ref_loss = row_losses(reference[p.target], reference[p.prediction], p.metric,
+                                   p.positive)
+        self.prod_loss = row_losses(production[p.target], production[p.prediction], p.metric,
+                                    p.positive)
+        self.seg_ref = segments_of(reference, p.segment)
+        self.seg_prod = seg_prod
+
+    @staticmethod
+    def _mean(values: np.ndarray) -> float:
+        values = values[np.isfinite(values)]
+        return float(values.mean()) if values.size else math.nan
+
+    def of(self, ref_segment: str, win_segment: str, rows: np.ndarray) -> tuple[float, float]:
+        """(reference level of ``ref_segment``, level of ``win_segment`` in window ``rows``);
+        ALL takes every group."""
+        ref = self.ref_loss if ref_segment == ALL else self.ref_loss[self.seg_ref == ref_segment]
+        win = self.prod_loss[rows]
+        if win_segment != ALL:
+            win = win[self.seg_prod[rows] == win_segment]
+        return self._mean(ref), self._mean(win)
+
+
+def _anchored(anchors: tuple[float, float] | None, lp: tuple, e_iw: tuple, e_sa: tuple,
+              sr: tuple, lq: tuple, sw: tuple) -> tuple:
+    """The mean losses (point, replicates) with the levels anchored to every row.
+
+    The estimates come from samples (at most ``SAMPLE_CAP`` rows a side), so the sample's
+    reference error differs a little from the reference error over all its rows, which
+    is what the other pages show. A control-variate shift fixes that without touching the
+    parts: with ``d_ref = L_ref(all rows) - L_ref(sample)`` and ``d_win`` likewise for the
+    window, every reference-side mean (reference, expected, shared-region reference) moves
+    by ``d_ref`` and every window-side mean (realized, shared-region window) by ``d_win``.
+    The data part ``expected - reference`` is unchanged; the concept part absorbs
+    ``d_win - d_ref``. A level that is not finite leaves its side as it was."""
+    if anchors is None:
+        return lp, e_iw, e_sa, sr, lq, sw
+    d_ref = anchors[0] - lp[0] if np.isfinite(anchors[0]) and np.isfinite(lp[0]) else 0.0
+    d_win = anchors[1] - lq[0] if np.isfinite(anchors[1]) and np.isfinite(lq[0]) else 0.0
+    shift = lambda t, d: (t[0] + d, t[1] + d)  # noqa: E731
+    return (shift(lp, d_ref), shift(e_iw, d_ref), shift(e_sa, d_ref), shift(sr, d_ref),
+            shift(lq, d_win), shift(sw, d_win))
+
+
 def _part(point: float, reps: np.ndarray) -> dict:
     lo, hi = interval(reps)
     return {"value": None if not np.isfinite(point) else float(point), "low": lo, "high": hi}
@@ -815,6 +908,7 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
     ref_idx = _sample(len(reference), SAMPLE_CAP, rng)
     ref = reference.iloc[ref_idx].reset_index(drop=True)
     prod = production
+    seg_prod = segments_of(prod, p.segment)
     if p.timestamp is not None:
         stamps = pd.to_datetime(prod[p.timestamp], errors="coerce", utc=None)
         if isinstance(stamps.dtype, pd.DatetimeTZDtype):
@@ -824,15 +918,28 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
         if stamps.isna().any():
             notes.append(f"{int(stamps.isna().sum()):,} production rows without a parseable "
                          f"{p.timestamp} were left out")
-        unit = choose_unit(stamps.dropna(), unit)
-        starts = np.full(len(prod), np.datetime64("NaT"), dtype="datetime64[us]")
+        asked = unit
         ok = stamps.notna().to_numpy()
-        starts[ok] = window_start(stamps[ok].to_numpy(dtype="datetime64[us]"), unit)
-        window_starts = np.unique(starts[ok])
-        window_of = np.full(len(prod), -1)
-        window_of[ok] = np.searchsorted(window_starts, starts[ok])
+        sizes = cell_sizes(stamps[ok], seg_prod[ok] if p.segment else None)
+        unit = choose_unit(stamps[ok], unit, seg_prod[ok] if p.segment else None)
+        if unit is None:
+            notes.append(f"too few production rows for calendar windows (a {UNITS[-1]} holds "
+                         f"a median {sizes[UNITS[-1]]['window_rows']:,.0f} rows; at least "
+                         f"{MIN_ROWS} are needed to judge one): judged as one window over "
+                         "the whole production period")
+            window_starts = np.array([np.datetime64("NaT")])
+            window_of = np.where(ok, 0, -1)
+        else:
+            if asked == "auto":
+                notes.append(f"window: {unit} (auto: windows that hold enough rows to judge; "
+                             f"{_sizes_text(sizes, unit, p.segment)})")
+            starts = np.full(len(prod), np.datetime64("NaT"), dtype="datetime64[us]")
+            starts[ok] = window_start(stamps[ok].to_numpy(dtype="datetime64[us]"), unit)
+            window_starts = np.unique(starts[ok])
+            window_of = np.full(len(prod), -1)
+            window_of[ok] = np.searchsorted(window_starts, starts[ok])
     else:
-        unit = None
+        unit = sizes = None
         window_starts = np.array([np.datetime64("NaT")])
         window_of = np.zeros(len(prod), dtype=int)
 
@@ -851,7 +958,6 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
     cat_mask = encoder.categorical_mask
     X_ref = encoder.transform(ref)
     seg_ref = segments_of(ref, p.segment)
-    seg_prod = segments_of(prod, p.segment)
     segments = sorted(set(seg_ref) | set(seg_prod)) if p.segment else []
     bins = {c: bins_for(clean_values(reference[c], k), k) for c, k in p.features.items()}
 
@@ -894,6 +1000,10 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
             if resid is not None:
                 g_ref_resid_adj = np.full(len(ref), np.nan)
                 g_ref_resid_adj[labelled_ref] = resid - expect.reference_resid
+    # the user's model's mean loss on every row (not only the samples) of each group's
+    # reference and each cell's window: the decomposition's levels are anchored to them,
+    # so they are the numbers the other pages show (see _anchored)
+    levels = _LossLevels(reference, production, p, seg_prod) if p.has_model else None
     # float64 so the replicate sums are matrix-vector products without conversion
     ref_replicates = rng.poisson(1.0, size=(BOOTSTRAP, len(ref))).astype(float)
 
@@ -906,7 +1016,7 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
         start = None if np.isnat(w_start) else pd.Timestamp(w_start)
         end = None if start is None else pd.Timestamp(window_end(w_start, unit))
         label = "all production" if start is None else f"window {start:%Y-%m-%d %H:%M}"
-        say(f"{label}: {rows_w.size:,} rows")
+        say(f"[{w + 1}/{len(window_starts)}] {label}: {rows_w.size:,} rows")
         take = rows_w[_sample(rows_w.size, SAMPLE_CAP, rng)]
         win = prod.iloc[take].reset_index(drop=True)
         X_win = encoder.transform(win)
@@ -965,12 +1075,13 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
             if small or in_win.sum() < MIN_ROWS:
                 cell.notes.append(f"{int(in_win.sum())} rows: too few to judge (at least "
                                   f"{MIN_ROWS} needed)")
-                cell.data = {"judged": False}
-                cell.concept = {"judged": False}
+                cell.data = {"judged": False, "reason": "rows"}
+                cell.concept = {"judged": False, "reason": "rows"}
                 continue
             by_segment = seg != ALL and not new_group
+            anchors = None if levels is None else levels.of(seg if by_segment else ALL, seg, rows_w)
             _judge_cell(cell, p, domain, n_ref_fit, in_ref, in_win, by_segment, ref, win, bins,
-                        ref_loss, win_loss,
+                        ref_loss, win_loss, anchors,
                         (g_ref_loss, g_ref_loss_adj, g_ref_resid, g_ref_resid_adj, g_ref_pred),
                         (g_win_loss, g_win_loss_adj, g_win_resid, g_win_resid_adj, g_win_pred),
                         ref_replicates[:, :n_ref_fit], win_replicates)
@@ -986,9 +1097,7 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
     for c in cells:
         c._where = {}
     decomposition = _overall_decomposition(p, mixture)
-    judged = {"data": True,
-              "concept": any(c.concept.get("judged", False) for c in cells),
-              "decomposition": decomposition is not None}
+    judged = _judged(cells, p, decomposition, unit, sizes)
     if not p.labelled:
         notes.append("no target column: concept drift (P(y|x)) is not judged; the verdict is "
                      "data or none from the inputs alone")
@@ -1000,17 +1109,91 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
     has_data = any(v in ("data", "both") for v in flags)
     has_concept = any(v in ("concept", "both") for v in flags)
     verdict = "both" if has_data and has_concept else "data" if has_data else \
-        "concept" if has_concept else "none"
+        "concept" if has_concept else "none" if judged["data"] else "not_judged"
     inv = Investigation(verdict, "", p, unit, judged, drifted, concept_features, decomposition,
                         cells, notes, len(reference), len(production))
     inv.summary = verdict_text(inv)
     return inv
 
 
+def _coarser_advice(sizes: dict | None, unit: str | None) -> str:
+    """What to do when cells are too small: the first coarser unit whose median window
+    holds ``MIN_ROWS`` rows, else ``auto``'s single window."""
+    if sizes is None or unit is None:
+        return ""
+    for u in UNITS[UNITS.index(unit) + 1:]:
+        if sizes[u]["window_rows"] >= MIN_ROWS:
+            return (f"; choose a coarser window: a {u} holds a median "
+                    f"{sizes[u]['window_rows']:,.0f} rows")
+    return "; choose window auto to judge the whole period as one window"
+
+
+_CONCEPT_REASONS = {
+    "no_target": "no target column",
+    "reference_labels": f"fewer than {MIN_ROWS} labelled reference rows",
+    "no_labels": "no production row has a label yet",
+    "labels": f"no judged cell has {MIN_ROWS} labelled rows (labels may not have arrived yet)",
+    "overlap": f"no judged cell has {MIN_ROWS} labelled rows where its inputs overlap the "
+               "reference's",
+}
+
+
+def _judged(cells: list[Cell], p: Problem, decomposition: dict | None, unit: str | None,
+            sizes: dict | None) -> dict:
+    """What could be judged: ``data``, ``concept`` and ``decomposition`` (booleans),
+    ``cells`` and ``total_cells`` (cells whose inputs were judged, of all cells), and
+    ``reasons``: for each of the three that is False, why, and what to do."""
+    judged_cells = [c for c in cells if c.data.get("judged")]
+    data = bool(judged_cells)
+    concept = any(c.concept.get("judged") for c in cells)
+    reasons: dict[str, str | None] = {"data": None, "concept": None, "decomposition": None}
+    if not data:
+        biggest = max((c.rows for c in cells), default=0)
+        reasons["data"] = (f"every cell has fewer than {MIN_ROWS} rows (the largest has "
+                           f"{biggest:,})" + _coarser_advice(sizes, unit))
+    if not concept:
+        if not data and p.labelled:
+            reasons["concept"] = reasons["data"]
+        else:
+            found = [c.concept.get("reason") for c in judged_cells] or ["no_target"]
+            unlabelled = all(c.labelled_rows == 0 for c in judged_cells)
+            key = "no_target" if not p.labelled else next(
+                (r for r in ("reference_labels", "overlap") if r in found),
+                "no_labels" if unlabelled else "labels")
+            reasons["concept"] = _CONCEPT_REASONS[key]
+    if decomposition is None:
+        if not p.labelled:
+            reasons["decomposition"] = "no target column"
+        elif not p.has_model:
+            reasons["decomposition"] = "no prediction column"
+        else:
+            reasons["decomposition"] = reasons["concept"] or "no cell could be decomposed"
+    return {"data": data, "concept": concept, "decomposition": decomposition is not None,
+            "cells": len(judged_cells), "total_cells": len(cells), "reasons": reasons}
+
+
+def _window_label(cell: Cell) -> str:
+    return "the whole period" if cell.start is None else f"{cell.start:%Y-%m-%d %H:%M}".removesuffix(" 00:00")
+
+
+def _too_small_note(cells: list[Cell], p: Problem) -> str | None:
+    """One note naming the cells left unjudged for too few rows, by window."""
+    small = [c for c in cells if c.data.get("reason") == "rows"]
+    if not small:
+        return None
+    parts = []
+    for c in small[:8]:
+        who = "all groups" if c.segment == ALL or p.segment is None else f"{p.segment} = {c.segment}"
+        parts.append(f"{_window_label(c)} {who} ({c.rows:,} row{'s' if c.rows != 1 else ''})")
+    more = f" and {len(small) - 8} more" if len(small) > 8 else ""
+    return (f"{len(small)} of {len(cells)} cells not judged, fewer than {MIN_ROWS} rows: "
+            + "; ".join(parts) + more)
+
+
 def _cell_notes(cells: list[Cell], p: Problem) -> list[str]:
     """Notes that summarise the cells: inputs outside the reference's support, and
     reference predictions that look in-sample."""
-    out = []
+    out = [n for n in [_too_small_note(cells, p)] if n]
     by_segment: dict[str, list[float]] = {}
     for c in cells:
         share = c.data.get("out_of_support_share", 0.0)
@@ -1051,7 +1234,8 @@ def _cell_pi(domain: DomainFit, n_ref: int, in_ref: np.ndarray, in_win: np.ndarr
 
 def _judge_cell(cell: Cell, p: Problem, domain: DomainFit, n_ref: int, in_ref, in_win,
                 by_segment: bool, ref: pd.DataFrame, win: pd.DataFrame, bins, ref_loss, win_loss,
-                g_ref: tuple, g_win: tuple, ref_reps, win_reps) -> None:
+                anchors: tuple[float, float] | None, g_ref: tuple, g_win: tuple, ref_reps,
+                win_reps) -> None:
     g_ref_loss, g_ref_loss_adj, g_ref_resid, g_ref_resid_adj, g_ref_pred = g_ref
     g_win_loss, g_win_loss_adj, g_win_resid, g_win_resid_adj, g_win_pred = g_win
     pi_ref, pi_win = _cell_pi(domain, n_ref, in_ref, in_win, by_segment)
@@ -1084,14 +1268,15 @@ def _judge_cell(cell: Cell, p: Problem, domain: DomainFit, n_ref: int, in_ref, i
             "from the reference")
 
     if not p.labelled or g_ref_loss is None:
-        cell.concept = {"judged": False}
+        cell.concept = {"judged": False,
+                        "reason": "no_target" if not p.labelled else "reference_labels"}
         return
     ref_rows, win_rows = np.flatnonzero(in_ref), np.flatnonzero(in_win)
     gl_ref, gl_win = g_ref_loss[ref_rows], g_win_loss[win_rows]
     lab_r, lab_w = np.isfinite(gl_ref), np.isfinite(gl_win)
     cell.labelled_rows = int(round(lab_w.sum() * cell.rows / max(len(win_rows), 1)))
     if lab_w.sum() < MIN_ROWS or lab_r.sum() < MIN_ROWS:
-        cell.concept = {"judged": False}
+        cell.concept = {"judged": False, "reason": "labels"}
         cell.notes.append(f"{int(lab_w.sum())} labelled rows: too few to judge concept drift")
         return
     if p.has_model:
@@ -1104,6 +1289,7 @@ def _judge_cell(cell: Cell, p: Problem, domain: DomainFit, n_ref: int, in_ref, i
         e_sa = _support_aware(e_iw, lw_[m_w], r_win[m_w] > SUPPORT_RATIO, rw2)
         sr = weighted_mean(lr_[m_r], pi_ref[m_r], rr2)
         sw = weighted_mean(lw_[m_w], 1 - pi_win[m_w], rw2)
+        lp, e_iw, e_sa, sr, lq, sw = _anchored(anchors, lp, e_iw, e_sa, sr, lq, sw)
         cell.decomposition = _decompose(p.metric, lp, lq, e_sa, e_iw, sr, sw)
         cell._rep = {"lp": lp, "lq": lq, "e_sa": e_sa, "e_iw": e_iw, "sr": sr, "sw": sw}
 
@@ -1115,7 +1301,7 @@ def _judge_cell(cell: Cell, p: Problem, domain: DomainFit, n_ref: int, in_ref, i
     core_r = _within_overlap(r_ref[lab_r])
     core_w = _within_overlap(r_win[lab_w])
     if core_r.sum() < MIN_ROWS or core_w.sum() < MIN_ROWS:
-        cell.concept = {"judged": False}
+        cell.concept = {"judged": False, "reason": "overlap"}
         cell.notes.append("too few rows where the window's and the reference's inputs overlap "
                           "to judge concept drift")
         return
@@ -1213,7 +1399,7 @@ def _verdicts(cells: list[Cell], p: Problem) -> None:
                 (k for k, f in c.data["features"].items() if f.get("drifted")),
                 key=lambda k: -c.data["features"][k]["psi"])
         c.verdict = "both" if data and concept else "data" if data else \
-            "concept" if concept else "none"
+            "concept" if concept else "none" if c.data.get("judged") else "not_judged"
 
 
 def _overall_decomposition(p: Problem, mixture: list[tuple[int, dict]]) -> dict | None:
@@ -1451,8 +1637,18 @@ def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.Data
 
 # --------------------------------------------------------------------------- text
 
-def _fmt(v, digits: int = 3) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}g}"
+def decimals_for(scale: float | None, significant: int = 4) -> int:
+    """Decimals that give ``significant`` digits to a number of magnitude ``scale``
+    (62.9 -> 2, 0.93 -> 4, 1234 -> 0), so related numbers share one precision."""
+    if scale is None or not math.isfinite(scale) or scale == 0:
+        return 2
+    return int(min(6, max(0, significant - 1 - math.floor(math.log10(abs(scale))))))
+
+
+def _fmt(v, places: int = 2, signed: bool = False) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:{'+' if signed else ''},.{places}f}"
 
 
 def _span(cells: list[Cell]) -> str:
@@ -1462,9 +1658,19 @@ def _span(cells: list[Cell]) -> str:
     return f" from the window starting {starts[0]:%Y-%m-%d}"
 
 
+def _names(features: list[dict], limit: int = 8) -> str:
+    names = [f["feature"] for f in features]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def verdict_text(inv: Investigation) -> str:
     """Plain-language verdict an analyst can paste into a postmortem."""
     p = inv.problem
+    reasons = inv.judged.get("reasons", {})
+    if inv.verdict == "not_judged":
+        return (f"Not judged: {reasons.get('data')}. Neither the inputs (P(x)) nor the "
+                "relationship to the target (P(y|x)) could be tested.")
     parts = []
     def groups(kind: str) -> tuple[list[str], list[Cell]]:
         """The groups whose cells show ``kind``; [ALL] when only all groups together do."""
@@ -1476,16 +1682,19 @@ def verdict_text(inv: Investigation) -> str:
     data_groups, data_cells = groups("data")
     concept_groups, concept_cells = groups("concept")
     who = lambda g: "" if g == [ALL] or not p.segment else f" in {p.segment} {', '.join(g)}"  # noqa
+    concept_reason = reasons.get("concept") or "no labels"
     if inv.verdict == "none":
-        parts.append("No drift found: neither the inputs (P(x)) nor, "
-                     + ("where labels exist, the relationship to the target (P(y|x)) "
-                        if inv.judged["concept"] else "(not judged) the target relationship ")
-                     + "changed beyond noise in any window or group.")
+        if inv.judged["concept"]:
+            parts.append("No drift found: neither the inputs (P(x)) nor, where labels exist, "
+                         "the relationship to the target (P(y|x)) changed beyond noise in any "
+                         "judged window or group.")
+        else:
+            parts.append("No data drift found: the inputs (P(x)) did not change beyond noise "
+                         "in any judged window or group.")
     if data_groups:
-        names = ", ".join(f["feature"] for f in inv.drifted_features[:4])
         roots = [f["feature"] for f in inv.drifted_features if f.get("role") == "root cause"]
         parts.append(f"Data drift (P(x) changed){who(data_groups)}{_span(data_cells)}"
-                     + (f": {names}" if names else "")
+                     + (f": {_names(inv.drifted_features)}" if inv.drifted_features else "")
                      + (f" (root cause: {', '.join(roots)})" if roots and len(inv.drifted_features) > 1 else "")
                      + ".")
     if concept_groups:
@@ -1498,15 +1707,19 @@ def verdict_text(inv: Investigation) -> str:
     d = inv.decomposition
     if d is not None and d["reference"]["value"] is not None:
         label = METRICS[p.metric]
+        k = decimals_for(d["reference"]["value"])
+        part = lambda key: (f"{_fmt(d[key]['value'], k, True)} [{_fmt(d[key]['low'], k, True)}, "  # noqa: E731
+                            f"{_fmt(d[key]['high'], k, True)}]")
         parts.append(
-            f"Over the production period the {label} went from {_fmt(d['reference']['value'], 4)} "
-            f"(reference) to {_fmt(d['realized']['value'], 4)}; data drift accounts for "
-            f"{_fmt(d['data_part']['value'], 3)} [{_fmt(d['data_part']['low'], 3)}, "
-            f"{_fmt(d['data_part']['high'], 3)}] and concept drift for "
-            f"{_fmt(d['concept_part']['value'], 3)} [{_fmt(d['concept_part']['low'], 3)}, "
-            f"{_fmt(d['concept_part']['high'], 3)}] (95% intervals).")
+            f"Over the production period the {label} went from {_fmt(d['reference']['value'], k)} "
+            f"(reference) to {_fmt(d['realized']['value'], k)}; data drift accounts for "
+            f"{part('data_part')} and concept drift for {part('concept_part')} (95% intervals).")
     if not inv.judged["concept"]:
-        parts.append("Concept drift was not judged (no labels).")
+        parts.append(f"Concept drift (P(y|x)) was not judged: {concept_reason}.")
+    total, judged = inv.judged.get("total_cells", 0), inv.judged.get("cells", 0)
+    if judged < total:
+        parts.append(f"{total - judged} of {total} window x group cells had too few rows to "
+                     "judge (see the notes).")
     return " ".join(parts)
 
 

@@ -11,7 +11,8 @@ investigate  data drift versus concept drift per segment x window, with the erro
 demo       build the rental-pricing demo store
 
 Exit codes: 0 success, 2 bad input (one-line message on stderr); ``investigate
---fail-on`` exits 1 when the drift it names is found.
+--fail-on`` exits 1 when the drift it names is found and 3 when nothing could be judged
+(too few rows).
 """
 from __future__ import annotations
 
@@ -158,9 +159,23 @@ def _interval(part: dict | None, fmt: str = ".4g") -> str:
     return text
 
 
+def cell_notes(result: dict) -> list[str]:
+    """The cells' own notes, each prefixed with its window and group (the notes the
+    result already sums up, too few rows and inputs outside the support, left out)."""
+    out = []
+    for c in result["cells"]:
+        if c["data"].get("reason") == "rows":
+            continue
+        who = "all groups" if c["segment"] == "all" else f"{result['segment']} = {c['segment']}"
+        when = "whole period" if c["start"] is None else c["start"][:16].replace("T", " ") \
+            .removesuffix(" 00:00")
+        out.extend(f"{when}, {who}: {n}" for n in c["notes"] if "lie where the reference" not in n)
+    return out
+
+
 def format_investigation(result: dict) -> str:
     """The human-readable report of ``investigate``."""
-    lines = [f"verdict: {result['verdict'].upper()}", "", result["summary"], ""]
+    lines = [f"verdict: {result['verdict'].upper().replace('_', ' ')}", "", result["summary"], ""]
     d = result["decomposition"]
     if d:
         lines.append(f"decomposition of the {result['metric_label']} over the production period "
@@ -197,7 +212,7 @@ def format_investigation(result: dict) -> str:
     grid = {(c["segment"], c["start"] or ""): c["verdict"] for c in cells}
     head = ["window"] + segments
     rows = [[(w[:16].replace("T", " ") if w else "all rows")] +
-            [grid.get((s, w), "-") for s in segments] for w in windows]
+            [grid.get((s, w), "-").replace("_", " ") for s in segments] for w in windows]
     widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
     lines.append(f"verdict per {result['window'] or 'window'} and {result['segment'] or 'segment'}")
     for r in [head] + rows:
@@ -208,8 +223,7 @@ def format_investigation(result: dict) -> str:
         lines.append("where the concept moved (disagreement of a model retrained on the window)")
         for c in where:
             lines.append(f"  {c['segment']} {str(c['start'])[:10]}: {c['concept']['where']}")
-    notes = list(result["notes"]) + sorted({n for c in cells for n in c["notes"]
-                                            if "lie where the reference" not in n})[:8]
+    notes = list(result["notes"]) + cell_notes(result)[:8]
     if notes:
         lines.append("")
         lines.extend(f"note: {n}" for n in notes)
@@ -240,6 +254,8 @@ def cmd_investigate(args) -> int:
         print(format_investigation(out))
     fail = {"data": ("data", "both"), "concept": ("concept", "both"),
             "any": ("data", "concept", "both")}.get(args.fail_on or "", ())
+    if args.fail_on and out["verdict"] == "not_judged":
+        return 3   # a gate must not pass data it could not judge
     return 1 if out["verdict"] in fail else 0
 
 
@@ -312,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "column, if any)")
     p.add_argument("--segment", help="user-group column: one verdict per group and window")
     p.add_argument("--window", choices=["auto", "hour", "day", "week", "month"], default="auto",
-                   help="calendar window (auto: the unit giving about 8-30 windows)")
+                   help="calendar window (auto: windows that hold enough rows to judge, "
+                        "8-30 of them where the data allows; one window when even months "
+                        "are too small)")
     p.add_argument("--features", help="comma-separated feature columns (default: all shared "
                                       "columns except roles, timestamps, identifiers)")
     p.add_argument("--exclude", help="comma-separated columns not to use as features")
@@ -323,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "probabilities, else accuracy)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--fail-on", choices=["data", "concept", "any"],
-                   help="exit 1 when this kind of drift is found (pipeline gate)")
+                   help="exit 1 when this kind of drift is found, 3 when nothing could be "
+                        "judged (pipeline gate)")
     p.add_argument("--progress", action="store_true", help="progress messages on stderr")
     p.set_defaults(func=cmd_investigate)
 

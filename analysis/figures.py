@@ -245,8 +245,9 @@ def segment_grid_figure(frame: pd.DataFrame, value: str, label: str, title: str,
 
 
 # -- data vs concept ---------------------------------------------------------------
-VERDICT_COLORS = {"none": "#DDE3EA", "data": "#4C78A8", "concept": "#E45756", "both": "#B279A2"}
-VERDICTS = ("none", "data", "concept", "both")
+VERDICT_COLORS = {"none": "#DDE3EA", "data": "#4C78A8", "concept": "#E45756", "both": "#B279A2",
+                  "not_judged": "#F4F4F4"}
+VERDICTS = ("none", "data", "concept", "both", "not_judged")
 
 
 def _window_label(start: str | None, unit: str | None) -> str:
@@ -300,20 +301,21 @@ def verdict_grid_figure(grid: pd.DataFrame, segment_label: str, unit: str | None
         i = segments.index(r.segment)
         j = starts.index(r.start) if r.start is not None else 0
         z[i, j] = VERDICTS.index(r.verdict)
-        label[i][j] = r.verdict
+        label[i][j] = r.verdict.replace("_", " ")
         auc = "n/a" if r.auc is None or pd.isna(r.auc) else f"{r.auc:.3f}"
         change = "n/a" if r.concept_change is None or pd.isna(r.concept_change) \
             else f"{r.concept_change:+.4g}"
         text[i][j] = (f"{r.segment} · {x[j]}<br>verdict: <b>{r.verdict}</b><br>{int(r.rows):,} rows"
                       f"<br>domain AUC: {auc}<br>error change on shared inputs: {change}"
                       + (f"<br>drifted: {r.drifted_features}" if r.drifted_features else ""))
-    scale = []
+    scale, k_all = [], len(VERDICTS)
     for k, v in enumerate(VERDICTS):
-        scale += [[k / 4, VERDICT_COLORS[v]], [(k + 1) / 4, VERDICT_COLORS[v]]]
+        scale += [[k / k_all, VERDICT_COLORS[v]], [(k + 1) / k_all, VERDICT_COLORS[v]]]
     fig = go.Figure(go.Heatmap(
-        z=z, x=x, y=segments, zmin=-0.5, zmax=3.5, colorscale=scale, text=label,
+        z=z, x=x, y=segments, zmin=-0.5, zmax=k_all - 0.5, colorscale=scale, text=label,
         texttemplate="%{text}", customdata=text, hovertemplate="%{customdata}<extra></extra>",
-        xgap=2, ygap=2, colorbar=dict(tickvals=[0, 1, 2, 3], ticktext=list(VERDICTS),
+        xgap=2, ygap=2, colorbar=dict(tickvals=list(range(k_all)),
+                                      ticktext=[v.replace("_", " ") for v in VERDICTS],
                                       title=dict(text="verdict", side="right"))))
     fig.update_xaxes(title_text=f"window start ({unit or 'all rows'})", type="category",
                      tickangle=-45)

@@ -157,7 +157,7 @@ def _report_html(store, dataset, info, filters, counts, charts, images, facts, n
             findings.append(f"MAPE first more than 20 % above the reference level in the window "
                             f"starting {pd.Timestamp(worse['window_start'].iloc[0]):%Y-%m-%d}.")
     if facts.get("investigation"):
-        findings.insert(0, f"Data vs concept: {facts['investigation']['verdict'].upper()}. "
+        findings.insert(0, f"Data vs concept: {facts['investigation']['verdict'].upper().replace('_', ' ')}. "
                         + facts["investigation"]["summary"])
     lit = summary[summary["drifted_features"].fillna(0) > 0]
     if not lit.empty:

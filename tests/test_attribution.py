@@ -14,6 +14,7 @@ from analysis import attribution as at
 from analysis.binning import bins_for
 from analysis import stats
 from generators import DRIFT_WEEK, GROUPS, LinearShift, make_case
+from smallstore import diabetes_frames
 
 
 # --------------------------------------------------------------------------- statistics
@@ -104,17 +105,35 @@ def test_segment_prior_adjustment_of_pi():
     assert pw[0] == pytest.approx(r / (1 + r))
 
 
-def test_choose_unit_gives_8_to_30_windows():
-    def span(days, freq):
-        return pd.date_range("2025-01-01", periods=int(days * 24 / freq), freq=f"{freq}h")
+def test_choose_unit_gives_8_to_30_windows_when_rows_allow():
+    def span(days, per_hour):
+        return pd.date_range("2025-01-01", periods=int(days * 24 * per_hour),
+                             freq=f"{60 / per_hour:g}min")
 
-    assert at.choose_unit(span(365, 6)) == "month"
-    assert at.choose_unit(span(70, 6)) == "week"
-    assert at.choose_unit(span(20, 1)) == "day"
-    assert at.choose_unit(span(0.75, 0.25)) == "hour"
-    assert at.choose_unit(span(365, 6), "day") == "day"
+    assert at.choose_unit(span(365, 1)) == "month"
+    assert at.choose_unit(span(70, 1)) == "week"
+    assert at.choose_unit(span(20, 10)) == "day"
+    assert at.choose_unit(span(0.75, 200)) == "hour"
+    assert at.choose_unit(span(365, 1), "day") == "day"
     with pytest.raises(at.AttributionError, match="unknown window"):
         at.choose_unit(span(3, 1), "fortnight")
+
+
+def test_choose_unit_picks_windows_the_rows_can_support():
+    # 200 rows over 13 weeks: weeks would hold ~15 rows (too few to judge), months ~65
+    stamps = pd.date_range("2025-04-01", periods=200, freq="11h")
+    sizes = at.cell_sizes(stamps)
+    assert sizes["week"]["window_rows"] < at.MIN_ROWS <= sizes["month"]["window_rows"]
+    assert at.choose_unit(stamps) == "month"
+    # with groups, a unit whose group cells are big enough wins over a finer one
+    rng = np.random.default_rng(0)
+    dense = pd.date_range("2025-01-01", periods=1680, freq="1h")   # 70 days
+    groups = rng.choice(list("abcd"), len(dense))
+    assert at.cell_sizes(dense, groups)["week"]["cell_rows"] < at.CELL_ROWS
+    assert at.choose_unit(dense, segments=groups) == "month"
+    assert at.choose_unit(dense) == "week"
+    # fewer than MIN_ROWS in even the median month: one window over everything
+    assert at.choose_unit(pd.date_range("2025-01-01", periods=120, freq="36h")) is None
 
 
 def test_task_and_prediction_kind():
@@ -293,10 +312,77 @@ def test_without_labels_only_data_is_judged(cases):
                                         segment="region")
     result = at.investigate(case.reference, prod, problem).to_dict()
     assert result["verdict"] == "data"
-    assert result["judged"] == {"data": True, "concept": False, "decomposition": False}
+    judged = result["judged"]
+    assert (judged["data"], judged["concept"], judged["decomposition"]) == (True, False, False)
+    assert judged["reasons"]["concept"] == "no target column"
+    assert judged["cells"] == judged["total_cells"] > 0
     assert result["decomposition"] is None
     assert any("not judged" in n for n in result["notes"])
     assert {c["verdict"] for c in result["cells"]} <= {"none", "data"}
+
+
+# --------------------------------------------------------------------------- small data
+
+def _diabetes(unit: str, shift: bool = True) -> dict:
+    ref, prod = diabetes_frames(shift=shift)
+    problem, _ = at.problem_from_frames(ref, prod.copy(), target="target",
+                                        prediction="prediction", timestamp="ts")
+    return at.investigate(ref, prod, problem, unit=unit).to_dict()
+
+
+def test_small_upload_in_weeks_is_not_judged_and_says_what_to_do():
+    # 200 production rows: weeks hold about 17 rows, fewer than MIN_ROWS
+    result = _diabetes("week")
+    assert result["verdict"] == "not_judged"
+    assert {c["verdict"] for c in result["cells"]} == {"not_judged"}
+    judged = result["judged"]
+    assert not judged["data"] and not judged["concept"] and judged["cells"] == 0
+    assert "fewer than 50 rows" in judged["reasons"]["data"]
+    assert "choose a coarser window: a month holds a median" in judged["reasons"]["data"]
+    summary = result["summary"]
+    assert summary.startswith("Not judged:") and "No drift" not in summary
+    assert "nor, (not judged)" not in summary
+    # the note names the windows left out
+    note = next(n for n in result["notes"] if "cells not judged" in n)
+    assert note.startswith(f"{len(result['cells'])} of {len(result['cells'])} cells")
+    assert "2025-03-31 all groups (" in note     # the first week starts on Monday
+
+
+def test_small_upload_auto_window_judges_and_finds_the_two_shifted_features():
+    result = _diabetes("auto")
+    assert result["window"] == "month"                 # not weeks of 17 rows
+    assert result["judged"]["data"] and result["verdict"] in ("data", "both")
+    assert all(c["verdict"] != "not_judged" for c in result["cells"])
+    assert {f["feature"] for f in result["drifted_features"]} == {"bmi", "s5"}
+    assert any(n.startswith("window: month (auto") for n in result["notes"])
+
+
+def test_small_upload_without_drift_is_none_and_judged():
+    result = _diabetes("auto", shift=False)
+    assert result["verdict"] == "none" and result["judged"]["data"]
+    assert result["summary"].startswith("No drift found")
+    assert result["drifted_features"] == []
+
+
+def test_too_few_rows_for_any_calendar_window_is_one_window():
+    ref, prod = diabetes_frames(shift=True)
+    prod = prod.iloc[:120].copy()
+    prod["ts"] = pd.date_range("2025-04-01", periods=120, freq="36h")   # ~20 a month
+    problem, _ = at.problem_from_frames(ref, prod.copy(), target="target",
+                                        prediction="prediction", timestamp="ts")
+    result = at.investigate(ref, prod, problem).to_dict()
+    assert result["window"] is None
+    assert [c["start"] for c in result["cells"]] == [None]
+    assert result["judged"]["data"] and "bmi" in {f["feature"] for f in result["drifted_features"]}
+    assert any("judged as one window over the whole production period" in n
+               for n in result["notes"])
+
+
+def test_verdict_text_names_every_drifted_feature():
+    features = [{"feature": f"f{i}", "role": "moved with others"} for i in range(6)]
+    assert at._names(features) == "f0, f1, f2, f3, f4, f5"
+    many = [{"feature": f"f{i}"} for i in range(11)]
+    assert at._names(many) == "f0, f1, f2, f3, f4, f5, f6, f7 and 3 more"
 
 
 # --------------------------------------------------------------------------- the demo
@@ -341,6 +427,33 @@ def test_demo_ground_truth(demo_result, ground_truth):
                 and pd.Timestamp(c["start"]).month >= data_from]
     assert all(c["data"]["out_of_support_share"] > 0.5 for c in students)
     assert "professionals" in r["summary"] and "neighborhood" in r["summary"]
+    assert all(f["feature"] in r["summary"] for f in r["drifted_features"])
+
+
+def test_demo_levels_are_the_other_pages_levels(demo_store):
+    """The decomposition's reference and realized errors are those of every row (what
+    Overview shows), though the investigation works on samples."""
+    from analysis import queries
+    from analysis.scenarios import rental
+
+    roles = rental.roles()
+    students = queries.Filters(segments={"user_group": ("students",)})
+    ref = queries.load_frame(demo_store, "rental_pricing", "reference", roles.columns, students)
+    prod = queries.load_frame(demo_store, "rental_pricing", "production", roles.columns, students)
+    assert len(ref) > at.SAMPLE_CAP          # so the investigation samples the reference
+    problem = at.Problem(roles.features, roles.target, roles.prediction, roles.timestamp,
+                         roles.segments[0], "regression", "mae")
+    result = at.investigate(ref, prod, problem).to_dict()
+    level = queries.reference_error(demo_store, "rental_pricing", students)["mae"]
+    assert result["decomposition"]["reference"]["value"] == pytest.approx(level, rel=1e-12)
+    months = queries.window_metrics(demo_store, "rental_pricing", "month", students)
+    alls = [c for c in result["cells"] if c["segment"] == "all"]
+    np.testing.assert_allclose([c["decomposition"]["realized"]["value"] for c in alls],
+                               months["mae"], rtol=1e-12)
+    for c in alls:                           # parts still add up
+        d = c["decomposition"]
+        assert d["reference"]["value"] + d["data_part"]["value"] + d["concept_part"]["value"] \
+            == pytest.approx(d["realized"]["value"], rel=1e-9)
 
 
 def test_problem_from_frames_leaves_out_ids_partitions_and_predicted_labels():

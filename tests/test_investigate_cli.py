@@ -124,6 +124,9 @@ def test_labels_not_yet_arrived(tmp_path):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["verdict"] == "data"
-    assert result["judged"] == {"data": True, "concept": False, "decomposition": False}
+    judged = result["judged"]
+    assert (judged["data"], judged["concept"], judged["decomposition"]) == (True, False, False)
+    assert judged["reasons"]["concept"] == "no production row has a label yet"
+    assert judged["cells"] == judged["total_cells"] > 0
     assert any("no target column 'y'" in n for n in result["notes"])
     assert all(c["concept"].get("judged") is False for c in result["cells"])

@@ -77,3 +77,8 @@ def test_bundle_carries_the_dashboards_verdict(demo_store):
     assert len(parts) == 9                                   # April to December
     report = zf.read("report.html").decode()
     assert "Data vs concept: BOTH." in report and "professionals" in report
+    # the text names every feature its table of drifted features lists
+    assert all(f["feature"] in report for f in result["drifted_features"])
+    named = result["summary"].split("Data drift (P(x) changed)")[1].split(".")[0]
+    assert len(result["drifted_features"]) == 6 and \
+        all(f["feature"] in named for f in result["drifted_features"])
