@@ -6,12 +6,14 @@ that does not draw the widget runs).
 """
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from analysis import aggregate, export, heatmap, investigation as inv, queries, report, summary
+from analysis import aggregate, export, heatmap, jobs, queries, report, summary
 from analysis.queries import Filters
 from analysis.store import DEFAULT_STORE, Store
 
@@ -248,16 +250,63 @@ def selected_segments(ctx: "Context", segment: str | None) -> list[str] | None:
 
 
 # -- data vs concept -----------------------------------------------------------------
-@st.cache_data(**CACHE)
-def investigation(root: str, version: str, dataset: str, key: tuple, segment, unit: str,
-                  metric, _progress=None) -> dict:
-    """The investigation's result (also kept on disk by analysis.investigation)."""
-    return inv.investigate_store(Store(root), dataset, _filters(key), segment, unit, metric,
-                                 progress=_progress)
+@st.cache_data(max_entries=16, show_spinner=False)
+def _read_json(path: str, mtime_ns: int) -> dict:
+    return json.loads(Path(path).read_text())
 
 
-@st.cache_data(**CACHE)
-def cell_evidence(root: str, version: str, dataset: str, key: tuple, segment, cell_segment: str,
-                  start, end) -> dict:
-    return inv.cell_evidence_store(Store(root), dataset, _filters(key), segment, cell_segment,
-                                   start, end)
+def stored_result(path: Path) -> dict | None:
+    """A job's JSON result when it is on disk (read once per version of the file)."""
+    try:
+        return _read_json(str(path), path.stat().st_mtime_ns)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def job_panel(kind: str, path: Path, params: dict, label: str, key: str,
+              autostart: bool = True, start_label: str = "Start") -> None:
+    """Progress of the job computing ``path`` with a Cancel button, refreshed every
+    second; the whole page reruns when the result arrives.
+
+    The job starts at once when ``autostart`` (unless this visitor cancelled it), else
+    on a click. A job this visitor started earlier under ``key`` for another result is
+    cancelled first, so moving through options does not pile up computations."""
+    cancelled = st.session_state.get(f"{key}.cancelled") == str(path)
+
+    def launch() -> None:
+        previous = st.session_state.get(f"{key}.started")
+        if previous and previous != str(path):
+            jobs.cancel(Path(previous))
+        jobs.start(kind, params, path)
+        st.session_state[f"{key}.started"] = str(path)
+        st.session_state.pop(f"{key}.cancelled", None)
+
+    if autostart and not cancelled and jobs.state(path).state == "idle" and not path.exists():
+        launch()
+
+    was_running = jobs.state(path).running
+
+    def watch() -> None:
+        now = jobs.state(path)
+        if path.exists() or (was_running and not now.running):
+            st.rerun()   # the whole page: it shows the result, or stops polling
+        if now.running:
+            st.progress(now.fraction or 0.0, text=f"{label}: {now.message} "
+                                                  f"({now.elapsed or 0:.0f} s so far)")
+            if st.button("Cancel", key=f"{key}.cancel", help="Stop this computation"):
+                jobs.cancel(path)
+                st.session_state[f"{key}.cancelled"] = str(path)
+                st.rerun()
+        elif now.state == "failed":
+            st.error(f"{label} failed: {now.error}")
+            if st.button("Try again", key=f"{key}.retry"):
+                launch()
+                st.rerun()
+        else:
+            if cancelled:
+                st.info(f"{label}: cancelled.")
+            if st.button(start_label, key=f"{key}.start", type="primary"):
+                launch()
+                st.rerun()
+
+    st.fragment(watch, run_every=1.0 if was_running else None, key=f"{key}.fragment")()

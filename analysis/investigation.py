@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -93,6 +94,30 @@ def _stored_result(store: Store, dataset: str, filters: Filters | None, segment:
     return problem, filters, _cache_path(store, dataset, key)
 
 
+def filters_to_json(filters: Filters | None) -> dict:
+    filters = filters or Filters()
+    return {"start": None if filters.start is None else filters.start.isoformat(),
+            "end": None if filters.end is None else filters.end.isoformat(),
+            "segments": {k: list(v) for k, v in filters.segments.items()}}
+
+
+def filters_from_json(data: dict) -> Filters:
+    day = lambda v: None if v is None else datetime.fromisoformat(v)  # noqa: E731
+    return Filters(day(data.get("start")), day(data.get("end")),
+                   {k: tuple(v) for k, v in (data.get("segments") or {}).items()})
+
+
+def investigation_job(store: Store, dataset: str, filters: Filters | None = None,
+                      segment: str | None = None, unit: str = "auto",
+                      metric: str | None = None) -> tuple[Path, dict]:
+    """Where :func:`investigate_store` keeps this result, and the parameters of the
+    ``investigation`` job (:mod:`analysis.jobs`) that computes it."""
+    _, _, path = _stored_result(store, dataset, filters, segment, unit, metric)
+    return path, {"root": str(store.root), "dataset": dataset,
+                  "filters": filters_to_json(filters), "segment": segment, "unit": unit,
+                  "metric": metric}
+
+
 def cached_investigation(store: Store, dataset: str, filters: Filters | None = None,
                          segment: str | None = None, unit: str = "auto",
                          metric: str | None = None) -> dict | None:
@@ -107,20 +132,28 @@ def cached_investigation(store: Store, dataset: str, filters: Filters | None = N
 
 def investigate_store(store: Store, dataset: str, filters: Filters | None = None,
                       segment: str | None = None, unit: str = "auto", metric: str | None = None,
-                      progress: Callable[[str], None] | None = None) -> dict:
-    """The investigation's JSON-ready result for a stored dataset (kept on disk)."""
+                      progress: Callable[[str], None] | None = None,
+                      path: Path | None = None) -> dict:
+    """The investigation's JSON-ready result for a stored dataset, kept on disk (at
+    ``path`` when given, else where :func:`investigation_job` says)."""
     stored = cached_investigation(store, dataset, filters, segment, unit, metric)
-    if stored is not None:
+    if stored is not None and path is None:
         return stored
-    problem, filters, path = _stored_result(store, dataset, filters, segment, unit, metric)
+    problem, filters, default = _stored_result(store, dataset, filters, segment, unit, metric)
+    path = path or default
     reference, production = load_slices(store, dataset, problem, filters)
     result = at.investigate(reference, production, problem, unit=unit, progress=progress)
     out = jsonable(result.to_dict())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{np.random.default_rng().integers(1 << 30)}")
-    tmp.write_text(json.dumps(out))
-    tmp.replace(path)
+    _write_json(path, out)
     return out
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write atomically: a reader sees the whole file or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{np.random.default_rng().integers(1 << 30)}")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
 
 
 # --------------------------------------------------------------------------- one cell
@@ -273,10 +306,65 @@ def cell_evidence(reference: pd.DataFrame, window: pd.DataFrame, problem: at.Pro
             "residuals": residuals, "reference_rows": len(ref), "window_rows": len(win)}
 
 
+def evidence_job(store: Store, dataset: str, filters: Filters | None, segment: str | None,
+                 cell_segment: str, start: str | None, end: str | None) -> tuple[Path, dict]:
+    """Where :func:`cell_evidence_store` keeps one cell's evidence, and the parameters of
+    the ``evidence`` job that computes it."""
+    problem = store_problem(store, dataset, segment)
+    filters = _normalised(store, dataset, filters or Filters())
+    key = {"evidence": True, "version": store.version(dataset), "code": _CODE,
+           "filters": filters.key(), "segment": problem.segment, "cell": cell_segment,
+           "start": start, "end": end}
+    return _cache_path(store, dataset, key), {
+        "root": str(store.root), "dataset": dataset, "filters": filters_to_json(filters),
+        "segment": segment, "cell_segment": cell_segment, "start": start, "end": end}
+
+
+def _evidence_to_json(evidence: dict) -> dict:
+    frame = lambda f: None if f is None else f.to_dict(orient="list")  # noqa: E731
+    return {**{k: frame(evidence[k]) for k in ("coefficients", "importance", "predictions")},
+            "residuals": {k: frame(v) for k, v in evidence["residuals"].items()},
+            "reference_rows": int(evidence["reference_rows"]),
+            "window_rows": int(evidence["window_rows"])}
+
+
+def _evidence_from_json(data: dict) -> dict:
+    frame = lambda f: None if f is None else pd.DataFrame(f)  # noqa: E731
+    return {**{k: frame(data[k]) for k in ("coefficients", "importance", "predictions")},
+            "residuals": {k: frame(v) for k, v in data["residuals"].items()},
+            "reference_rows": data["reference_rows"], "window_rows": data["window_rows"]}
+
+
+def cached_evidence(store: Store, dataset: str, filters: Filters | None, segment: str | None,
+                    cell_segment: str, start: str | None, end: str | None) -> dict | None:
+    """The stored :func:`cell_evidence_store` result for this cell, or None (never
+    computes)."""
+    path, _ = evidence_job(store, dataset, filters, segment, cell_segment, start, end)
+    try:
+        return _evidence_from_json(json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
 def cell_evidence_store(store: Store, dataset: str, filters: Filters | None, segment: str | None,
                         cell_segment: str, start: str | None, end: str | None,
-                        seed: int = 0) -> dict:
-    """:func:`cell_evidence` for one cell of a stored dataset's investigation."""
+                        seed: int = 0, path: Path | None = None) -> dict:
+    """:func:`cell_evidence` for one cell of a stored dataset's investigation (kept on
+    disk beside the investigation, at ``path`` when given, and read from there when it
+    is)."""
+    stored = cached_evidence(store, dataset, filters, segment, cell_segment, start, end)
+    if stored is not None and path is None:
+        return stored
+    path = path or evidence_job(store, dataset, filters, segment, cell_segment, start, end)[0]
+    evidence = _cell_evidence_uncached(store, dataset, filters, segment, cell_segment, start,
+                                       end, seed)
+    _write_json(path, _evidence_to_json(evidence))
+    return evidence
+
+
+def _cell_evidence_uncached(store: Store, dataset: str, filters: Filters | None,
+                            segment: str | None, cell_segment: str, start: str | None,
+                            end: str | None, seed: int) -> dict:
     problem = store_problem(store, dataset, segment)
     reference, production = load_slices(store, dataset, problem, filters)
     if problem.has_model and problem.task == "classification":
@@ -360,12 +448,23 @@ def window_parts(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def warm(root: str | Path, progress: Callable[[str], None] = print) -> None:
-    """Compute (or find cached) every dataset's investigation with the page's defaults,
-    so the dashboard opens on it at once."""
+def warm(root: str | Path, wait: bool = False) -> list[Path]:
+    """Start (in worker processes, :mod:`analysis.jobs`) every dataset's investigation
+    with the Data vs concept page's defaults, unless it is already kept in the store or
+    running, so the page finds it done or on its way. With ``wait``, block until they
+    end. Returns the results' paths."""
+    from analysis import jobs
+
     store = Store(root)
+    paths = []
     for dataset in store.datasets():
-        problem = store_problem(store, dataset)
-        if problem.timestamp is None:
+        if store_problem(store, dataset).timestamp is None:
             continue
-        investigate_store(store, dataset, progress=lambda m: progress(f"  {dataset}: {m}"))
+        path, params = investigation_job(store, dataset)
+        paths.append(path)
+        if not path.exists():
+            jobs.start("investigation", params, path)
+    if wait:
+        for path in paths:
+            jobs.wait(path)
+    return paths

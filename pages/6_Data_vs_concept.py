@@ -1,11 +1,11 @@
 """Data vs concept: did the inputs change (P(x)) or the relationship to the target (P(y|x)),
 in which group, since when, and how much of the error each explains."""
-import pandas as pd
 import streamlit as st
 
 import ui
+from analysis import concept_view as view
 from analysis import investigation as inv
-from analysis.attribution import ALL, CLASSIFICATION_METRICS, METRICS, REGRESSION_METRICS
+from analysis.attribution import CLASSIFICATION_METRICS, METRICS, REGRESSION_METRICS
 from analysis.figures import (decomposition_figure, predictions_figure, residual_profile_figure,
                               side_by_side_figure, unit_of, verdict_grid_figure)
 
@@ -17,42 +17,37 @@ c1, c2, c3 = st.columns(3)
 segment = c1.selectbox("Segment column", roles.segments or [None], key="concept.segment",
                        format_func=lambda v: "none" if v is None else v)
 unit = c2.selectbox("Window", ["auto", "hour", "day", "week", "month"], key="concept.unit",
-                    help="auto: the calendar unit giving about 8 to 30 windows")
+                    help="auto: windows that hold enough rows to judge, 8 to 30 of them where "
+                         "the data allows (one window over everything when even months are "
+                         "too small)")
 metrics = REGRESSION_METRICS if ctx.info.task == "regression" else CLASSIFICATION_METRICS
 metric = c3.selectbox("Error metric", [None, *metrics], key="concept.metric",
                       format_func=lambda m: "default" if m is None else METRICS[m],
                       disabled=not (roles.target and roles.prediction))
 
-status = st.empty()
-with st.spinner("Investigating every group and window (about half a minute on the demo; "
-                "kept afterwards)…"):
-    result = ui.investigation(ctx.root, ctx.version, ctx.dataset, ctx.key, segment, unit, metric,
-                              _progress=lambda m: status.caption(f"⏳ {m}"))
-status.empty()
+path, params = inv.investigation_job(ctx.store, ctx.dataset, ctx.filters, segment, unit, metric)
+result = ui.stored_result(path)
+if result is None:
+    st.info("The investigation for these filters is on its way: a domain classifier and an "
+            "independent model of the target per window, and the tests of every group × "
+            "window cell. It runs in the background and is kept in the store, so you can "
+            "browse other pages meanwhile (about a minute on the demo on a quiet machine).")
+    ui.job_panel("investigation", path, params, "Investigating every group and window",
+                 "concept.job", start_label="Run the investigation")
+    st.stop()
 
-verdict = result["verdict"]
-banner = {"none": st.success, "data": st.info, "concept": st.warning, "both": st.warning}[verdict]
-banner(f"**Verdict: {verdict.upper()}** — " + {
-    "none": "no drift beyond noise.", "data": "the inputs changed (P(x)).",
-    "concept": "the relationship between inputs and target changed (P(y|x)).",
-    "both": "both the inputs and the relationship to the target changed."}[verdict])
+kind, text = view.banner(result)
+getattr(st, kind)(text)
 st.markdown("**For the postmortem**")
 st.code(result["summary"], language=None, wrap_lines=True)
 
-d = result["decomposition"]
-label = result["metric_label"] or ""
-if d:
-    cols = st.columns(5)
-    fmt = lambda part: "—" if part["value"] is None else f"{part['value']:,.4g}"  # noqa: E731
-    ci = lambda part: "" if part["low"] is None else f"95% CI {part['low']:,.3g} to {part['high']:,.3g}"  # noqa: E731
-    cols[0].metric(f"Reference {result['metric']}", fmt(d["reference"]), help=ci(d["reference"]))
-    cols[1].metric("Expected", fmt(d["expected"]),
-                   help="What the inputs' shift alone predicts. " + ci(d["expected"]))
-    cols[2].metric(f"Realized {result['metric']}", fmt(d["realized"]), help=ci(d["realized"]))
-    cols[3].metric("Data-drift part", fmt(d["data_part"]), help=ci(d["data_part"]))
-    cols[4].metric("Concept-drift part", fmt(d["concept_part"]), help=ci(d["concept_part"]))
+cards = view.decomposition_cards(result)
+if cards:
+    for col, card in zip(st.columns(len(cards)), cards):
+        col.metric(card["label"], card["value"], help=card["help"])
     parts = inv.window_parts(result)
     if not parts.empty:
+        label = result["metric_label"] or ""
         ui.chart(decomposition_figure(parts, label, result["window"]), "concept.decomposition",
                  f"decomposition-{ctx.dataset}")
         st.caption("Bars: the change of the error against the reference, split into what the "
@@ -61,8 +56,8 @@ if d:
                    "drift) and the rest (concept drift), with 95% bootstrap intervals. The "
                    "verdict's concept test compares the two periods on the inputs both share.")
 elif not result["judged"]["decomposition"]:
-    st.info("The model's error cannot be decomposed: this dataset has no "
-            + ("prediction" if roles.target else "target") + " column.")
+    st.info("The model's error cannot be decomposed: "
+            f"{result['judged'].get('reasons', {}).get('decomposition') or 'no labels'}.")
 
 grid = inv.grid_frame(result)
 ui.chart(verdict_grid_figure(grid, result["segment"], result["window"]), "concept.grid",
@@ -71,21 +66,26 @@ ui.chart(verdict_grid_figure(grid, result["segment"], result["window"]), "concep
 left, right = st.columns(2)
 with left:
     st.subheader("Data drift: which features")
-    if result["drifted_features"]:
-        st.dataframe(pd.DataFrame(result["drifted_features"])[
-            ["feature", "role", "max_psi", "first_window", "segments"]].rename(
-            columns={"max_psi": "max PSI", "first_window": "since"}), hide_index=True)
-    else:
+    drifted = view.drifted_table(result)
+    if not drifted.empty:
+        st.dataframe(drifted, hide_index=True, column_config={
+            "feature": st.column_config.TextColumn(width="medium"),
+            "max PSI": st.column_config.NumberColumn(format="%.3f", width="small"),
+            "since": st.column_config.TextColumn(width="small"),
+            "groups": st.column_config.TextColumn(width="medium")})
+    elif result["judged"]["data"]:
         st.write("No feature's distribution changed beyond noise.")
+    else:
+        st.write(f"Not judged: {result['judged']['reasons']['data']}.")
 with right:
     st.subheader("Concept drift: along which features")
-    if result["concept_features"]:
-        st.dataframe(pd.DataFrame(result["concept_features"]).rename(
-            columns={"importance": "share of disagreement"}), hide_index=True)
-    elif result["judged"]["concept"]:
-        st.write("P(y|x) did not change beyond noise.")
+    status = view.concept_status(result)
+    if status is None:
+        st.dataframe(view.concept_table(result), hide_index=True,
+                     column_config={"share of disagreement": st.column_config.ProgressColumn(
+                         format="percent", min_value=0.0, max_value=1.0)})
     else:
-        st.write("Not judged: no labels.")
+        st.write(status)
 for note in result["notes"]:
     st.caption(f"ℹ️ {note}")
 
@@ -93,16 +93,16 @@ for note in result["notes"]:
 st.divider()
 st.subheader("Evidence for one cell")
 cells = result["cells"]
-segments = [ALL] + sorted({c["segment"] for c in cells} - {ALL})
-flagged = [c for c in cells if c["verdict"] != "none"]
-first = next((c for c in flagged if c["verdict"] in ("concept", "both") and c["segment"] != ALL),
-             flagged[0] if flagged else cells[0])
+segments, first = view.cell_choices(result)
 k1, k2 = st.columns(2)
+if st.session_state.get("concept.cell_segment") not in segments:
+    st.session_state.pop("concept.cell_segment", None)
 cell_segment = k1.selectbox("Group", segments, index=segments.index(first["segment"]),
                             key="concept.cell_segment")
 starts = [c["start"] for c in cells if c["segment"] == cell_segment]
-labels = {s: ("all rows" if s is None else s[:16].replace("T", " ")) for s in starts}
-cell_start = k2.selectbox("Window", starts, format_func=labels.get, key="concept.cell_start",
+if st.session_state.get("concept.cell_start") not in starts:
+    st.session_state.pop("concept.cell_start", None)
+cell_start = k2.selectbox("Window", starts, format_func=view.window_label, key="concept.cell_start",
                           index=starts.index(first["start"]) if first["start"] in starts else 0)
 cell = next(c for c in cells if c["segment"] == cell_segment and c["start"] == cell_start)
 st.code(inv.cell_text(cell, result), language=None, wrap_lines=True)
@@ -116,38 +116,45 @@ if cell["data"].get("judged"):
     e3.metric("Outside reference support", f"{cell['data']['out_of_support_share']:.0%}",
               help="Window rows where the window is over 20× as dense as the reference")
     e4.metric("Weights clipped", f"{cell['data']['clipped_share']:.1%}")
-    table = pd.DataFrame([{"feature": f, "PSI": v["psi"], "p (Holm)": v.get("p_adjusted"),
-                           "drifted": v.get("drifted")} for f, v in cell["data"]["features"].items()])
-    st.dataframe(table.sort_values("PSI", ascending=False), hide_index=True,
+    st.dataframe(view.cell_feature_table(cell), hide_index=True,
                  column_config={"PSI": st.column_config.NumberColumn(format="%.3f"),
                                 "p (Holm)": st.column_config.NumberColumn(format="%.2g")})
 
-if roles.target and cell["concept"].get("judged"):
-    with st.spinner("Retraining on this cell…"):
-        try:
-            evidence = ui.cell_evidence(ctx.root, ctx.version, ctx.dataset, ctx.key, segment,
-                                        cell_segment, cell_start, cell["end"])
-        except ValueError as exc:
-            evidence = None
-            st.info(str(exc))
-    if evidence:
-        target_unit = unit_of(roles.target) or roles.target
-        ui.chart(side_by_side_figure(evidence["coefficients"], "surrogate coefficient "
-                                     f"({target_unit} per standard deviation of the input)",
-                                     "Linear surrogate of each model: reference vs retrained"),
-                 "concept.coefficients", f"coefficients-{ctx.dataset}")
-        ui.chart(side_by_side_figure(evidence["importance"], "permutation importance "
-                                     "(increase of the error when the feature is shuffled)",
-                                     "Permutation importance: reference vs retrained"),
-                 "concept.importance", f"importance-{ctx.dataset}")
-        ui.chart(predictions_figure(evidence["predictions"], target_unit),
-                 "concept.predictions", f"predictions-{ctx.dataset}")
-        profiles = {f: p for f, p in evidence["residuals"].items() if p is not None}
-        if profiles:
-            ranked = inv.rank_residual_changes(profiles)
-            feature = st.selectbox("Residuals along", ranked, key="concept.residual_feature",
-                                   help="Features ordered by the largest change of the mean "
-                                        "residual in any bin")
-            ui.chart(residual_profile_figure(profiles[feature], feature,
-                                             f"{roles.target} − {roles.prediction}"),
-                     "concept.residuals", f"residuals-{ctx.dataset}-{feature}")
+why_not = view.evidence_available(cell, bool(roles.target))
+if why_not:
+    st.info(why_not)
+    st.stop()
+ev_path, ev_params = inv.evidence_job(ctx.store, ctx.dataset, ctx.filters, segment, cell_segment,
+                                      cell_start, cell["end"])
+evidence = inv.cached_evidence(ctx.store, ctx.dataset, ctx.filters, segment, cell_segment,
+                               cell_start, cell["end"])
+if evidence is None:
+    st.caption("The evidence retrains a model on this cell's rows and compares it with the "
+               "reference model (a few seconds to a minute).")
+    ui.job_panel("evidence", ev_path, ev_params, "Retraining on this cell", "concept.evidence",
+                 autostart=False, start_label="Show the evidence for this cell")
+    st.stop()
+
+warning = view.support_warning(cell)
+if warning:
+    st.warning(warning)
+target_unit = unit_of(roles.target) or roles.target
+ui.chart(side_by_side_figure(evidence["coefficients"], "surrogate coefficient "
+                             f"({target_unit} per standard deviation of the input)",
+                             "Linear surrogate of each model: reference vs retrained"),
+         "concept.coefficients", f"coefficients-{ctx.dataset}")
+ui.chart(side_by_side_figure(evidence["importance"], "permutation importance "
+                             "(increase of the error when the feature is shuffled)",
+                             "Permutation importance: reference vs retrained"),
+         "concept.importance", f"importance-{ctx.dataset}")
+ui.chart(predictions_figure(evidence["predictions"], target_unit),
+         "concept.predictions", f"predictions-{ctx.dataset}")
+profiles = {f: p for f, p in evidence["residuals"].items() if p is not None}
+if profiles:
+    ranked = inv.rank_residual_changes(profiles)
+    feature = st.selectbox("Residuals along", ranked, key="concept.residual_feature",
+                           help="Features ordered by the largest change of the mean "
+                                "residual in any bin")
+    ui.chart(residual_profile_figure(profiles[feature], feature,
+                                     f"{roles.target} − {roles.prediction}"),
+             "concept.residuals", f"residuals-{ctx.dataset}-{feature}")

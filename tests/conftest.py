@@ -28,3 +28,20 @@ def demo_store() -> Store:
 def ground_truth() -> dict:
     return rental.ground_truth()
 
+
+
+@pytest.fixture(scope="session")
+def demo_investigation(demo_store) -> dict:
+    """The Data vs concept page's default investigation of the demo, kept in the store
+    (computed here, in this process, when set-up has not)."""
+    from analysis.investigation import investigate_store
+    return investigate_store(demo_store, rental.ground_truth()["dataset"])
+
+
+@pytest.fixture(autouse=True)
+def no_job_left_behind():
+    """A test's worker processes (jobs started in this process) end with the test."""
+    from analysis import jobs
+    yield
+    for path in jobs.started_here():
+        jobs.cancel(path)

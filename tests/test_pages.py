@@ -234,31 +234,3 @@ def test_upload_page_refuses_bad_file_and_writes_nothing(tmp_path, monkeypatch):
     assert "type" in set(report["check"]) and "line 5: 'oops'" in " ".join(report["examples"])
     assert not [b for b in at.button if b.key == "upload.commit"]
     assert sorted(p.name for p in store.root.rglob("*")) == before
-
-
-def test_data_vs_concept_page_shows_the_investigation(demo_store, ground_truth):
-    from analysis.investigation import investigate_store
-
-    at = _open("pages/6_Data_vs_concept.py")
-    assert not at.exception, at.exception
-    result = investigate_store(demo_store, ground_truth["dataset"])   # cached on disk
-    assert result["verdict"] == "both"
-    assert any("Verdict: BOTH" in w.value for w in at.warning)
-    assert at.code[0].value == result["summary"]
-    metrics = {m.label: m.value for m in at.metric}
-    d = result["decomposition"]
-    assert metrics["Concept-drift part"] == f"{d['concept_part']['value']:,.4g}"
-    assert metrics["Reference mae"] == f"{d['reference']['value']:,.4g}"
-    # the default cell is the first concept cell of a group: professionals in September
-    assert at.selectbox(key="concept.cell_segment").value == "professionals"
-    assert at.selectbox(key="concept.cell_start").value.startswith(
-        f"{ground_truth['year']}-{ground_truth['concept_drift']['from_month']:02d}")
-    assert "verdict CONCEPT" in at.code[1].value
-    # another cell: students in June are data drift, new inputs outside the support
-    at.selectbox(key="concept.cell_segment").set_value("students").run()
-    at.selectbox(key="concept.cell_start").set_value(
-        next(c["start"] for c in result["cells"] if c["segment"] == "students"
-             and c["start"].startswith(f"{ground_truth['year']}-06"))).run()
-    assert not at.exception
-    assert "verdict DATA" in at.code[1].value and "outside the reference's support" in at.code[1].value
-    assert at.selectbox(key="concept.residual_feature").value

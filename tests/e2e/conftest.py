@@ -57,20 +57,23 @@ def _serve(store_root: Path):
         time.sleep(0.3)
 
 
-def _stop(proc) -> None:
+def _stop(proc, store_root: Path) -> None:
+    """Stop the server, then the jobs it started (they run in their own sessions)."""
+    from analysis import jobs
     proc.terminate()
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+    jobs.cancel_all(store_root)
 
 
 @pytest.fixture(scope="session")
-def server_url(demo_store):
-    """The dashboard on the demo store."""
+def server_url(demo_store, demo_investigation):
+    """The dashboard on the demo store (its default investigation already kept)."""
     proc, url = _serve(demo_store.root)
     yield url
-    _stop(proc)
+    _stop(proc, demo_store.root)
 
 
 @pytest.fixture()
@@ -81,7 +84,7 @@ def small_store_url(tmp_path):
     store, frame = make_small_store(tmp_path)
     proc, url = _serve(store.root)
     yield url, store, frame
-    _stop(proc)
+    _stop(proc, store.root)
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +94,14 @@ def screenshot_dir(tmp_path_factory) -> Path:
     path = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture()
+def diabetes_store_url(tmp_path):
+    """The dashboard on a fresh store holding only a small upload ('diabetes': 242
+    reference and 200 production rows, two features shifted); yields (URL, store)."""
+    from smallstore import make_diabetes_store
+    store = make_diabetes_store(tmp_path)
+    proc, url = _serve(store.root)
+    yield url, store
+    _stop(proc, store.root)
