@@ -2,6 +2,7 @@
 and the store left byte-for-byte unchanged; good files of every accepted flavour stored."""
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,10 @@ from analysis.ingest import infer_roles, ingest, read_snapshot
 from analysis.store import Roles, Store
 
 ROOT = Path(__file__).resolve().parent.parent
+# the command line runs from another folder; this checkout's package, not whichever one
+# the virtual environment has installed (a git worktree shares the main one's .venv)
+CLI_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
 ROLES = {"timestamp": "ts", "segments": ["group"], "numeric": ["area", "rooms"],
          "categorical": ["city"], "prediction": "predicted_rent", "target": "rent"}
 
@@ -94,7 +99,7 @@ def test_bad_file_refused_with_its_finding_and_store_unchanged(store, tmp_path, 
     before = _fingerprint(store.root)
     out = subprocess.run([sys.executable, "-m", "analysis", "ingest", "--store", str(store.root),
                           "--dataset", "rent", "--slice", "production", str(path)],
-                         capture_output=True, text=True, cwd=tmp_path)
+                         capture_output=True, text=True, cwd=tmp_path, env=CLI_ENV)
     assert out.returncode == 2, out.stdout + out.stderr
     assert f"error: [{check}]" in out.stderr, out.stderr
     assert "the store is unchanged" in out.stderr
@@ -166,7 +171,8 @@ def test_roles_inferred_for_a_new_dataset_and_printed(tmp_path):
     assert roles.to_dict() == {**ROLES, "id": None}
     out = subprocess.run([sys.executable, "-m", "analysis", "ingest", "--store",
                           str(tmp_path / "s"), "--dataset", "fresh", "--slice", "reference",
-                          str(path)], capture_output=True, text=True, cwd=tmp_path)
+                          str(path)], capture_output=True, text=True, cwd=tmp_path,
+                         env=CLI_ENV)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[0].split("inferred roles: ")[1]) == {**ROLES, "id": None}
     assert "stored 20 rows" in out.stdout.splitlines()[-1]
@@ -176,7 +182,7 @@ def test_snapshots_cli_lists_and_removes(store, tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "analysis", "snapshots", "--store",
                                str(store.root), "--dataset", "rent", *args],
-                              capture_output=True, text=True, cwd=tmp_path)
+                              capture_output=True, text=True, cwd=tmp_path, env=CLI_ENV)
     listed = json.loads(run("--json").stdout)
     assert [s["slice"] for s in listed] == ["reference", "production"]
     assert {"id", "slice", "rows", "source", "loaded_at"} <= set(listed[0])
