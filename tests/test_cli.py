@@ -126,3 +126,40 @@ def test_bad_input_one_line_error_exit_2(csvs, tmp_path, case, message):
     assert message in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "Traceback" not in out.stderr
+
+
+# -- files that are not tables (issue #10, item 11) -------------------------------------
+def png_bytes() -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00\x10\x20\x00\x30\x40")) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("command", ["drift", "investigate"])
+@pytest.mark.parametrize("side", ["reference", "production"])
+def test_a_png_given_as_csv_is_one_clear_error(csvs, tmp_path, command, side):
+    image = tmp_path / "chart.csv"
+    image.write_bytes(png_bytes())
+    ref, prod = csvs
+    files = {"reference": str(ref), "production": str(prod), side: str(image)}
+    out = run(command, "--reference", files["reference"], "--production", files["production"])
+    assert out.returncode == 2
+    assert out.stderr.strip() == (f"error: {side} file {image} is not a CSV/Parquet file: it "
+                                  "looks like a PNG image")
+    assert "tokenizing" not in out.stderr and out.stdout == ""
+
+
+def test_a_parquet_file_named_csv_is_read_as_parquet(csvs, tmp_path):
+    ref, prod = csvs
+    renamed = tmp_path / "prod_really_parquet.csv"
+    pd.read_csv(prod).to_parquet(renamed)
+    a = json.loads(run("drift", "--reference", str(ref), "--production", str(prod),
+                       "--json").stdout)
+    b = run("drift", "--reference", str(ref), "--production", str(renamed), "--json")
+    assert b.returncode == 0, b.stderr
+    assert json.loads(b.stdout) == a
