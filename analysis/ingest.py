@@ -36,14 +36,11 @@ import pyarrow as pa
 
 from analysis.queries import quote
 from analysis.store import SLICES, Roles, Snapshot, Store, StoreError, table_sha256
-from analysis.tables import SNIFF_BYTES, not_a_table_message, sniff_delimiter, sniff_format
+from analysis.tables import (PREDICTION_NAMES, SNIFF_BYTES, TARGET_NAMES, not_a_table_message,
+                             sniff_delimiter, sniff_format)
 
 EXAMPLES = 3
 _TIME_NAMES = re.compile(r"(^|_)(ts|time|timestamp|date|datetime|created_at|event_time)$|_at$",
-                         re.I)
-_TARGET_NAMES = re.compile(r"^(y|target|label|actual|ground_truth|outcome)$|_(target|actual|true)$",
-                           re.I)
-_PRED_NAMES = re.compile(r"^(pred|prediction|predicted|score|y_hat|yhat)$|^(pred|predicted)_|_(pred|prediction)$",
                          re.I)
 _SEGMENT_NAMES = re.compile(r"(^|_)(group|segment|cohort|region|country|channel|tier|plan)$", re.I)
 
@@ -205,9 +202,9 @@ def infer_roles(table: pa.Table) -> Roles:
         if roles.timestamp is None and (pa.types.is_timestamp(dtype) or pa.types.is_date(dtype)
                                         or (_TIME_NAMES.search(name) and pa.types.is_string(dtype))):
             roles.timestamp = name
-        elif roles.target is None and _TARGET_NAMES.search(name):
+        elif roles.target is None and TARGET_NAMES.search(name):
             roles.target = name
-        elif roles.prediction is None and _PRED_NAMES.search(name):
+        elif roles.prediction is None and PREDICTION_NAMES.search(name):
             roles.prediction = name
         elif _SEGMENT_NAMES.search(name) and not _is_numeric(dtype):
             roles.segments.append(name)

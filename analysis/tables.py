@@ -1,7 +1,8 @@
 """Reading user tables (CSV or Parquet) for the command line, with one-line errors.
 
 Also what the command line and the Upload page share about a user's file: whether its
-first bytes are text, Parquet or something else (:func:`sniff_format`).
+first bytes are text, Parquet or something else (:func:`sniff_format`), and which
+columns are named like the model's target and prediction (:func:`infer_outcome_columns`).
 """
 from __future__ import annotations
 
@@ -46,6 +47,13 @@ MAGIC_BYTES = (
 _CONTROL = bytes(b for b in range(32) if b not in b"\t\n\x0b\x0c\r\x1b")
 #: Share of control bytes above which a file without a NUL byte is taken as binary.
 MAX_CONTROL_SHARE = 0.01
+#: Column names taken for the model's target and prediction when none is given (the
+#: Upload page's suggested roles and the command line's defaults use the same names).
+TARGET_NAMES = re.compile(r"^(y|target|label|actual|ground_truth|outcome)$|_(target|actual|true)$",
+                          re.I)
+PREDICTION_NAMES = re.compile(r"^(pred|prediction|predicted|score|y_hat|yhat)$"
+                              r"|^(pred|predicted)_|_(pred|prediction)$", re.I)
+_PREDICTION_AFFIXES = re.compile(r"^(pred|predicted)_|_(pred|prediction)$", re.I)
 
 
 class InputError(ValueError):
@@ -149,6 +157,56 @@ def read_table(path: str | Path, label: str = "input") -> pd.DataFrame:
     return frame
 
 
+def infer_outcome_columns(columns, target: str | None = None, prediction: str | None = None,
+                          taken=()) -> tuple[str | None, str | None, list[str]]:
+    """The target and prediction columns: those given, else the one column named like each.
+
+    A role not given is the only column (not in ``taken``) whose name matches
+    :data:`TARGET_NAMES` or :data:`PREDICTION_NAMES`; several matches choose none. A
+    target still missing is the stem of a prediction named ``predicted_X``, ``pred_X``,
+    ``X_pred`` or ``X_prediction`` when ``X`` is a column.
+
+    Parameters
+    ----------
+    columns : iterable of str
+        The columns to choose from (the reference file's).
+    target, prediction : str or None
+        What the user named; kept as given.
+    taken : iterable of str
+        Columns the user gave another role (timestamp, segment, features, excluded).
+
+    Returns
+    -------
+    (target, prediction, notes)
+        ``notes`` says, one line each, what was assumed and how to choose otherwise.
+    """
+    columns = [str(c) for c in columns]
+    taken = {c for c in taken if c}
+    notes = []
+
+    def named_like(pattern, role, other):
+        found = [c for c in columns if pattern.search(c) and c not in taken and c != other]
+        if len(found) == 1:
+            notes.append(f"using {found[0]!r} as the {role} (pass --{role} to choose)")
+            return found[0]
+        if found:
+            notes.append(f"several columns look like the {role} ({', '.join(found)}); none "
+                         f"used: pass --{role} to choose")
+        return None
+
+    if target is None:
+        target = named_like(TARGET_NAMES, "target", prediction)
+    if prediction is None:
+        prediction = named_like(PREDICTION_NAMES, "prediction", target)
+    if target is None and prediction is not None:
+        stem = _PREDICTION_AFFIXES.sub("", prediction)
+        if stem != prediction and stem in columns and stem not in taken:
+            target = stem
+            notes.append(f"using {stem!r} as the target (the prediction {prediction!r} names "
+                         "it; pass --target to choose)")
+    return target, prediction, notes
+
+
 def looks_like_timestamp(series: pd.Series) -> bool:
     """True for datetime columns and text columns whose every value parses as a date."""
     if pd.api.types.is_datetime64_any_dtype(series):
@@ -200,13 +258,17 @@ def column_kinds(reference: pd.DataFrame, production: pd.DataFrame,
 
 
 def pick_features(reference: pd.DataFrame, production: pd.DataFrame,
-                  requested: list[str] | None) -> tuple[dict[str, str], list[str]]:
-    """Features to compare and the common columns skipped (timestamps, written indexes).
+                  requested: list[str] | None, outcomes: dict[str, str] | None = None
+                  ) -> tuple[dict[str, str], dict[str, str]]:
+    """Features to compare, and the shared columns left out with the reason for each
+    (column -> ``"the target"``, ``"the prediction"``, ``"a timestamp"``, ``"a row index"``).
 
-    Without ``requested``: every column the two tables share, except timestamp-like
-    columns and a pandas row index written into the file. With it: exactly those
-    columns, each of which must be in both tables.
+    Without ``requested``: every column the two tables share, except the model's
+    outcome columns (``outcomes``: column -> role, such as ``{"rent": "target"}``),
+    timestamp-like columns and a pandas row index written into the file. With it:
+    exactly those columns, each of which must be in both tables and none an outcome.
     """
+    outcomes = {c: role for c, role in (outcomes or {}).items() if c}
     common = [c for c in reference.columns if c in set(production.columns)]
     if requested:
         missing = [c for c in requested if c not in common]
@@ -217,16 +279,26 @@ def pick_features(reference: pd.DataFrame, production: pd.DataFrame,
                          if c not in f.columns]
                 where.append(f"{c!r} (not in {' and '.join(sides)})")
             raise InputError(f"unknown feature(s): {', '.join(where)}")
-        return column_kinds(reference, production, list(requested)), []
+        clash = [f"{c!r} (the {outcomes[c]})" for c in requested if c in outcomes]
+        if clash:
+            raise InputError(f"--features names the model's own column(s): {', '.join(clash)}")
+        return column_kinds(reference, production, list(requested)), {}
     if not common:
         raise InputError("the reference and production files have no column in common")
-    skipped = [c for c in common if looks_like_timestamp(reference[c])
-               or looks_like_index(reference[c], production[c])]
+    skipped = {}
+    for c in common:
+        if c in outcomes:
+            skipped[c] = f"the {outcomes[c]}"
+        elif looks_like_timestamp(reference[c]):
+            skipped[c] = "a timestamp"
+        elif looks_like_index(reference[c], production[c]):
+            skipped[c] = "a row index"
     features = [c for c in common if c not in skipped]
     if not features:
-        raise InputError("the shared columns are all timestamps; nothing to compare")
+        raise InputError("no feature left to compare: the shared columns are all the model's "
+                         "target or prediction, timestamps or row indexes")
     return column_kinds(reference, production, features), skipped
 
 
-__all__ = ["InputError", "jsonable", "read_table", "sniff_format", "pick_features",
-           "column_kinds", "looks_like_timestamp", "NUMERIC", "CATEGORICAL"]
+__all__ = ["InputError", "jsonable", "read_table", "sniff_format", "infer_outcome_columns",
+           "pick_features", "column_kinds", "looks_like_timestamp", "NUMERIC", "CATEGORICAL"]
