@@ -262,3 +262,81 @@ def test_data_vs_concept_page_shows_the_investigation(demo_store, ground_truth):
     assert not at.exception
     assert "verdict DATA" in at.code[1].value and "outside the reference's support" in at.code[1].value
     assert at.selectbox(key="concept.residual_feature").value
+
+# ---------------------------------------------------------------------------------------
+# Issue #10 (item 7): the Upload page's refusals and commits.
+# ---------------------------------------------------------------------------------------
+def _png() -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00\x10\x20\x00\x30\x40")) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("kind", ["image", "executable"])
+def test_upload_refuses_a_binary_file_without_preview(tmp_path, monkeypatch, kind):
+    import sys
+    name, content, looks_like = {
+        "image": ("chart.csv", _png(), "a PNG image"),
+        "executable": ("tool.csv", Path(sys.executable).resolve().read_bytes()[:100_000],
+                       "an ELF executable")}[kind]
+    store, _ = _small_store(tmp_path, monkeypatch)
+    before = sorted(p.name for p in store.root.rglob("*"))
+    at = _open("pages/5_Upload.py")
+    at.file_uploader(key="upload.file").set_value((name, content, "text/csv")).run()
+    assert not at.exception, at.exception
+    message = f"not a CSV/Parquet file: it looks like {looks_like}"
+    (status,) = at.status
+    assert status.state == "error" and message in status.label   # red, not a green "Read"
+    assert message in at.error[0].value
+    assert not [d for d in at.dataframe if "check" not in d.value.columns  # no preview
+                and "slice" not in d.value.columns]
+    assert not any("rows ×" in c.value for c in at.caption)
+    assert not [b for b in at.button if b.key == "upload.commit"]
+    assert sorted(p.name for p in store.root.rglob("*")) == before
+
+
+def test_upload_commit_shows_success_and_no_second_commit(tmp_path, monkeypatch):
+    store, frame = _small_store(tmp_path, monkeypatch)
+    good = frame(600, "2025-03-01", shift=1.0).to_csv(index=False).encode()
+    at = _open("pages/5_Upload.py")
+    at.file_uploader(key="upload.file").set_value(("march.csv", good, "text/csv")).run()
+    at.button(key="upload.commit").click().run()
+    assert not at.exception, at.exception
+    for _ in range(2):  # after the commit, and on any later rerun
+        assert any("Stored 600 rows" in s.value for s in at.success)
+        assert not at.error, [e.value for e in at.error]
+        assert not [b for b in at.button if b.key == "upload.commit"]
+        at.run()
+    assert len(store.snapshots("shop", "production")) == 1
+    # the same file to the other slice is another upload, validated afresh: its content
+    # is stored already
+    at.radio(key="upload.slice").set_value("reference").run()
+    assert not any("Stored 600 rows" in s.value for s in at.success)
+    assert "already stored as snapshot" in at.error[0].value
+
+
+def test_upload_report_wraps_long_messages(tmp_path, monkeypatch):
+    import json
+    store, frame = _small_store(tmp_path, monkeypatch)
+    wide = frame(40, "2025-03-01").drop(columns=["c", "group"])
+    for i in range(6):
+        wide[f"an_extra_column_with_a_long_name_{i}"] = i
+    at = _open("pages/5_Upload.py")
+    at.file_uploader(key="upload.file").set_value(
+        ("wide.csv", wide.to_csv(index=False).encode(), "text/csv")).run()
+    assert not at.exception, at.exception
+    (report,) = [d for d in at.dataframe if "check" in d.value.columns]
+    config = json.loads(report.proto.columns)
+    widths = {c: config[c]["width"] for c in report.value.columns}
+    # every column has a set width, together no wider than the page at 1280 px (820 px
+    # beside the sidebar), the message the widest
+    assert sum(widths.values()) <= 820 and max(widths, key=widths.get) == "message"
+    assert report.proto.row_height > 64  # the grid wraps text only in rows above 64 px
+    # and every error and warning is written out in full under the grid
+    assert "required column(s) missing: group, c" in at.error[0].value.replace("\\", "")
+    assert "an_extra_column_with_a_long_name_5" in at.warning[0].value.replace("\\", "")
