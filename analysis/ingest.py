@@ -40,6 +40,9 @@ from analysis.tables import (PREDICTION_NAMES, SNIFF_BYTES, TARGET_NAMES, not_a_
                              sniff_delimiter, sniff_format)
 
 EXAMPLES = 3
+#: The demo dataset (``python -m analysis demo``; its name is the ground truth's
+#: ``dataset``): what a new visitor sees first when the store holds it.
+DEMO_DATASET = "rental_pricing"
 _TIME_NAMES = re.compile(r"(^|_)(ts|time|timestamp|date|datetime|created_at|event_time)$|_at$",
                          re.I)
 _SEGMENT_NAMES = re.compile(r"(^|_)(group|segment|cohort|region|country|channel|tier|plan)$", re.I)
@@ -193,6 +196,18 @@ def _check_rows(parsed: Parsed) -> Parsed:
 
 def _is_numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def default_dataset(names: list[str], last_used: str | None = None) -> str | None:
+    """The dataset a visitor sees: their last-used one, else the demo, else the first.
+
+    Not simply the first by name: a new upload that sorts first (``"a_test"``) would
+    otherwise become every new visitor's default.
+    """
+    for choice in (last_used, DEMO_DATASET):
+        if choice in names:
+            return choice
+    return names[0] if names else None
 
 
 def infer_roles(table: pa.Table) -> Roles:

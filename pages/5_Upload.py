@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from analysis.ingest import commit, infer_roles, prepare, read_snapshot
+from analysis.ingest import commit, default_dataset, infer_roles, prepare, read_snapshot
 from analysis.store import Roles, StoreError
 
 #: st.session_state key: what this visitor committed, (file id, dataset, slice) ->
@@ -51,7 +51,10 @@ c1, c2 = st.columns(2)
 mode = c1.radio("Dataset", ["existing", "new"] if names else ["new"], horizontal=True,
                 key="upload.mode")
 if mode == "existing":
-    dataset = c1.selectbox("Existing dataset", names, key="upload.dataset")
+    # the dataset this visitor is looking at in the sidebar, else the demo
+    shown = default_dataset(names, st.session_state.get("filter.dataset"))
+    dataset = c1.selectbox("Existing dataset", names, index=names.index(shown),
+                           key="upload.dataset")
 else:
     dataset = c1.text_input("New dataset name", key="upload.new_name",
                             placeholder="letters, digits, _ - .").strip()
@@ -157,6 +160,7 @@ else:
                 "snapshot": result.snapshot.id,
                 "message": f"Stored {result.snapshot.rows:,} rows of {uploaded.name} as "
                            f"{slice_} snapshot {result.snapshot.id} of {dataset}."}
+            st.session_state["filter.dataset"] = dataset  # this visitor now looks at it
             st.rerun()
 
 if dataset and dataset in store.datasets():

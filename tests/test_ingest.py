@@ -299,3 +299,20 @@ def test_format_comes_from_the_content_not_the_name(tmp_path, name):
     parsed = read_snapshot(text)
     assert "holds text: read as CSV" in parsed.findings[0].message
     assert parsed.table.num_rows == 30
+
+
+# -- which dataset a visitor sees first (issue #10, item 7) -----------------------------
+def test_default_dataset_is_the_visitors_then_the_demo_then_the_first():
+    from analysis.ingest import DEMO_DATASET, default_dataset
+    names = ["a_new_upload", DEMO_DATASET, "zeta"]
+    assert default_dataset(names) == DEMO_DATASET          # not whatever sorts first
+    assert default_dataset(names, "zeta") == "zeta"        # the visitor's own choice
+    assert default_dataset(names, "removed") == DEMO_DATASET
+    assert default_dataset(["b", "a_new"]) == "b"          # no demo: the first listed
+    assert default_dataset([]) is None
+
+
+def test_demo_dataset_is_the_one_the_demo_builds():
+    from analysis.ingest import DEMO_DATASET
+    from analysis.scenarios import rental
+    assert DEMO_DATASET == rental.ground_truth()["dataset"]

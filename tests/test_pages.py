@@ -263,8 +263,10 @@ def test_data_vs_concept_page_shows_the_investigation(demo_store, ground_truth):
     assert "verdict DATA" in at.code[1].value and "outside the reference's support" in at.code[1].value
     assert at.selectbox(key="concept.residual_feature").value
 
+
 # ---------------------------------------------------------------------------------------
-# Issue #10 (item 7): the Upload page's refusals and commits.
+# Issue #10 (item 7): the Upload page's refusals and commits, which dataset a visitor
+# sees first.
 # ---------------------------------------------------------------------------------------
 def _png() -> bytes:
     import struct
@@ -340,3 +342,52 @@ def test_upload_report_wraps_long_messages(tmp_path, monkeypatch):
     # and every error and warning is written out in full under the grid
     assert "required column(s) missing: group, c" in at.error[0].value.replace("\\", "")
     assert "an_extra_column_with_a_long_name_5" in at.warning[0].value.replace("\\", "")
+
+
+def _store_with(tmp_path, monkeypatch, names):
+    """A store holding the small 'shop' data under each of ``names``."""
+    import analysis.store
+    import ui
+    from analysis.ingest import ingest
+    from analysis.store import Roles, Store
+    from smallstore import make_small_store
+    _, frame = make_small_store(tmp_path)
+    store = Store(tmp_path / "many")
+    frame(500, "2025-01-01").to_csv(tmp_path / "ref.csv", index=False)
+    roles = Roles(timestamp="ts", segments=["group"], numeric=["x"], categorical=["c"])
+    for name in names:
+        assert ingest(store, name, "reference", tmp_path / "ref.csv", roles).snapshot
+    for module in (analysis.store, ui):
+        monkeypatch.setattr(module, "DEFAULT_STORE", store.root)
+    return store, frame
+
+
+def test_new_visitor_starts_on_the_demo_and_keeps_their_own_choice(tmp_path, monkeypatch):
+    _store_with(tmp_path, monkeypatch, ["a_fresh_upload", "rental_pricing", "zz"])
+    at = _open("app.py")
+    box = "widget.filter.dataset"
+    assert at.selectbox(key=box).value == "rental_pricing"    # not the first by name
+    at.selectbox(key=box).set_value("zz").run()
+    at.switch_page("pages/1_Overview.py")
+    at.run()
+    assert at.selectbox(key=box).value == "zz"                # this visitor's choice stays
+    at.switch_page("pages/5_Upload.py")
+    at.run()
+    assert at.selectbox(key="upload.dataset").value == "zz"   # and is the upload's default
+    assert _open("app.py").selectbox(key=box).value == "rental_pricing"  # another visitor
+
+
+def test_a_visitor_who_uploads_a_new_dataset_then_sees_it(tmp_path, monkeypatch):
+    _, frame = _store_with(tmp_path, monkeypatch, ["rental_pricing"])
+    at = _open("pages/5_Upload.py")
+    at.radio(key="upload.mode").set_value("new").run()
+    at.text_input(key="upload.new_name").input("a_mine").run()
+    at.radio(key="upload.slice").set_value("reference").run()
+    at.file_uploader(key="upload.file").set_value(
+        ("mine.csv", frame(300, "2025-01-01").to_csv(index=False).encode(), "text/csv")).run()
+    at.button(key="upload.commit").click().run()
+    assert not at.exception and any("Stored 300 rows" in s.value for s in at.success)
+    at.switch_page("app.py")
+    at.run()
+    assert at.selectbox(key="widget.filter.dataset").value == "a_mine"
+    assert _open("app.py").selectbox(key="widget.filter.dataset").value == "rental_pricing"
