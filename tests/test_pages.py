@@ -265,8 +265,8 @@ def test_data_vs_concept_page_shows_the_investigation(demo_store, ground_truth):
 
 
 # ---------------------------------------------------------------------------------------
-# Issue #10 (item 7): the Upload page's refusals and commits, which dataset a visitor
-# sees first.
+# Issue #10 (items 7 and 10): the Upload page's refusals and commits, which dataset a
+# visitor sees first, Home's links and the demo's ground truth.
 # ---------------------------------------------------------------------------------------
 def _png() -> bytes:
     import struct
@@ -391,3 +391,28 @@ def test_a_visitor_who_uploads_a_new_dataset_then_sees_it(tmp_path, monkeypatch)
     at.run()
     assert at.selectbox(key="widget.filter.dataset").value == "a_mine"
     assert _open("app.py").selectbox(key="widget.filter.dataset").value == "rental_pricing"
+
+
+def test_home_links_every_page_and_the_demo_ground_truth(demo_store, ground_truth):
+    import json
+    at = _open("app.py")
+    links = {link.proto.page: link.value for link in at.main.get("page_link")}
+    assert set(links) == {"Overview", "Feature_drift", "Heatmap", "Segments",
+                          "Data_vs_concept", "Upload"}     # the pages' URL paths
+    for name in ("Overview", "Feature drift", "Drift heatmap", "Segments", "Data vs concept",
+                 "Upload"):
+        (label,) = [v for v in links.values() if v.startswith(f"**{name}**: ")]
+        assert len(label) > len(name) + 20  # a line on what the page answers
+    (truth,) = [e for e in at.expander if "ground truth" in e.label]
+    assert json.loads(truth.json[0].value) == ground_truth
+    assert [b.proto.label for b in at.get("download_button")
+            if "ground_truth" in b.proto.label] == ["⬇ rental_ground_truth.json"]
+    assert not at.exception
+
+
+def test_home_shows_no_ground_truth_for_another_dataset(tmp_path, monkeypatch):
+    _small_store(tmp_path, monkeypatch)
+    at = _open("app.py")
+    assert not at.exception, at.exception
+    assert not [e for e in at.expander if "ground truth" in e.label]
+    assert len(at.main.get("page_link")) == 6
