@@ -2,6 +2,24 @@
 import streamlit as st
 
 import ui
+from analysis.scenarios import rental
+
+#: Every page, and the question it answers (Home links them all). One line each: a page
+#: link does not wrap, so each stays within the page at 1280 px.
+PAGES = [
+    ("pages/1_Overview.py", "Overview", "is the model's error up, since when, and how many "
+     "features drifted in each window?"),
+    ("pages/2_Feature_drift.py", "Feature drift", "which features drifted? Each feature's test "
+     "and verdict, and its distributions"),
+    ("pages/3_Heatmap.py", "Drift heatmap", "when, and in which group, did each feature move? "
+     "Click a cell to drill in"),
+    ("pages/4_Segments.py", "Segments", "which user group's error rose, and did its inputs "
+     "drift? Any two cells compared"),
+    ("pages/6_Data_vs_concept.py", "Data vs concept", "new inputs (data drift) or new outcomes "
+     "for the same inputs (concept drift)?"),
+    ("pages/5_Upload.py", "Upload", "add your own CSV or Parquet snapshot, validated before "
+     "anything is stored"),
+]
 
 st.set_page_config(page_title="Drift Investigator", page_icon="🔎", layout="wide")
 
@@ -19,6 +37,15 @@ if ctx is not None:
     st.subheader(f"Dataset: `{ctx.dataset}`")
     if ctx.info.description:
         st.caption(ctx.info.description)
+    truth = rental.ground_truth()
+    if ctx.dataset == truth["dataset"]:
+        with st.expander("The demo's ground truth: the drift it was built with, which the "
+                         "pages should find"):
+            st.download_button("⬇ rental_ground_truth.json",
+                               data=rental.GROUND_TRUTH_PATH.read_bytes(),
+                               file_name=rental.GROUND_TRUTH_PATH.name, mime="application/json",
+                               key="home.ground_truth", on_click="ignore")
+            st.json(truth, expanded=1)
     counts = ui.row_counts(ctx.root, ctx.version, ctx.dataset, ctx.key)
     bounds = ui.production_bounds(ctx.root, ctx.version, ctx.dataset)
     cols = st.columns(4)
@@ -37,9 +64,7 @@ if ctx is not None:
     )
 
 st.subheader("Where to look")
-st.page_link("pages/1_Overview.py", label="Overview: model error, volume and drifted "
-             "features per time window")
-st.page_link("pages/2_Feature_drift.py", label="Feature drift: every feature's test and "
-             "verdict, and the distributions of the one you pick")
+for path, name, question in PAGES:
+    st.page_link(path, label=f"**{name}**: {question}")
 st.caption("The sidebar filters (dataset, production time range, user groups) apply to "
            "every page.")

@@ -138,9 +138,13 @@ def sidebar() -> Context | None:
         return None
     with st.sidebar:
         st.header("Investigation")
+        from analysis.ingest import default_dataset
         if st.session_state.get("filter.dataset") not in names:
             st.session_state.pop("filter.dataset", None)
-        dataset = _bound(st.selectbox, "filter.dataset", names[0], label="Dataset", options=names)
+        # a new visitor starts on the demo, not on whatever sorts first (a fresh upload);
+        # afterwards filter.dataset keeps this visitor's own choice
+        dataset = _bound(st.selectbox, "filter.dataset", default_dataset(names), label="Dataset",
+                         options=names)
         version = st_store.version(dataset)
         info = st_store.dataset(dataset)
         bounds = production_bounds(str(st_store.root), version, dataset)

@@ -27,8 +27,8 @@ import pandas as pd
 from analysis.drift import BINNINGS, TESTS, drift_table
 from analysis.stats import EmptySampleError
 from analysis.store import DEFAULT_STORE, Store, StoreError
-from analysis.tables import InputError, jsonable, pick_features, read_table
-
+from analysis.tables import (InputError, infer_outcome_columns, jsonable, pick_features,
+                             read_table)
 
 
 def _format_table(table: pd.DataFrame) -> str:
@@ -45,27 +45,54 @@ def _format_table(table: pd.DataFrame) -> str:
                      for row in rows)
 
 
+def _split(text: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None when not given)."""
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+
+def _outcomes(reference: pd.DataFrame, production: pd.DataFrame, target: str | None,
+              prediction: str | None) -> tuple[dict[str, str], list[str]]:
+    """The model's target and prediction columns for ``drift`` (given, or inferred from
+    their names as ``investigate`` infers them) and notes on what was assumed."""
+    for role, col in (("target", target), ("prediction", prediction)):
+        if col is not None and col not in reference.columns and col not in production.columns:
+            raise InputError(f"--{role} column {col!r} is in neither file (reference columns: "
+                             f"{', '.join(map(str, reference.columns[:20]))})")
+    target, prediction, notes = infer_outcome_columns(reference.columns, target, prediction)
+    return {c: role for c, role in ((target, "target"), (prediction, "prediction")) if c}, notes
+
+
 def cmd_drift(args) -> int:
     reference = read_table(args.reference, "reference")
     production = read_table(args.production, "production")
-    requested = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
-    features, skipped = pick_features(reference, production, requested)
+    requested = _split(args.features)
+    if requested:  # the user chose the features: nothing to infer or skip
+        outcomes = {c: role for c, role in ((args.target, "target"),
+                                            (args.prediction, "prediction")) if c}
+        notes = []
+    else:
+        outcomes, notes = _outcomes(reference, production, args.target, args.prediction)
+    features, skipped = pick_features(reference, production, requested, outcomes)
     if len(reference) == 0:
         raise InputError(f"reference file {args.reference} has no data rows")
     if len(production) == 0:
         raise InputError(f"production file {args.production} has no data rows")
     table = drift_table(reference, production, features, test=args.test, binning=args.binning)
-    if args.json:
+    if skipped:
+        notes.append("not compared: " + ", ".join(f"{c} ({why})" for c, why in skipped.items()))
+    if args.json:  # stdout stays one JSON document; what was assumed goes to stderr
         records = jsonable(table.to_dict("records"))
         print(json.dumps(records, indent=2))
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
         return 0
     print(_format_table(table))
     judged = table["drifted"].dropna()
     print(f"\n{int(judged.astype(bool).sum())} of {len(judged)} features drifted "
           f"(reference {len(reference):,} rows, production {len(production):,} rows, "
           f"binning {args.binning})")
-    if skipped:
-        print(f"skipped timestamp / row-index column(s): {', '.join(skipped)}")
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -239,11 +266,16 @@ def cmd_investigate(args) -> int:
         raise InputError(f"reference file {args.reference} has no data rows")
     if len(production) == 0:
         raise InputError(f"production file {args.production} has no data rows")
-    split = lambda text: [c.strip() for c in text.split(",") if c.strip()] if text else None  # noqa
+    features, exclude = _split(args.features), _split(args.exclude)
+    # columns named like the target and prediction are taken as such, as drift does
+    target, prediction, assumed = infer_outcome_columns(
+        reference.columns, args.target, args.prediction,
+        taken=[args.timestamp, args.segment, *(features or []), *(exclude or [])])
     problem, notes = problem_from_frames(
-        reference, production, target=args.target, prediction=args.prediction,
-        timestamp=args.timestamp, segment=args.segment, features=split(args.features),
-        exclude=split(args.exclude), task=args.task, metric=args.metric)
+        reference, production, target=target, prediction=prediction,
+        timestamp=args.timestamp, segment=args.segment, features=features,
+        exclude=exclude, task=args.task, metric=args.metric)
+    notes = assumed + notes
     progress = (lambda m: print(m, file=sys.stderr)) if args.progress else None
     result = investigate(reference, production, problem, unit=args.window, progress=progress)
     out = result.to_dict()
@@ -268,13 +300,27 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _with_store(p: argparse.ArgumentParser, dataset: bool = True, dataset_help: str = "",
-                store_help: str = "store directory") -> argparse.ArgumentParser:
-    """Every command takes --store (default: the demo store); most take --dataset."""
-    p.add_argument("--store", default=str(DEFAULT_STORE), help=store_help)
-    if dataset:
-        p.add_argument("--dataset", required=True, help=dataset_help or "dataset name")
-    return p
+# -- the parser: each command gets exactly the options it reads ------------------------
+def _store_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default=str(DEFAULT_STORE),
+                   help="store directory (default: %(default)s)")
+
+
+def _dataset_option(p: argparse.ArgumentParser, help: str = "dataset name") -> None:
+    p.add_argument("--dataset", required=True, help=help)
+
+
+def _file_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reference", required=True, help="reference CSV or Parquet file")
+    p.add_argument("--production", required=True, help="production CSV or Parquet file")
+
+
+def _outcome_options(p: argparse.ArgumentParser, target_help: str, prediction_help: str) -> None:
+    p.add_argument("--target", help=target_help)
+    p.add_argument("--prediction", help=prediction_help)
+
+
+_INFERRED = ("default: the one column named like {names}, as stated in a note")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,20 +329,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("drift", help="per-feature drift table of production vs reference")
-    p.add_argument("--reference", required=True, help="reference CSV or Parquet file")
-    p.add_argument("--production", required=True, help="production CSV or Parquet file")
-    p.add_argument("--features", help="comma-separated columns (default: all shared, "
-                                      "timestamps excluded)")
+    _file_options(p)
+    p.add_argument("--features", help="comma-separated columns (default: all shared, except "
+                                      "the target, the prediction, timestamps and row indexes)")
+    _outcome_options(
+        p, "the model's true-outcome column, not compared as a feature ("
+        + _INFERRED.format(names="target, label, y, actual, *_true") + ")",
+        "the model's prediction column, not compared as a feature ("
+        + _INFERRED.format(names="prediction, pred, y_pred, predicted_*, score") + ")")
     p.add_argument("--test", choices=list(TESTS), help="force one test for every feature")
     p.add_argument("--binning", choices=BINNINGS, default="quantile",
                    help="bins for PSI / Jensen-Shannon / Hellinger (default: quantile)")
-    p.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    p.add_argument("--json", action="store_true", help="print a JSON list of rows (notes on "
+                                                       "stderr)")
     p.set_defaults(func=cmd_drift)
 
-    _with_store(p, dataset=False, store_help="store directory (unused by drift)")
-
-    p = _with_store(sub.add_parser("ingest", help="validate a CSV/Parquet snapshot and store it"),
-                    dataset_help="dataset name (created when new)")
+    p = sub.add_parser("ingest", help="validate a CSV/Parquet snapshot and store it")
+    _store_option(p)
+    _dataset_option(p, "dataset name (created when new)")
     p.add_argument("--slice", required=True, choices=["reference", "production"])
     p.add_argument("--roles", help="roles JSON for a new dataset (default: inferred, printed)")
     p.add_argument("--task", choices=["regression", "classification"], default="regression",
@@ -304,13 +354,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="CSV or Parquet file")
     p.set_defaults(func=cmd_ingest)
 
-    p = _with_store(sub.add_parser("snapshots", help="list a dataset's snapshots, or remove one"))
+    p = sub.add_parser("snapshots", help="list a dataset's snapshots, or remove one")
+    _store_option(p)
+    _dataset_option(p)
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument("--remove", metavar="ID", help="remove this snapshot")
     p.set_defaults(func=cmd_snapshots)
 
-    p = _with_store(sub.add_parser("report",
-                                   help="write a postmortem bundle (zip: HTML report, PNGs, CSVs)"))
+    p = sub.add_parser("report", help="write a postmortem bundle (zip: HTML report, PNGs, CSVs)")
+    _store_option(p)
+    _dataset_option(p)
     p.add_argument("--from", dest="date_from", help="first production day (YYYY-MM-DD)")
     p.add_argument("--to", dest="date_to", help="last production day, inclusive (YYYY-MM-DD)")
     p.add_argument("--segment", help="a segment value, or COLUMN=VALUE (default: all)")
@@ -319,11 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("investigate", help="data drift versus concept drift, per segment x window")
-    p.add_argument("--reference", required=True, help="reference CSV or Parquet file")
-    p.add_argument("--production", required=True, help="production CSV or Parquet file")
-    p.add_argument("--target", help="true outcome column (without it concept drift is not judged)")
-    p.add_argument("--prediction", help="the model's prediction column (a label, a number, or "
-                                        "the probability of the positive class)")
+    _file_options(p)
+    _outcome_options(
+        p, "true outcome column; without one, concept drift is not judged ("
+        + _INFERRED.format(names="target, label, y, actual, *_true") + ")",
+        "the model's prediction column: a label, a number, or the probability of the "
+        "positive class (" + _INFERRED.format(names="prediction, pred, y_pred, predicted_*, "
+                                                    "score") + ")")
     p.add_argument("--timestamp", help="production time column (default: the one timestamp-like "
                                        "column, if any)")
     p.add_argument("--segment", help="user-group column: one verdict per group and window")
@@ -333,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "are too small)")
     p.add_argument("--features", help="comma-separated feature columns (default: all shared "
                                       "columns except roles, timestamps, identifiers)")
-    p.add_argument("--exclude", help="comma-separated columns not to use as features")
+    p.add_argument("--exclude", help="comma-separated columns not to use as features (nor as "
+                                     "the inferred target or prediction)")
     p.add_argument("--task", choices=["regression", "classification"],
                    help="default: inferred from the target")
     p.add_argument("--metric", choices=["mae", "rmse", "mape", "accuracy", "logloss"],
@@ -346,8 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="progress messages on stderr")
     p.set_defaults(func=cmd_investigate)
 
-    p = _with_store(sub.add_parser("demo", help="build the rental-pricing demo store"),
-                    dataset=False)
+    p = sub.add_parser("demo", help="build the rental-pricing demo store")
+    _store_option(p)
     p.add_argument("--scale", type=float, default=1.0,
                    help="size multiplier (1.0 = 180k reference + 540k production rows)")
     p.set_defaults(func=cmd_demo)

@@ -8,6 +8,7 @@ with it.
 check                      level   what it reports
 =========================  ======  ==================================================
 empty / unreadable file    error   the file, and why
+not a CSV/Parquet file     error   what its first bytes look like (PNG, ZIP, ELF...)
 no data rows               error   a header and nothing else
 wrong number of fields     error   the lines, with DuckDB's reject details
 missing required columns   error   the role columns the file lacks
@@ -20,6 +21,7 @@ outside reference range    warning numeric values below the reference min / abov
 unseen categories          warning levels the reference never had
 duplicate rows             warning count of rows that repeat an earlier row
 encoding / decimal comma   info    a file read as Latin-1, or with decimal commas
+format other than its name info    Parquet named .csv, or text named .parquet
 =========================  ======  ==================================================
 """
 from __future__ import annotations
@@ -34,14 +36,14 @@ import pyarrow as pa
 
 from analysis.queries import quote
 from analysis.store import SLICES, Roles, Snapshot, Store, StoreError, table_sha256
-from analysis.tables import sniff_delimiter
+from analysis.tables import (PREDICTION_NAMES, SNIFF_BYTES, TARGET_NAMES, not_a_table_message,
+                             sniff_delimiter, sniff_format)
 
 EXAMPLES = 3
+#: The demo dataset (``python -m analysis demo``; its name is the ground truth's
+#: ``dataset``): what a new visitor sees first when the store holds it.
+DEMO_DATASET = "rental_pricing"
 _TIME_NAMES = re.compile(r"(^|_)(ts|time|timestamp|date|datetime|created_at|event_time)$|_at$",
-                         re.I)
-_TARGET_NAMES = re.compile(r"^(y|target|label|actual|ground_truth|outcome)$|_(target|actual|true)$",
-                           re.I)
-_PRED_NAMES = re.compile(r"^(pred|prediction|predicted|score|y_hat|yhat)$|^(pred|predicted)_|_(pred|prediction)$",
                          re.I)
 _SEGMENT_NAMES = re.compile(r"(^|_)(group|segment|cohort|region|country|channel|tier|plan)$", re.I)
 
@@ -102,7 +104,13 @@ def _sql_path(path: Path) -> str:
 
 
 def read_snapshot(path: str | Path) -> Parsed:
-    """Parse a CSV (delimiter, encoding and decimal comma detected) or Parquet file."""
+    """Parse a CSV (delimiter, encoding and decimal comma detected) or Parquet file.
+
+    The format comes from the file's first bytes, not its name
+    (:func:`analysis.tables.sniff_format`): anything else, such as an image or an
+    executable renamed ``.csv``, is refused with a ``binary`` error before any parsing,
+    so it never shows as a table of garbage.
+    """
     path = Path(path)
     parsed = Parsed(None, path.name)
     if not path.is_file():
@@ -111,9 +119,19 @@ def read_snapshot(path: str | Path) -> Parsed:
     if path.stat().st_size == 0:
         parsed.findings.append(Finding("error", "empty", "the file is empty"))
         return parsed
+    with path.open("rb") as fh:
+        kind, what = sniff_format(fh.read(SNIFF_BYTES))
+    if kind == "binary":
+        parsed.findings.append(Finding("error", "binary", not_a_table_message(what)))
+        return parsed
+    named_parquet = path.suffix.lower() in (".parquet", ".pq")
+    if named_parquet != (kind == "parquet"):
+        parsed.findings.append(Finding(
+            "info", "format", f"named {path.suffix or 'without a suffix'} but holds "
+            + ("Parquet: read as Parquet" if kind == "parquet" else "text: read as CSV")))
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
-    if path.suffix.lower() in (".parquet", ".pq"):
+    if kind == "parquet":
         try:
             parsed.table = con.sql(f"SELECT * FROM read_parquet('{_sql_path(path)}')").to_arrow_table()
         except duckdb.Error as exc:
@@ -180,6 +198,18 @@ def _is_numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
+def default_dataset(names: list[str], last_used: str | None = None) -> str | None:
+    """The dataset a visitor sees: their last-used one, else the demo, else the first.
+
+    Not simply the first by name: a new upload that sorts first (``"a_test"``) would
+    otherwise become every new visitor's default.
+    """
+    for choice in (last_used, DEMO_DATASET):
+        if choice in names:
+            return choice
+    return names[0] if names else None
+
+
 def infer_roles(table: pa.Table) -> Roles:
     """Suggested column roles from names and types (the user can correct them)."""
     roles = Roles()
@@ -187,9 +217,9 @@ def infer_roles(table: pa.Table) -> Roles:
         if roles.timestamp is None and (pa.types.is_timestamp(dtype) or pa.types.is_date(dtype)
                                         or (_TIME_NAMES.search(name) and pa.types.is_string(dtype))):
             roles.timestamp = name
-        elif roles.target is None and _TARGET_NAMES.search(name):
+        elif roles.target is None and TARGET_NAMES.search(name):
             roles.target = name
-        elif roles.prediction is None and _PRED_NAMES.search(name):
+        elif roles.prediction is None and PREDICTION_NAMES.search(name):
             roles.prediction = name
         elif _SEGMENT_NAMES.search(name) and not _is_numeric(dtype):
             roles.segments.append(name)

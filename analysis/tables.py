@@ -1,4 +1,9 @@
-"""Reading user tables (CSV or Parquet) for the command line, with one-line errors."""
+"""Reading user tables (CSV or Parquet) for the command line, with one-line errors.
+
+Also what the command line and the Upload page share about a user's file: whether its
+first bytes are text, Parquet or something else (:func:`sniff_format`), and which
+columns are named like the model's target and prediction (:func:`infer_outcome_columns`).
+"""
 from __future__ import annotations
 
 import csv
@@ -11,6 +16,44 @@ import pandas as pd
 from analysis.drift import CATEGORICAL, NUMERIC, infer_kind
 
 DELIMITERS = ",;\t|"
+#: How many leading bytes :func:`sniff_format` looks at.
+SNIFF_BYTES = 1 << 16
+PARQUET_MAGIC = b"PAR1"
+#: Leading bytes of common files that are not tables, and what to call them. Only
+#: signatures no CSV header starts with (a 2-byte one such as "MZ" could).
+MAGIC_BYTES = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx file is one: save the sheet as CSV)"),
+    (b"PK\x05\x06", "an empty ZIP archive"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Office file, such as Excel .xls "
+                                          "(save the sheet as CSV)"),
+    (b"\x1f\x8b", "a gzip-compressed file (decompress it first)"),
+    (b"BZh", "a bzip2-compressed file (decompress it first)"),
+    (b"\xfd7zXZ\x00", "an xz-compressed file (decompress it first)"),
+    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file (decompress it first)"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"\x7fELF", "an ELF executable"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"ARROW1", "an Arrow/Feather file"),
+    (b"\xff\xfe", "UTF-16 text (save it as UTF-8)"),
+    (b"\xfe\xff", "UTF-16 text (save it as UTF-8)"),
+)
+# bytes that text files (UTF-8 or Latin-1) do not hold: C0 controls except tab, line
+# feed, vertical tab, form feed, carriage return and escape
+_CONTROL = bytes(b for b in range(32) if b not in b"\t\n\x0b\x0c\r\x1b")
+#: Share of control bytes above which a file without a NUL byte is taken as binary.
+MAX_CONTROL_SHARE = 0.01
+#: Column names taken for the model's target and prediction when none is given (the
+#: Upload page's suggested roles and the command line's defaults use the same names).
+TARGET_NAMES = re.compile(r"^(y|target|label|actual|ground_truth|outcome)$|_(target|actual|true)$",
+                          re.I)
+PREDICTION_NAMES = re.compile(r"^(pred|prediction|predicted|score|y_hat|yhat)$"
+                              r"|^(pred|predicted)_|_(pred|prediction)$", re.I)
+_PREDICTION_AFFIXES = re.compile(r"^(pred|predicted)_|_(pred|prediction)$", re.I)
 
 
 class InputError(ValueError):
@@ -38,16 +81,62 @@ def sniff_delimiter(sample: str) -> str:
         return ","
 
 
+def sniff_format(head: bytes) -> tuple[str, str]:
+    """What a file's first bytes say it is.
+
+    Parameters
+    ----------
+    head : bytes
+        The first bytes of the file (:data:`SNIFF_BYTES` of them are enough).
+
+    Returns
+    -------
+    (format, description) : tuple of str
+        ``("parquet", "")`` for Parquet's magic bytes; ``("text", "")`` for anything a
+        CSV could be; ``("binary", what)`` otherwise, ``what`` naming the kind of file
+        when its signature is known (``"a PNG image"``), else saying why it is not text.
+        Text is what has no NUL byte and at most :data:`MAX_CONTROL_SHARE` control bytes:
+        Latin-1 and UTF-8 text never hold them, compressed or executable data always do.
+    """
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet", ""
+    for magic, what in MAGIC_BYTES:
+        if head.startswith(magic):
+            return "binary", what
+    if b"\x00" in head:
+        return "binary", "binary data (it holds NUL bytes), not text"
+    controls = len(head) - len(head.translate(None, _CONTROL))
+    if head and controls / len(head) > MAX_CONTROL_SHARE:
+        return "binary", (f"binary data ({controls:,} control bytes in its first "
+                          f"{len(head):,}), not text")
+    return "text", ""
+
+
+def not_a_table_message(what: str) -> str:
+    """The one message for a file that is neither CSV nor Parquet."""
+    return f"not a CSV/Parquet file: it looks like {what}"
+
+
 def read_table(path: str | Path, label: str = "input") -> pd.DataFrame:
-    """Read a CSV (delimiter sniffed; UTF-8, UTF-8 with BOM or Latin-1) or Parquet file."""
+    """Read a CSV (delimiter sniffed; UTF-8, UTF-8 with BOM or Latin-1) or Parquet file.
+
+    The format comes from the file's first bytes (:func:`sniff_format`), not its name:
+    a Parquet file is read as Parquet whatever it is called, and a binary file named
+    ``.csv`` is an :class:`InputError` rather than garbage for the CSV parser.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{label} file not found: {path}")
-    if path.suffix.lower() in (".parquet", ".pq"):
+    with path.open("rb") as fh:
+        kind, what = sniff_format(fh.read(SNIFF_BYTES))
+    if kind == "binary":
+        raise InputError(f"{label} file {path} is {not_a_table_message(what)}")
+    if kind == "parquet":
         try:
             return pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for a bad file
-            raise InputError(f"{label} file {path} is not readable Parquet: {exc}") from None
+            msg = " ".join(str(exc).split())
+            raise InputError(f"{label} file {path} is not readable Parquet: {msg}") from None
     raw = path.read_bytes()
     if not raw.strip():
         raise InputError(f"{label} file {path} is empty")
@@ -66,6 +155,56 @@ def read_table(path: str | Path, label: str = "input") -> pd.DataFrame:
     if frame.shape[1] < 1:
         raise InputError(f"{label} file {path} has no columns")
     return frame
+
+
+def infer_outcome_columns(columns, target: str | None = None, prediction: str | None = None,
+                          taken=()) -> tuple[str | None, str | None, list[str]]:
+    """The target and prediction columns: those given, else the one column named like each.
+
+    A role not given is the only column (not in ``taken``) whose name matches
+    :data:`TARGET_NAMES` or :data:`PREDICTION_NAMES`; several matches choose none. A
+    target still missing is the stem of a prediction named ``predicted_X``, ``pred_X``,
+    ``X_pred`` or ``X_prediction`` when ``X`` is a column.
+
+    Parameters
+    ----------
+    columns : iterable of str
+        The columns to choose from (the reference file's).
+    target, prediction : str or None
+        What the user named; kept as given.
+    taken : iterable of str
+        Columns the user gave another role (timestamp, segment, features, excluded).
+
+    Returns
+    -------
+    (target, prediction, notes)
+        ``notes`` says, one line each, what was assumed and how to choose otherwise.
+    """
+    columns = [str(c) for c in columns]
+    taken = {c for c in taken if c}
+    notes = []
+
+    def named_like(pattern, role, other):
+        found = [c for c in columns if pattern.search(c) and c not in taken and c != other]
+        if len(found) == 1:
+            notes.append(f"using {found[0]!r} as the {role} (pass --{role} to choose)")
+            return found[0]
+        if found:
+            notes.append(f"several columns look like the {role} ({', '.join(found)}); none "
+                         f"used: pass --{role} to choose")
+        return None
+
+    if target is None:
+        target = named_like(TARGET_NAMES, "target", prediction)
+    if prediction is None:
+        prediction = named_like(PREDICTION_NAMES, "prediction", target)
+    if target is None and prediction is not None:
+        stem = _PREDICTION_AFFIXES.sub("", prediction)
+        if stem != prediction and stem in columns and stem not in taken:
+            target = stem
+            notes.append(f"using {stem!r} as the target (the prediction {prediction!r} names "
+                         "it; pass --target to choose)")
+    return target, prediction, notes
 
 
 def looks_like_timestamp(series: pd.Series) -> bool:
@@ -119,13 +258,17 @@ def column_kinds(reference: pd.DataFrame, production: pd.DataFrame,
 
 
 def pick_features(reference: pd.DataFrame, production: pd.DataFrame,
-                  requested: list[str] | None) -> tuple[dict[str, str], list[str]]:
-    """Features to compare and the common columns skipped (timestamps, written indexes).
+                  requested: list[str] | None, outcomes: dict[str, str] | None = None
+                  ) -> tuple[dict[str, str], dict[str, str]]:
+    """Features to compare, and the shared columns left out with the reason for each
+    (column -> ``"the target"``, ``"the prediction"``, ``"a timestamp"``, ``"a row index"``).
 
-    Without ``requested``: every column the two tables share, except timestamp-like
-    columns and a pandas row index written into the file. With it: exactly those
-    columns, each of which must be in both tables.
+    Without ``requested``: every column the two tables share, except the model's
+    outcome columns (``outcomes``: column -> role, such as ``{"rent": "target"}``),
+    timestamp-like columns and a pandas row index written into the file. With it:
+    exactly those columns, each of which must be in both tables and none an outcome.
     """
+    outcomes = {c: role for c, role in (outcomes or {}).items() if c}
     common = [c for c in reference.columns if c in set(production.columns)]
     if requested:
         missing = [c for c in requested if c not in common]
@@ -136,16 +279,26 @@ def pick_features(reference: pd.DataFrame, production: pd.DataFrame,
                          if c not in f.columns]
                 where.append(f"{c!r} (not in {' and '.join(sides)})")
             raise InputError(f"unknown feature(s): {', '.join(where)}")
-        return column_kinds(reference, production, list(requested)), []
+        clash = [f"{c!r} (the {outcomes[c]})" for c in requested if c in outcomes]
+        if clash:
+            raise InputError(f"--features names the model's own column(s): {', '.join(clash)}")
+        return column_kinds(reference, production, list(requested)), {}
     if not common:
         raise InputError("the reference and production files have no column in common")
-    skipped = [c for c in common if looks_like_timestamp(reference[c])
-               or looks_like_index(reference[c], production[c])]
+    skipped = {}
+    for c in common:
+        if c in outcomes:
+            skipped[c] = f"the {outcomes[c]}"
+        elif looks_like_timestamp(reference[c]):
+            skipped[c] = "a timestamp"
+        elif looks_like_index(reference[c], production[c]):
+            skipped[c] = "a row index"
     features = [c for c in common if c not in skipped]
     if not features:
-        raise InputError("the shared columns are all timestamps; nothing to compare")
+        raise InputError("no feature left to compare: the shared columns are all the model's "
+                         "target or prediction, timestamps or row indexes")
     return column_kinds(reference, production, features), skipped
 
 
-__all__ = ["InputError", "jsonable", "read_table", "pick_features", "column_kinds", "looks_like_timestamp",
-           "NUMERIC", "CATEGORICAL"]
+__all__ = ["InputError", "jsonable", "read_table", "sniff_format", "infer_outcome_columns",
+           "pick_features", "column_kinds", "looks_like_timestamp", "NUMERIC", "CATEGORICAL"]

@@ -126,3 +126,140 @@ def test_bad_input_one_line_error_exit_2(csvs, tmp_path, case, message):
     assert message in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "Traceback" not in out.stderr
+
+
+# -- the model's own columns, binary files, each command's options (issue #10, item 11) --
+def _with_outcomes(csvs, tmp_path, target: str, prediction: str):
+    """The fixture's files plus a target and a prediction column named as given."""
+    paths = []
+    for path in csvs:
+        frame = pd.read_csv(path)
+        rng = np.random.default_rng(len(frame))
+        frame[target] = frame["price"] * 3 + rng.normal(0, 50, len(frame))
+        frame[prediction] = frame["price"] * 3
+        out = tmp_path / f"outcomes_{path.name}"
+        frame.to_csv(out, index=False)
+        paths.append(out)
+    return paths
+
+
+@pytest.mark.parametrize("target,prediction", [("target", "prediction"), ("y", "y_pred"),
+                                               ("label", "pred"), ("y_true", "y_hat"),
+                                               ("rent", "predicted_rent")])
+def test_drift_leaves_out_the_target_and_prediction_and_says_so(csvs, tmp_path, target,
+                                                                prediction):
+    ref, prod = _with_outcomes(csvs, tmp_path, target, prediction)
+    out = run("drift", "--reference", str(ref), "--production", str(prod), "--json")
+    assert out.returncode == 0, out.stderr
+    assert {r["feature"] for r in json.loads(out.stdout)} == {"price", "rooms", "city", "promo"}
+    assert f"using {target!r} as the target" in out.stderr
+    assert f"using {prediction!r} as the prediction (pass --prediction to choose)" in out.stderr
+    assert (f"not compared: ts (a timestamp), {target} (the target), "
+            f"{prediction} (the prediction)") in out.stderr
+    text = run("drift", "--reference", str(ref), "--production", str(prod))
+    assert "of 4 features drifted" in text.stdout
+    assert f"note: using {target!r} as the target" in text.stdout
+
+
+def test_drift_target_and_prediction_options(csvs, tmp_path):
+    ref, prod = _with_outcomes(csvs, tmp_path, "rent_paid", "model_output")
+    plain = json.loads(run("drift", "--reference", str(ref), "--production", str(prod),
+                           "--json").stdout)
+    assert {"rent_paid", "model_output"} <= {r["feature"] for r in plain}  # names say nothing
+    out = run("drift", "--reference", str(ref), "--production", str(prod), "--target",
+              "rent_paid", "--prediction", "model_output", "--json")
+    assert out.returncode == 0, out.stderr
+    assert {r["feature"] for r in json.loads(out.stdout)} == {"price", "rooms", "city", "promo"}
+    assert "rent_paid (the target), model_output (the prediction)" in out.stderr
+    assert "using" not in out.stderr  # nothing assumed
+    # a column named like the target is compared when --target names another one
+    ref, prod = _with_outcomes(csvs, tmp_path, "target", "prediction")
+    rows = json.loads(run("drift", "--reference", str(ref), "--production", str(prod),
+                          "--target", "promo", "--json").stdout)
+    assert {r["feature"] for r in rows} == {"price", "rooms", "city", "target"}
+
+
+def test_drift_with_several_target_like_columns_uses_none_and_says_so(csvs, tmp_path):
+    ref, prod = _with_outcomes(csvs, tmp_path, "target", "prediction")
+    for path in (ref, prod):
+        frame = pd.read_csv(path)
+        frame["label"] = frame["city"]
+        frame.to_csv(path, index=False)
+    out = run("drift", "--reference", str(ref), "--production", str(prod), "--json")
+    assert out.returncode == 0, out.stderr
+    assert "several columns look like the target (target, label); none used" in out.stderr
+    assert {"target", "label"} <= {r["feature"] for r in json.loads(out.stdout)}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--target", "nope"], "--target column 'nope' is in neither file"),
+    (["--features", "price,target"], "--features names the model's own column(s): "
+                                     "'target' (the target)"),
+])
+def test_drift_bad_outcome_options_exit_2(csvs, tmp_path, args, message):
+    ref, prod = _with_outcomes(csvs, tmp_path, "target", "prediction")
+    if "--features" in args:
+        args = args + ["--target", "target"]
+    out = run("drift", "--reference", str(ref), "--production", str(prod), *args)
+    assert out.returncode == 2
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_drift_help_lists_only_its_own_options():
+    out = run("drift", "--help")
+    assert out.returncode == 0
+    assert "--store" not in out.stdout and "unused" not in out.stdout
+    assert "--target" in out.stdout and "--prediction" in out.stdout
+
+
+def test_every_option_is_read_by_its_command():
+    """An option listed in a command's --help must do something: its command reads it."""
+    import argparse
+    import inspect
+
+    from analysis.cli import build_parser
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, sub in commands.choices.items():
+        func = sub.get_default("func")
+        source = inspect.getsource(func)
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert f"args.{action.dest}" in source, (name, action.option_strings)
+
+
+def png_bytes() -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00\x10\x20\x00\x30\x40")) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("command", ["drift", "investigate"])
+@pytest.mark.parametrize("side", ["reference", "production"])
+def test_a_png_given_as_csv_is_one_clear_error(csvs, tmp_path, command, side):
+    image = tmp_path / "chart.csv"
+    image.write_bytes(png_bytes())
+    ref, prod = csvs
+    files = {"reference": str(ref), "production": str(prod), side: str(image)}
+    out = run(command, "--reference", files["reference"], "--production", files["production"])
+    assert out.returncode == 2
+    assert out.stderr.strip() == (f"error: {side} file {image} is not a CSV/Parquet file: it "
+                                  "looks like a PNG image")
+    assert "tokenizing" not in out.stderr and out.stdout == ""
+
+
+def test_a_parquet_file_named_csv_is_read_as_parquet(csvs, tmp_path):
+    ref, prod = csvs
+    renamed = tmp_path / "prod_really_parquet.csv"
+    pd.read_csv(prod).to_parquet(renamed)
+    a = json.loads(run("drift", "--reference", str(ref), "--production", str(prod),
+                       "--json").stdout)
+    b = run("drift", "--reference", str(ref), "--production", str(renamed), "--json")
+    assert b.returncode == 0, b.stderr
+    assert json.loads(b.stdout) == a

@@ -1,9 +1,15 @@
 """Snapshot ingestion: a corpus of bad files made here, each refused with its own finding
 and the store left byte-for-byte unchanged; good files of every accepted flavour stored."""
+import gzip
 import hashlib
+import io
 import json
+import os
+import struct
 import subprocess
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +21,10 @@ from analysis.ingest import infer_roles, ingest, read_snapshot
 from analysis.store import Roles, Store
 
 ROOT = Path(__file__).resolve().parent.parent
+# the command line runs from another folder; this checkout's package, not whichever one
+# the virtual environment has installed (a git worktree shares the main one's .venv)
+CLI_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
 ROLES = {"timestamp": "ts", "segments": ["group"], "numeric": ["area", "rooms"],
          "categorical": ["city"], "prediction": "predicted_rent", "target": "rent"}
 
@@ -79,13 +89,28 @@ def _bad_files(tmp_path):
         "unparsable_dates": (_write(tmp_path, "dates.csv", dates.to_csv(index=False)), "timestamp"),
         "ragged": (_write(tmp_path, "ragged.csv", ragged), "field_count"),
         "huge_line": (_write(tmp_path, "huge.csv", huge), "unreadable"),
+        "png_named_csv": (_write(tmp_path, "chart.csv", data=png_bytes()), "binary"),
+        "executable_named_csv": (_write(tmp_path, "tool.csv", data=Path(sys.executable).resolve()
+                                        .read_bytes()[:200_000]), "binary"),
         "duplicate": (None, "duplicate_upload"),
     }
 
 
+def png_bytes(width: int = 4, height: int = 3) -> bytes:
+    """A valid grey PNG image, made here (no imaging library needed)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    rows = b"".join(b"\x00" + bytes([(40 * (x + y)) % 256 for x in range(width)])
+                    for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
 @pytest.mark.parametrize("case", ["empty", "header_only", "wrong_delimiter", "mixed_types",
                                   "missing_target", "unparsable_dates", "ragged", "huge_line",
-                                  "duplicate"])
+                                  "png_named_csv", "executable_named_csv", "duplicate"])
 def test_bad_file_refused_with_its_finding_and_store_unchanged(store, tmp_path, case):
     path, check = _bad_files(tmp_path)[case]
     if case == "duplicate":
@@ -94,7 +119,7 @@ def test_bad_file_refused_with_its_finding_and_store_unchanged(store, tmp_path, 
     before = _fingerprint(store.root)
     out = subprocess.run([sys.executable, "-m", "analysis", "ingest", "--store", str(store.root),
                           "--dataset", "rent", "--slice", "production", str(path)],
-                         capture_output=True, text=True, cwd=tmp_path)
+                         capture_output=True, text=True, cwd=tmp_path, env=CLI_ENV)
     assert out.returncode == 2, out.stdout + out.stderr
     assert f"error: [{check}]" in out.stderr, out.stderr
     assert "the store is unchanged" in out.stderr
@@ -166,7 +191,8 @@ def test_roles_inferred_for_a_new_dataset_and_printed(tmp_path):
     assert roles.to_dict() == {**ROLES, "id": None}
     out = subprocess.run([sys.executable, "-m", "analysis", "ingest", "--store",
                           str(tmp_path / "s"), "--dataset", "fresh", "--slice", "reference",
-                          str(path)], capture_output=True, text=True, cwd=tmp_path)
+                          str(path)], capture_output=True, text=True, cwd=tmp_path,
+                         env=CLI_ENV)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[0].split("inferred roles: ")[1]) == {**ROLES, "id": None}
     assert "stored 20 rows" in out.stdout.splitlines()[-1]
@@ -176,7 +202,7 @@ def test_snapshots_cli_lists_and_removes(store, tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "analysis", "snapshots", "--store",
                                str(store.root), "--dataset", "rent", *args],
-                              capture_output=True, text=True, cwd=tmp_path)
+                              capture_output=True, text=True, cwd=tmp_path, env=CLI_ENV)
     listed = json.loads(run("--json").stdout)
     assert [s["slice"] for s in listed] == ["reference", "production"]
     assert {"id", "slice", "rows", "source", "loaded_at"} <= set(listed[0])
@@ -207,3 +233,86 @@ def test_accepted_oddities_get_their_message_while_validating(store, tmp_path, c
     if case == "extra_columns":
         assert "comment, score2" in finding.message
     assert _fingerprint(store.root) == before
+
+
+# -- files that are not tables (issue #10, item 7) ------------------------------------
+def _xlsx_like() -> bytes:
+    """A ZIP archive holding a CSV, as an Excel workbook is a ZIP of XML files."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("sheet.csv", _frame(20).to_csv(index=False))
+    return buffer.getvalue()
+
+
+NOT_TABLES = {
+    "png": (png_bytes, "it looks like a PNG image"),
+    "executable": (lambda: Path(sys.executable).resolve().read_bytes()[:200_000],
+                   "it looks like an ELF executable"),
+    "zip": (_xlsx_like, "it looks like a ZIP archive"),
+    "gzip": (lambda: gzip.compress(_frame(50).to_csv(index=False).encode()),
+             "gzip-compressed file (decompress it first)"),
+    "utf16": (lambda: _frame(20).to_csv(index=False).encode("utf-16"), "UTF-16 text"),
+    "float_array": (lambda: np.linspace(0, 1, 5000).tobytes(), "binary data (it holds NUL bytes)"),
+    "control_bytes": (lambda: bytes(range(1, 9)) * 400, "binary data (3,200 control bytes"),
+}
+
+
+@pytest.mark.parametrize("kind", list(NOT_TABLES))
+def test_a_file_that_is_not_a_table_is_refused_before_parsing(tmp_path, kind):
+    make, looks_like = NOT_TABLES[kind]
+    path = _write(tmp_path, f"{kind}.csv", data=make())
+    parsed = read_snapshot(path)
+    assert parsed.table is None  # nothing to preview
+    (finding,) = parsed.findings
+    assert finding.level == "error" and finding.check == "binary"
+    assert finding.message.startswith("not a CSV/Parquet file: ")
+    assert looks_like in finding.message, finding.message
+
+
+def test_a_not_table_file_is_refused_for_a_new_dataset_too(tmp_path):
+    """No roles can be suggested from an image: the one error is what the file is."""
+    from analysis.ingest import prepare
+    store = Store(tmp_path / "store")
+    prepared = prepare(store, "fresh", "reference", _write(tmp_path, "p.csv", data=png_bytes()))
+    assert [f.check for f in prepared.errors] == ["binary"]
+    assert store.datasets() == []
+
+
+def test_text_with_a_stray_control_byte_is_still_read(tmp_path):
+    frame = _frame(40, seed=2)
+    frame.loc[5, "city"] = "Ly\x01on"   # one control byte in 3 kB of text is not binary
+    path = _write(tmp_path, "stray.csv", frame.to_csv(index=False))
+    parsed = read_snapshot(path)
+    assert not [f for f in parsed.findings if f.level == "error"]
+    assert parsed.table.num_rows == 40
+
+
+@pytest.mark.parametrize("name", ["snap.csv", "snap"])
+def test_format_comes_from_the_content_not_the_name(tmp_path, name):
+    frame = _frame(30, seed=4)
+    frame.to_parquet(tmp_path / name)
+    parsed = read_snapshot(tmp_path / name)
+    assert [(f.level, f.check) for f in parsed.findings] == [("info", "format")]
+    assert "holds Parquet: read as Parquet" in parsed.findings[0].message
+    assert parsed.table.to_pandas()["area"].tolist() == frame["area"].tolist()
+    text = _write(tmp_path, "text.parquet", frame.to_csv(index=False))
+    parsed = read_snapshot(text)
+    assert "holds text: read as CSV" in parsed.findings[0].message
+    assert parsed.table.num_rows == 30
+
+
+# -- which dataset a visitor sees first (issue #10, item 7) -----------------------------
+def test_default_dataset_is_the_visitors_then_the_demo_then_the_first():
+    from analysis.ingest import DEMO_DATASET, default_dataset
+    names = ["a_new_upload", DEMO_DATASET, "zeta"]
+    assert default_dataset(names) == DEMO_DATASET          # not whatever sorts first
+    assert default_dataset(names, "zeta") == "zeta"        # the visitor's own choice
+    assert default_dataset(names, "removed") == DEMO_DATASET
+    assert default_dataset(["b", "a_new"]) == "b"          # no demo: the first listed
+    assert default_dataset([]) is None
+
+
+def test_demo_dataset_is_the_one_the_demo_builds():
+    from analysis.ingest import DEMO_DATASET
+    from analysis.scenarios import rental
+    assert DEMO_DATASET == rental.ground_truth()["dataset"]

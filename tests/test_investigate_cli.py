@@ -130,3 +130,29 @@ def test_labels_not_yet_arrived(tmp_path):
     assert judged["cells"] == judged["total_cells"] > 0
     assert any("no target column 'y'" in n for n in result["notes"])
     assert all(c["concept"].get("judged") is False for c in result["cells"])
+
+
+# -- columns named like the target and prediction (issue #10, item 11) ------------------
+def test_columns_named_target_and_prediction_are_used_with_a_note(tmp_path):
+    """Without --target / --prediction, the columns named like them are taken, as drift
+    takes them, and the notes say so: concept drift is judged, not silently skipped."""
+    case = make_case("concept", seed=8, reference_rows=2000, weekly_rows=300)
+    names = {"y": "target", "prediction": "y_pred"}
+    ref, prod = tmp_path / "ref.csv", tmp_path / "prod.csv"
+    case.reference.rename(columns=names).to_csv(ref, index=False)
+    case.production.rename(columns=names).to_csv(prod, index=False)
+    args = ["--reference", str(ref), "--production", str(prod)]
+    out = run(*args, "--window", "month", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert "using 'target' as the target (pass --target to choose)" in result["notes"]
+    assert "using 'y_pred' as the prediction (pass --prediction to choose)" in result["notes"]
+    assert (result["target"], result["prediction"]) == ("target", "y_pred")
+    assert result["judged"]["concept"] is True and result["decomposition"] is not None
+    # drift, on the same files, leaves out the same two columns with the same notes
+    drift = subprocess.run([sys.executable, "-m", "analysis", "drift", *args, "--json"],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert drift.returncode == 0, drift.stderr
+    assert "using 'target' as the target (pass --target to choose)" in drift.stderr
+    assert "target (the target), y_pred (the prediction)" in drift.stderr
+    assert not {r["feature"] for r in json.loads(drift.stdout)} & {"target", "y_pred"}

@@ -234,3 +234,157 @@ def test_upload_page_refuses_bad_file_and_writes_nothing(tmp_path, monkeypatch):
     assert "type" in set(report["check"]) and "line 5: 'oops'" in " ".join(report["examples"])
     assert not [b for b in at.button if b.key == "upload.commit"]
     assert sorted(p.name for p in store.root.rglob("*")) == before
+
+
+# ---------------------------------------------------------------------------------------
+# Issue #10 (items 7 and 10): the Upload page's refusals and commits, which dataset a
+# visitor sees first, Home's links and the demo's ground truth.
+# ---------------------------------------------------------------------------------------
+def _png() -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00\x10\x20\x00\x30\x40")) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("kind", ["image", "executable"])
+def test_upload_refuses_a_binary_file_without_preview(tmp_path, monkeypatch, kind):
+    import sys
+    name, content, looks_like = {
+        "image": ("chart.csv", _png(), "a PNG image"),
+        "executable": ("tool.csv", Path(sys.executable).resolve().read_bytes()[:100_000],
+                       "an ELF executable")}[kind]
+    store, _ = _small_store(tmp_path, monkeypatch)
+    before = sorted(p.name for p in store.root.rglob("*"))
+    at = _open("pages/5_Upload.py")
+    at.file_uploader(key="upload.file").set_value((name, content, "text/csv")).run()
+    assert not at.exception, at.exception
+    message = f"not a CSV/Parquet file: it looks like {looks_like}"
+    (status,) = at.status
+    assert status.state == "error" and message in status.label   # red, not a green "Read"
+    assert message in at.error[0].value
+    assert not [d for d in at.dataframe if "check" not in d.value.columns  # no preview
+                and "slice" not in d.value.columns]
+    assert not any("rows ×" in c.value for c in at.caption)
+    assert not [b for b in at.button if b.key == "upload.commit"]
+    assert sorted(p.name for p in store.root.rglob("*")) == before
+
+
+def test_upload_commit_shows_success_and_no_second_commit(tmp_path, monkeypatch):
+    store, frame = _small_store(tmp_path, monkeypatch)
+    good = frame(600, "2025-03-01", shift=1.0).to_csv(index=False).encode()
+    at = _open("pages/5_Upload.py")
+    at.file_uploader(key="upload.file").set_value(("march.csv", good, "text/csv")).run()
+    at.button(key="upload.commit").click().run()
+    assert not at.exception, at.exception
+    for _ in range(2):  # after the commit, and on any later rerun
+        assert any("Stored 600 rows" in s.value for s in at.success)
+        assert not at.error, [e.value for e in at.error]
+        assert not [b for b in at.button if b.key == "upload.commit"]
+        at.run()
+    assert len(store.snapshots("shop", "production")) == 1
+    # the same file to the other slice is another upload, validated afresh: its content
+    # is stored already
+    at.radio(key="upload.slice").set_value("reference").run()
+    assert not any("Stored 600 rows" in s.value for s in at.success)
+    assert "already stored as snapshot" in at.error[0].value
+
+
+def test_upload_report_wraps_long_messages(tmp_path, monkeypatch):
+    import json
+    store, frame = _small_store(tmp_path, monkeypatch)
+    wide = frame(40, "2025-03-01").drop(columns=["c", "group"])
+    for i in range(6):
+        wide[f"an_extra_column_with_a_long_name_{i}"] = i
+    at = _open("pages/5_Upload.py")
+    at.file_uploader(key="upload.file").set_value(
+        ("wide.csv", wide.to_csv(index=False).encode(), "text/csv")).run()
+    assert not at.exception, at.exception
+    (report,) = [d for d in at.dataframe if "check" in d.value.columns]
+    config = json.loads(report.proto.columns)
+    widths = {c: config[c]["width"] for c in report.value.columns}
+    # every column has a set width, together no wider than the page at 1280 px (820 px
+    # beside the sidebar), the message the widest
+    assert sum(widths.values()) <= 820 and max(widths, key=widths.get) == "message"
+    assert report.proto.row_height > 64  # the grid wraps text only in rows above 64 px
+    # and every error and warning is written out in full under the grid
+    assert "required column(s) missing: group, c" in at.error[0].value.replace("\\", "")
+    assert "an_extra_column_with_a_long_name_5" in at.warning[0].value.replace("\\", "")
+
+
+def _store_with(tmp_path, monkeypatch, names):
+    """A store holding the small 'shop' data under each of ``names``."""
+    import analysis.store
+    import ui
+    from analysis.ingest import ingest
+    from analysis.store import Roles, Store
+    from smallstore import make_small_store
+    _, frame = make_small_store(tmp_path)
+    store = Store(tmp_path / "many")
+    frame(500, "2025-01-01").to_csv(tmp_path / "ref.csv", index=False)
+    roles = Roles(timestamp="ts", segments=["group"], numeric=["x"], categorical=["c"])
+    for name in names:
+        assert ingest(store, name, "reference", tmp_path / "ref.csv", roles).snapshot
+    for module in (analysis.store, ui):
+        monkeypatch.setattr(module, "DEFAULT_STORE", store.root)
+    return store, frame
+
+
+def test_new_visitor_starts_on_the_demo_and_keeps_their_own_choice(tmp_path, monkeypatch):
+    _store_with(tmp_path, monkeypatch, ["a_fresh_upload", "rental_pricing", "zz"])
+    at = _open("app.py")
+    box = "widget.filter.dataset"
+    assert at.selectbox(key=box).value == "rental_pricing"    # not the first by name
+    at.selectbox(key=box).set_value("zz").run()
+    at.switch_page("pages/1_Overview.py")
+    at.run()
+    assert at.selectbox(key=box).value == "zz"                # this visitor's choice stays
+    at.switch_page("pages/5_Upload.py")
+    at.run()
+    assert at.selectbox(key="upload.dataset").value == "zz"   # and is the upload's default
+    assert _open("app.py").selectbox(key=box).value == "rental_pricing"  # another visitor
+
+
+def test_a_visitor_who_uploads_a_new_dataset_then_sees_it(tmp_path, monkeypatch):
+    _, frame = _store_with(tmp_path, monkeypatch, ["rental_pricing"])
+    at = _open("pages/5_Upload.py")
+    at.radio(key="upload.mode").set_value("new").run()
+    at.text_input(key="upload.new_name").input("a_mine").run()
+    at.radio(key="upload.slice").set_value("reference").run()
+    at.file_uploader(key="upload.file").set_value(
+        ("mine.csv", frame(300, "2025-01-01").to_csv(index=False).encode(), "text/csv")).run()
+    at.button(key="upload.commit").click().run()
+    assert not at.exception and any("Stored 300 rows" in s.value for s in at.success)
+    at.switch_page("app.py")
+    at.run()
+    assert at.selectbox(key="widget.filter.dataset").value == "a_mine"
+    assert _open("app.py").selectbox(key="widget.filter.dataset").value == "rental_pricing"
+
+
+def test_home_links_every_page_and_the_demo_ground_truth(demo_store, ground_truth):
+    import json
+    at = _open("app.py")
+    links = {link.proto.page: link.value for link in at.main.get("page_link")}
+    assert set(links) == {"Overview", "Feature_drift", "Heatmap", "Segments",
+                          "Data_vs_concept", "Upload"}     # the pages' URL paths
+    for name in ("Overview", "Feature drift", "Drift heatmap", "Segments", "Data vs concept",
+                 "Upload"):
+        (label,) = [v for v in links.values() if v.startswith(f"**{name}**: ")]
+        assert len(label) > len(name) + 20  # a line on what the page answers
+    (truth,) = [e for e in at.expander if "ground truth" in e.label]
+    assert json.loads(truth.json[0].value) == ground_truth
+    assert [b.proto.label for b in at.get("download_button")
+            if "ground_truth" in b.proto.label] == ["⬇ rental_ground_truth.json"]
+    assert not at.exception
+
+
+def test_home_shows_no_ground_truth_for_another_dataset(tmp_path, monkeypatch):
+    _small_store(tmp_path, monkeypatch)
+    at = _open("app.py")
+    assert not at.exception, at.exception
+    assert not [e for e in at.expander if "ground truth" in e.label]
+    assert len(at.main.get("page_link")) == 6

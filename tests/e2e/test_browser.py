@@ -124,3 +124,78 @@ def test_postmortem_bundle_download(page: Page, server_url, tmp_path):
     assert any(n.startswith("charts/") and n.endswith(".png") for n in names)
     assert any(n.startswith("data/") and n.endswith(".csv") for n in names)
     assert "Drift postmortem: rental_pricing" in zf.read("report.html").decode()
+
+
+# -- issue #10, item 7: binary files, one commit, readable errors -----------------------
+def _png() -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00\x10\x20\x00\x30\x40")) + chunk(b"IEND", b""))
+
+
+def _upload(page: Page, url: str, path) -> None:
+    page.goto(f"{url}/Upload")
+    expect(page.get_by_role("heading", name="Upload a snapshot")).to_be_visible(timeout=TIMEOUT)
+    page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(path)
+    expect(page.get_by_role("heading", name="Validation report")).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=TIMEOUT)
+
+
+def test_upload_png_named_csv_is_a_red_error_without_preview(page: Page, small_store_url,
+                                                             tmp_path, screenshot_dir):
+    url, store, _ = small_store_url
+    image = tmp_path / "chart.csv"
+    image.write_bytes(_png())
+    _upload(page, url, image)
+    message = "not a CSV/Parquet file: it looks like a PNG image"
+    expect(page.locator('[data-testid="stAlertContentError"]').first).to_contain_text(
+        message, timeout=TIMEOUT)
+    expect(page.get_by_test_id("stExpanderIconError")).to_have_count(1)   # red status
+    expect(page.get_by_test_id("stExpanderIconCheck")).to_have_count(0)   # no green ✓
+    expect(page.get_by_text(f"Could not read chart.csv: {message}")).to_be_visible()
+    expect(page.get_by_text("rows ×")).to_have_count(0)                   # no preview
+    expect(page.get_by_role("button", name="Commit to shop (production)")).to_have_count(0)
+    assert store.snapshots("shop", "production") == []
+    page.screenshot(path=str(screenshot_dir / "upload_binary.png"))
+
+
+def test_upload_commit_leaves_the_success_and_no_commit_button(page: Page, small_store_url,
+                                                               tmp_path):
+    url, store, frame = small_store_url
+    csv_path = tmp_path / "may.csv"
+    frame(700, "2025-05-01", shift=0.5).to_csv(csv_path, index=False)
+    _upload(page, url, csv_path)
+    commit = page.get_by_role("button", name="Commit to shop (production)")
+    commit.click()
+    expect(page.get_by_text("Stored 700 rows of may.csv").first).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=TIMEOUT)
+    expect(commit).to_have_count(0)
+    _no_errors(page)
+    assert [s.source for s in store.snapshots("shop", "production")] == ["may.csv"]
+
+
+def test_upload_errors_are_readable_at_1280_px(page: Page, small_store_url, tmp_path):
+    url, _, frame = small_store_url
+    wide = frame(60, "2025-05-01").drop(columns=["group", "c"])
+    for i in range(8):
+        wide[f"an_extra_column_with_a_rather_long_name_{i}"] = i
+    csv_path = tmp_path / "wide.csv"
+    wide.to_csv(csv_path, index=False)
+    _upload(page, url, csv_path)
+    # the report's grid fits the page: no column pushed out of sight to the right
+    report = page.get_by_test_id("stDataFrame").filter(has_text="missing_columns")
+    expect(report).to_have_count(1, timeout=TIMEOUT)
+    scroll, width = report.locator(".dvn-scroller").evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert scroll <= width + 1, (scroll, width)
+    alert = page.locator('[data-testid="stAlertContentError"]').first
+    expect(alert).to_contain_text("required column(s) missing: group, c", timeout=TIMEOUT)
+    box = alert.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 1280   # inside the window
+    cut = alert.evaluate("e => [...e.querySelectorAll('*')].some("
+                         "n => n.scrollWidth > n.clientWidth + 1)")
+    assert not cut   # nothing in it scrolls or is clipped sideways
