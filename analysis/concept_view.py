@@ -69,10 +69,12 @@ def decomposition_cards(result: dict) -> list[dict]:
          "help": "What the inputs' shift alone predicts. " + interval(d["expected"])},
         {"label": f"Realized {name}{suffix}", "value": text(d["realized"]["value"]),
          "help": "The model's error on the production rows. " + interval(d["realized"])},
-        {"label": f"Data-drift part{suffix}", "value": text(d["data_part"]["value"], True),
-         "help": "Expected minus reference. " + interval(d["data_part"], True)},
-        {"label": f"Concept-drift part{suffix}", "value": text(d["concept_part"]["value"], True),
-         "help": "Realized minus expected. " + interval(d["concept_part"], True)},
+        {"label": f"Data drift{suffix}", "value": text(d["data_part"]["value"], True),
+         "help": "The data-drift part of the change: expected minus reference. "
+                 + interval(d["data_part"], True)},
+        {"label": f"Concept drift{suffix}", "value": text(d["concept_part"]["value"], True),
+         "help": "The concept-drift part of the change: realized minus expected. "
+                 + interval(d["concept_part"], True)},
     ]
 
 
@@ -155,3 +157,9 @@ def evidence_available(cell: dict, has_target: bool) -> str | None:
     if not cell["concept"].get("judged"):
         return "Too few labelled rows in this cell to retrain a model on it."
     return None
+
+
+def table_height(rows: int, row_px: int = 35) -> int:
+    """Pixels that show a table of ``rows`` rows and its header without an inner scroll
+    bar (capped at 20 rows)."""
+    return row_px * (min(rows, 20) + 1) + 3

@@ -399,18 +399,21 @@ def cell_text(cell: dict, result: dict) -> str:
         lines.append("Concept drift was not judged (no or too few labels).")
     elif concept.get("flagged"):
         lo, hi = concept["loss_change_interval"]
+        k = at.decimals_for(concept["reference_model_error"])
         lines.append(f"The relationship to the target changed: on inputs both share, the "
-                     f"reference model's error moved by {concept['loss_change']:+.4g} "
-                     f"[{lo:+.4g}, {hi:+.4g}] against {concept['reference_model_error']:.4g} "
+                     f"reference model's error moved by {concept['loss_change']:+.{k}f} "
+                     f"[{lo:+.{k}f}, {hi:+.{k}f}] against {concept['reference_model_error']:.{k}f} "
                      "on the reference" + (f"; it moved most where {concept['where']}"
                                            if concept.get("where") else "") + ".")
     else:
         lines.append("The relationship to the target (P(y|x)) did not change beyond noise.")
     d = cell.get("decomposition")
     if d and d["reference"]["value"] is not None:
-        lines.append(f"{result['metric_label'].capitalize()}: reference {d['reference']['value']:.4g}, "
-                     f"realized {d['realized']['value']:.4g}; data part {d['data_part']['value']:+.4g}, "
-                     f"concept part {d['concept_part']['value']:+.4g}.")
+        k = at.decimals_for(d["reference"]["value"])
+        lines.append(f"{result['metric_label'].capitalize()}: reference {d['reference']['value']:,.{k}f}, "
+                     f"realized {d['realized']['value']:,.{k}f}; data part "
+                     f"{d['data_part']['value']:+,.{k}f}, concept part "
+                     f"{d['concept_part']['value']:+,.{k}f}.")
     if data.get("out_of_support_share", 0) >= 0.05:
         lines.append(f"{data['out_of_support_share']:.0%} of the rows are new inputs outside the "
                      "reference's support: their concept cannot be judged from the reference.")

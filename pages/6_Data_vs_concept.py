@@ -63,29 +63,23 @@ grid = inv.grid_frame(result)
 ui.chart(verdict_grid_figure(grid, result["segment"], result["window"]), "concept.grid",
          f"verdicts-{ctx.dataset}")
 
-left, right = st.columns(2)
-with left:
-    st.subheader("Data drift: which features")
-    drifted = view.drifted_table(result)
-    if not drifted.empty:
-        st.dataframe(drifted, hide_index=True, column_config={
-            "feature": st.column_config.TextColumn(width="medium"),
-            "max PSI": st.column_config.NumberColumn(format="%.3f", width="small"),
-            "since": st.column_config.TextColumn(width="small"),
-            "groups": st.column_config.TextColumn(width="medium")})
-    elif result["judged"]["data"]:
-        st.write("No feature's distribution changed beyond noise.")
-    else:
-        st.write(f"Not judged: {result['judged']['reasons']['data']}.")
-with right:
-    st.subheader("Concept drift: along which features")
-    status = view.concept_status(result)
-    if status is None:
-        st.dataframe(view.concept_table(result), hide_index=True,
-                     column_config={"share of disagreement": st.column_config.ProgressColumn(
-                         format="percent", min_value=0.0, max_value=1.0)})
-    else:
-        st.write(status)
+st.subheader("Data drift: which features")
+drifted = view.drifted_table(result)
+if not drifted.empty:
+    st.dataframe(drifted, hide_index=True, height=view.table_height(len(drifted)),
+                 column_config={"max PSI": st.column_config.NumberColumn(format="%.3f")})
+elif result["judged"]["data"]:
+    st.write("No feature's distribution changed beyond noise.")
+else:
+    st.write(f"Not judged: {result['judged']['reasons']['data']}.")
+st.subheader("Concept drift: along which features")
+status = view.concept_status(result)
+if status is None:
+    st.dataframe(view.concept_table(result), hide_index=True, column_config={
+        "share of disagreement": st.column_config.ProgressColumn(
+            format="percent", min_value=0.0, max_value=1.0)})
+else:
+    st.write(status)
 for note in result["notes"]:
     st.caption(f"ℹ️ {note}")
 
@@ -116,7 +110,8 @@ if cell["data"].get("judged"):
     e3.metric("Outside reference support", f"{cell['data']['out_of_support_share']:.0%}",
               help="Window rows where the window is over 20× as dense as the reference")
     e4.metric("Weights clipped", f"{cell['data']['clipped_share']:.1%}")
-    st.dataframe(view.cell_feature_table(cell), hide_index=True,
+    features = view.cell_feature_table(cell)
+    st.dataframe(features, hide_index=True, height=view.table_height(len(features)),
                  column_config={"PSI": st.column_config.NumberColumn(format="%.3f"),
                                 "p (Holm)": st.column_config.NumberColumn(format="%.2g")})
 

@@ -64,7 +64,7 @@ def test_page_shows_the_kept_investigation_with_units(demo_store, demo_investiga
     # the same number as Overview's, with its unit and the parts' precision
     assert metrics["Reference MAE (EUR)"] == f"{level:,.2f}"
     d = result["decomposition"]
-    assert metrics["Concept-drift part (EUR)"] == f"{d['concept_part']['value']:+,.2f}"
+    assert metrics["Concept drift (EUR)"] == f"{d['concept_part']['value']:+,.2f}"
     drifted = [d for d in at.dataframe if "since" in d.value.columns][0].value
     assert set(drifted["since"]) == {f"{ground_truth['year']}-06-01"}
     # the default cell is the first concept cell of a group: professionals in September

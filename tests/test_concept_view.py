@@ -43,9 +43,9 @@ def test_cards_carry_the_unit_and_one_precision():
     cards = {c["label"]: c for c in view.decomposition_cards(_result())}
     assert cards["Reference MAE (EUR)"]["value"] == "62.90"
     assert cards["Realized MAE (EUR)"]["value"] == "75.80"
-    assert cards["Data-drift part (EUR)"]["value"] == "-1.28"
-    assert cards["Concept-drift part (EUR)"]["value"] == "+14.18"
-    assert "+13.70 to +14.90 EUR" in cards["Concept-drift part (EUR)"]["help"]
+    assert cards["Data drift (EUR)"]["value"] == "-1.28"
+    assert cards["Concept drift (EUR)"]["value"] == "+14.18"
+    assert "+13.70 to +14.90 EUR" in cards["Concept drift (EUR)"]["help"]
     mape = {c["label"]: c for c in view.decomposition_cards(_result(metric="mape"))}
     assert mape["Reference MAPE (%)"]["value"] == "62.90"
     plain = {c["label"]: c for c in view.decomposition_cards(_result(target="y"))}
@@ -117,3 +117,8 @@ def test_evidence_available_says_why_not():
     assert "No target column" in view.evidence_available(cell, False)
     assert view.evidence_available({"verdict": "none", "rows": 500,
                                     "concept": {"judged": True}}, True) is None
+
+
+def test_table_height_shows_every_row_up_to_twenty():
+    assert view.table_height(11) == 35 * 12 + 3
+    assert view.table_height(50) == view.table_height(20)
