@@ -22,6 +22,8 @@ from analysis.export import figure_bytes
 from analysis.figures import (category_shares, decomposition_figure, distribution_figure,
                               heatmap_figure, histogram_shares, overview_figure,
                               segment_grid_figure, unit_of)
+from analysis.formats import selection
+from analysis.noise import MIN_ROWS, percentile_name
 from analysis.queries import (Filters, reference_error, row_counts, segment_window_metrics,
                               time_bounds)
 from analysis.stats import EmptySampleError
@@ -55,19 +57,23 @@ def _charts(store: Store, dataset: str, filters: Filters, unit: str) -> tuple[li
         chosen = (list(filters.segments.get(segment, ())) or None) if segment else None
         cells = heatmap.grid(heatmap.select(cube, unit, filters.start, filters.end, chosen),
                              "psi", bins)
+        who = selection(filters.segments)
         if not cells.empty:
             charts.append(Chart("psi_heatmap", f"PSI of every feature per {unit} "
-                                "(< 0.1 stable, 0.1-0.25 moderate, > 0.25 major).",
+                                "(drifted cells: 0.1-0.25 moderate, > 0.25 major). "
+                                + heatmap.drift_rule("psi"),
                                 heatmap_figure(cells, "PSI", heatmap.METRICS["psi"][2],
                                                heatmap.sort_features(cells), unit,
-                                               f"PSI by feature and {unit}"), cells))
+                                               f"PSI by feature and {unit} · {who}"), cells))
         if segment and roles.prediction and roles.target:
             errors = segment_window_metrics(store, dataset, segment, unit, filters)
             charts.append(Chart("segment_error", f"MAPE change (percentage points) of each "
                                 f"{segment} against its own reference, per {unit}.",
                                 segment_grid_figure(errors, "mape_change", "MAPE change (pp)",
-                                                    f"Model error vs the group's reference",
-                                                    unit, diverging=True), errors))
+                                                    f"Model error vs the group's reference"
+                                                    f" · {who}", unit, diverging=True,
+                                                    value_format="+.1f",
+                                                    segment_label=segment), errors))
     investigation = None
     if roles.timestamp:
         # the data-vs-concept verdict when the dashboard already has it for these filters
@@ -189,7 +195,10 @@ figure{{margin:2em 0}}img{{max-width:100%}}figcaption{{color:#555}}</style></hea
 <li>Production: {counts['production']:,} rows from {f"{start:%Y-%m-%d}" if start else "—"} to
  {f"{end:%Y-%m-%d}" if end else "—"}, snapshots {esc(', '.join(s.id for s in prod_snaps))}.</li>
 <li>Segments: {esc(segs)} (applied to the reference too).</li>
-<li>Tests and thresholds: {esc(thresholds)}; default test per column as Evidently chooses it.</li>
+<li>Tests and thresholds: {esc(thresholds)}; default test per column as Evidently chooses it.
+ A distance is drift only above its noise level, the {esc(percentile_name())} of the distance
+ between two samples of the same sizes drawn from the reference; fewer than {MIN_ROWS} rows on a
+ side: not judged.</li>
 </ul>
 <h2>Findings</h2><ul>{''.join(f'<li>{esc(f)}</li>' for f in findings)}</ul>
 <h2>Per-feature drift</h2>
