@@ -3,24 +3,58 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analysis import noise
 from analysis.aggregate import frozen_bins
-from analysis.drift import ReferenceProfile, drift_table
+from analysis.drift import (TESTS, ReferenceProfile, describe_tests, drift_table,
+                            holm_adjusted)
+from analysis.formats import rows
 from analysis.queries import Filters, load_frame, load_windows, window_metrics
 from analysis.stats import EmptySampleError
 from analysis.store import Store
 
 SUMMARY_COLUMNS = ["window_start", "rows", "labelled", "mae", "mape", "drifted_features",
-                   "judged_features", "drifted_list"]
+                   "judged_features", "drifted_list", "tests", "note"]
+
+
+def _window_table(profile: ReferenceProfile | None, window: pd.DataFrame, test: str | None,
+                  binning: str, min_rows: int) -> tuple[pd.DataFrame | None, str]:
+    """(drift table or None, note) of one window; None when the window or the reference
+    is too small to judge."""
+    if profile is None:
+        return None, "not judged: the reference has no rows"
+    if len(window) < min_rows:
+        return None, f"not judged: {rows(len(window))} (fewer than {min_rows})"
+    table = profile.table(window, test=test, binning=binning, min_rows=min_rows)
+    if table["drifted"].notna().any():
+        return table, ""
+    return None, table["note"].iloc[0] if len(table) else "no features"
+
+
+def _drift_counts(table: pd.DataFrame | None, note: str) -> tuple:
+    """(drifted count or None, judged count, drifted names, tests run, note)."""
+    if table is None:
+        return None, 0, "", "", note
+    judged = table[table["drifted"].notna()]
+    drifted = judged[judged["drifted"].astype(bool)]["feature"].tolist()
+    tests = ", ".join(t for t in TESTS if t in set(judged["test"]))
+    return len(drifted), len(judged), ", ".join(drifted), tests, ""
 
 
 def window_summary(store: Store, dataset: str, unit: str = "month",
                    filters: Filters | None = None, test: str | None = None,
-                   binning: str = "quantile") -> pd.DataFrame:
+                   binning: str = "quantile", min_rows: int = noise.MIN_ROWS) -> pd.DataFrame:
     """Per production window: volume, model error and how many features drifted.
 
     Each window's features are compared with the (segment-filtered) reference by the
-    default test per column, or ``test`` when given, on the whole reference's frozen bins. Returns the columns of
-    ``SUMMARY_COLUMNS``; ``drifted_list`` names the drifted features, comma-separated.
+    default test per column, or ``test`` when given, on the whole reference's frozen
+    bins, with the drift table's rule (a distance must also be beyond its noise level).
+    Tests with a p-value are judged together over all windows and features
+    (:func:`analysis.drift.holm_adjusted`: family-wise 5 %), since the chart shows them
+    all at once. A window with fewer than ``min_rows`` rows is not judged:
+    ``drifted_features`` None, ``judged_features`` 0 and the reason in ``note``.
+    Returns the columns of ``SUMMARY_COLUMNS``; ``drifted_list`` names the drifted
+    features, comma-separated, and ``tests`` the tests that ran (see
+    :func:`tests_caption`).
     """
     roles = store.dataset(dataset).roles
     metrics = window_metrics(store, dataset, unit, filters)
@@ -31,18 +65,39 @@ def window_summary(store: Store, dataset: str, unit: str = "month",
     production = load_windows(store, dataset, list(features), unit, filters)
     bins = frozen_bins(store, dataset).coarse if not reference.empty else None
     profile = ReferenceProfile(reference, features, bins) if bins is not None else None
-    counts = []
+    starts, tables, notes = [], [], []
     for start, window in production.groupby("window_start", sort=True):
-        if profile is None:
-            counts.append((start, None, 0, ""))
-            continue
-        table = profile.table(window, test=test, binning=binning)
-        judged = table[table["drifted"].notna()]
-        drifted = judged[judged["drifted"].astype(bool)]["feature"].tolist()
-        counts.append((start, len(drifted), len(judged), ", ".join(drifted)))
-    drift = pd.DataFrame(counts, columns=["window_start", "drifted_features", "judged_features",
-                                          "drifted_list"])
-    return metrics.merge(drift, on="window_start", how="left")[SUMMARY_COLUMNS]
+        table, note = _window_table(profile, window, test, binning, min_rows)
+        starts.append(start)
+        tables.append(table)
+        notes.append(note)
+    judged = holm_adjusted([t for t in tables if t is not None])
+    tables = [None if t is None else judged.pop(0) for t in tables]
+    drift = pd.DataFrame([(s, *_drift_counts(t, n)) for s, t, n in zip(starts, tables, notes)],
+                         columns=["window_start", "drifted_features", "judged_features",
+                                  "drifted_list", "tests", "note"])
+    drift["drifted_features"] = drift["drifted_features"].astype("float")
+    merged = metrics.merge(drift, on="window_start", how="left")
+    return merged.fillna({"drifted_list": "", "tests": "", "note": ""})[SUMMARY_COLUMNS]
+
+
+def tests_run(summary: pd.DataFrame) -> list[str]:
+    """The tests that ran in any window of :func:`window_summary`'s frame."""
+    names = set()
+    for tests in summary.get("tests", pd.Series(dtype=object)).dropna():
+        names |= {t.strip() for t in tests.split(",") if t.strip()}
+    return [t for t in TESTS if t in names]
+
+
+def tests_caption(summary: pd.DataFrame) -> str:
+    """What the Overview's drift column means, built from the tests that actually ran."""
+    names = tests_run(summary)
+    text = ("Each window's features are compared with the reference rows of the same groups. "
+            + describe_tests(names))
+    if any(TESTS[t].uses_p_value for t in names):
+        text += (" The p-values are Holm-adjusted over every window and feature shown, so "
+                 "that data without drift shows none with 95 % probability.")
+    return text
 
 
 def filtered_drift_table(store: Store, dataset: str, filters: Filters | None = None,
