@@ -65,6 +65,11 @@ TESTS: dict[str, DriftTest] = {
 }
 
 
+#: Short names for narrow tables.
+SHORT_LABELS = {"ks": "KS", "psi": "PSI", "wasserstein": "Wasserstein", "jensenshannon": "JS",
+                "chisquare": "chi-square", "hellinger": "Hellinger", "z": "z-test"}
+
+
 @dataclass
 class FeatureDrift:
     """One row of the drift table."""
@@ -362,11 +367,13 @@ def drift_table(reference: pd.DataFrame, production: pd.DataFrame,
 
 
 def describe_tests(names: Iterable[str], min_rows: int = noise.MIN_ROWS,
-                   alpha: float = noise.ALPHA) -> str:
+                   alpha: float = noise.ALPHA, holm_over: str | None = None) -> str:
     """The tests that ran (``names``, in any order, repeats allowed) and when each calls
     drift, as sentences for a caption: e.g. "Kolmogorov-Smirnov: drift when p < 0.05;
     two-proportion z-test (binary columns): drift when p < 0.05. Fewer than 50 rows on a
-    side: not judged." Distances add how their noise level is defined."""
+    side: not judged." Distances add how their noise level is defined; ``holm_over``
+    (e.g. "the features in the table") says over what p-values were Holm-adjusted
+    (:func:`holm_adjusted`) when a test with one ran."""
     chosen = [t for t in TESTS if t in set(names)]
     if not chosen:
         return f"No test ran. Fewer than {min_rows} rows on a side: not judged."
@@ -377,6 +384,10 @@ def describe_tests(names: Iterable[str], min_rows: int = noise.MIN_ROWS,
     if any(not TESTS[t].uses_p_value for t in chosen):
         sentences.append(f"A distance's noise level is its {noise.percentile_name(alpha)} "
                          "between two samples of the same sizes drawn from the reference.")
+    if holm_over and any(TESTS[t].uses_p_value for t in chosen):
+        sentences.append(f"The p-values are Holm-adjusted over {holm_over} and the adjusted "
+                         "value decides, so that data without drift shows none with 95 % "
+                         "probability.")
     sentences.append(f"Fewer than {min_rows} rows on a side: not judged.")
     return " ".join(sentences)
 
@@ -410,19 +421,25 @@ def ranked(table: pd.DataFrame) -> pd.DataFrame:
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The drift table as the pages show it, every number formatted (statistics, noise
     levels and thresholds with 4 decimals, p-values down to 0.0001, an em dash where a
-    test has none): feature, kind, test, statistic, noise level, p-value, drift when,
-    verdict, reference rows, production rows (integers), note. Row order is kept."""
+    test has none): feature, kind, test (its name) and test label (short), statistic,
+    noise level, p-value, adjusted p (Holm, when the table has one), drift when, verdict,
+    reference rows, production rows (integers), note. Row order is kept."""
     out = pd.DataFrame({
         "feature": table["feature"], "kind": table["kind"], "test": table["test"],
+        "test label": table["test"].map(SHORT_LABELS),
         "statistic": table["statistic"].map(formats.statistic),
         "noise level": table["noise_level"].map(formats.statistic),
         "p-value": table["p_value"].map(formats.p_value),
-        "drift when": [rule(TESTS[t].uses_p_value, th)
+        "adjusted p": (table["p_adjusted"] if "p_adjusted" in table
+                       else pd.Series(np.nan, index=table.index)).map(formats.p_value),
+        "drift when": [("adj. " if TESTS[t].uses_p_value and "p_adjusted" in table else "")
+                       + rule(TESTS[t].uses_p_value, th)
                        for t, th in zip(table["test"], table["threshold"])],
         "verdict": table.apply(verdict_of, axis=1) if len(table) else [],
         "reference rows": table["n_reference"].astype(int),
         "production rows": table["n_production"].astype(int),
-        "note": table["note"].fillna(""),
+        # the verdict says "not judged" already
+        "note": table["note"].fillna("").str.removeprefix("not judged: "),
     })
     return out.reset_index(drop=True)
 
@@ -435,25 +452,42 @@ def describe_row(row: Mapping) -> str:
     if spec.uses_p_value:
         p = formats.p_value(row.get("p_value"))
         parts.append(f"p {p}" if p.startswith("<") else f"p = {p}")
+        adjusted = row.get("p_adjusted")
+        if adjusted is not None and not pd.isna(adjusted):
+            p = formats.p_value(adjusted)
+            parts.append(f"adjusted p {p}" if p.startswith("<") else f"adjusted p = {p}")
     else:
         parts.append(f"noise level {formats.statistic(row.get('noise_level'))}")
-    text = (", ".join(parts) + f" (drift when {rule(spec.uses_p_value, row['threshold'])})"
-            + f" → {verdict_of(row)}")
+    adjusted = spec.uses_p_value and not pd.isna(row.get("p_adjusted", np.nan))
+    text = (", ".join(parts) + f" (drift when {'adjusted ' if adjusted else ''}"
+            f"{rule(spec.uses_p_value, row['threshold'])}) → {verdict_of(row)}")
     note = (row.get("note") or "").removeprefix("not judged: ")
     return text + (f": {note}." if note and not note.startswith("within noise") else ".")
 
 
 def display_columns(table: pd.DataFrame) -> list[str]:
-    """The columns of :func:`display_table` worth showing for ``table``: the p-value
-    only when a test with one ran, the noise level only when a distance did."""
+    """The columns of :func:`display_table` worth showing for ``table``: the p-values
+    only when a test with one ran (the adjusted one when the table has it), the noise
+    level only when a distance did, notes only when they differ between rows (a note
+    every row shares is :func:`common_note`, said once above the table)."""
     kinds = {TESTS[t].uses_p_value for t in table["test"]}
-    columns = ["feature", "test", "statistic", "noise level", "p-value", "drift when",
-               "verdict", "reference rows", "production rows", "note"]
+    columns = ["feature", "test label", "statistic", "noise level", "p-value", "adjusted p",
+               "drift when", "verdict", "reference rows", "production rows", "note"]
+    if True not in kinds or "p_adjusted" not in table:
+        columns.remove("adjusted p")
     if True not in kinds:
         columns.remove("p-value")
     if False not in kinds:
         columns.remove("noise level")
+    if table["note"].fillna("").nunique() <= 1:
+        columns.remove("note")
     return columns
+
+
+def common_note(table: pd.DataFrame) -> str:
+    """The note every row of the drift table shares (e.g. too few rows), or ''."""
+    notes = table["note"].fillna("")
+    return notes.iloc[0] if len(notes) and notes.nunique() == 1 else ""
 
 
 def holm_adjusted(tables: list[pd.DataFrame]) -> list[pd.DataFrame]:

@@ -7,7 +7,7 @@ from analysis import noise
 from analysis.aggregate import frozen_bins
 from analysis.drift import (TESTS, ReferenceProfile, describe_tests, drift_table,
                             holm_adjusted)
-from analysis.formats import rows
+from analysis.formats import error, of_total, rows
 from analysis.queries import Filters, load_frame, load_windows, window_metrics
 from analysis.stats import EmptySampleError
 from analysis.store import Store
@@ -81,6 +81,35 @@ def window_summary(store: Store, dataset: str, unit: str = "month",
     return merged.fillna({"drifted_list": "", "tests": "", "note": ""})[SUMMARY_COLUMNS]
 
 
+def latest_window(summary: pd.DataFrame, min_rows: int = noise.MIN_ROWS) -> pd.Series:
+    """The row of the latest window with at least ``min_rows`` rows (a trailing window of
+    a few rows says little), or the latest window when none has that many."""
+    large = summary[summary["rows"] >= min_rows]
+    return (large if not large.empty else summary).iloc[-1]
+
+
+def latest_window_note(summary: pd.DataFrame, unit: str, min_rows: int = noise.MIN_ROWS) -> str:
+    """Which window :func:`latest_window` picked, in words, for the metric cards."""
+    row = latest_window(summary, min_rows)
+    text = f"The {unit} starting {pd.Timestamp(row['window_start']):%Y-%m-%d}"
+    if row["window_start"] != summary["window_start"].iloc[-1]:
+        text += f", the latest with at least {min_rows} rows"
+    return text + "."
+
+
+def per_window_table(summary: pd.DataFrame, n_features: int) -> pd.DataFrame:
+    """:func:`window_summary`'s frame as the Overview lists it: every column under a
+    readable name, MAE and MAPE with 2 decimals (an em dash without labels), ``drifted``
+    as "2 of 10" or "not judged", and ``which``: the drifted features, or why the window
+    was not judged."""
+    return summary.rename(columns={"window_start": "window start", "labelled": "labelled rows",
+                                   "drifted_features": "drifted features",
+                                   "judged_features": "features tested"}).assign(
+        MAE=summary["mae"].map(error), MAPE=summary["mape"].map(error),
+        drifted=[of_total(d, n_features) for d in summary["drifted_features"]],
+        which=summary["drifted_list"].where(summary["note"] == "", summary["note"]))
+
+
 def tests_run(summary: pd.DataFrame) -> list[str]:
     """The tests that ran in any window of :func:`window_summary`'s frame."""
     names = set()
@@ -91,13 +120,8 @@ def tests_run(summary: pd.DataFrame) -> list[str]:
 
 def tests_caption(summary: pd.DataFrame) -> str:
     """What the Overview's drift column means, built from the tests that actually ran."""
-    names = tests_run(summary)
-    text = ("Each window's features are compared with the reference rows of the same groups. "
-            + describe_tests(names))
-    if any(TESTS[t].uses_p_value for t in names):
-        text += (" The p-values are Holm-adjusted over every window and feature shown, so "
-                 "that data without drift shows none with 95 % probability.")
-    return text
+    return ("Each window's features are compared with the reference rows of the same groups. "
+            + describe_tests(tests_run(summary), holm_over="every window and feature shown"))
 
 
 def filtered_drift_table(store: Store, dataset: str, filters: Filters | None = None,
@@ -105,7 +129,9 @@ def filtered_drift_table(store: Store, dataset: str, filters: Filters | None = N
     """Drift table of the filtered production rows against the segment-filtered reference.
 
     Binned statistics use the whole reference's frozen bins, so a segment's numbers are
-    the same here and on the heatmap.
+    the same here and on the heatmap. The p-values of the table's tests are judged
+    together (:func:`analysis.drift.holm_adjusted`, column ``p_adjusted``): the page
+    shows them all at once.
 
     Raises :class:`EmptySampleError` with a message naming the empty side.
     """
@@ -116,8 +142,9 @@ def filtered_drift_table(store: Store, dataset: str, filters: Filters | None = N
         raise EmptySampleError("the reference has no rows for the selected segments")
     if production.empty:
         raise EmptySampleError("no production rows in the selected time range and segments")
-    return drift_table(reference, production, features, test=test, binning=binning,
-                       bins=frozen_bins(store, dataset).coarse)
+    table = drift_table(reference, production, features, test=test, binning=binning,
+                        bins=frozen_bins(store, dataset).coarse)
+    return holm_adjusted([table])[0]
 
 
 def feature_samples(store: Store, dataset: str, feature: str,
@@ -138,12 +165,14 @@ def cell_frames(store: Store, dataset: str, cells: list[Filters]) -> list[pd.Dat
 def compare_cells(store: Store, dataset: str, a: Filters, b: Filters,
                   test: str | None = None) -> pd.DataFrame:
     """Drift table of production cell ``b`` against production cell ``a``, feature by
-    feature (``a`` plays the reference), on the reference's frozen bins."""
+    feature (``a`` plays the reference), on the reference's frozen bins; p-values
+    Holm-adjusted over the features as in :func:`filtered_drift_table`."""
     frame_a, frame_b = cell_frames(store, dataset, [a, b])
     if frame_a.empty:
         raise EmptySampleError("cell A has no production rows")
     if frame_b.empty:
         raise EmptySampleError("cell B has no production rows")
     features = store.dataset(dataset).roles.features
-    return drift_table(frame_a, frame_b, features, test=test,
-                       bins=frozen_bins(store, dataset).coarse)
+    table = drift_table(frame_a, frame_b, features, test=test,
+                        bins=frozen_bins(store, dataset).coarse)
+    return holm_adjusted([table])[0]

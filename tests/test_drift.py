@@ -153,8 +153,9 @@ def test_evidently_binning_uses_evidentlys_chisquare():
 
 # -- issue #10: small samples, not judged, what the pages print --------------------------
 from analysis import noise  # noqa: E402
-from analysis.drift import (describe_row, describe_tests, display_columns,  # noqa: E402
-                            display_table, holm_adjusted, ranked, verdict_of)
+from analysis.drift import (common_note, describe_row, describe_tests,  # noqa: E402
+                            display_columns, display_table, holm_adjusted, ranked,
+                            verdict_of)
 
 
 def _no_drift_pair(n_ref, n_prod, seed):
@@ -248,7 +249,27 @@ def test_display_table_prints_no_none_and_consistent_precision():
     # only the columns that say something: no p-value without a test that has one
     assert "p-value" not in display_columns(table.iloc[[0, 2]])
     assert "noise level" not in display_columns(table.iloc[[1]])
-    assert display_columns(table) == [c for c in shown.columns if c != "kind"]
+    assert display_columns(table) == ["feature", "test label", "statistic", "noise level",
+                                      "p-value", "drift when", "verdict", "reference rows",
+                                      "production rows"]     # no note: none has one
+    assert shown["test label"].tolist() == ["Wasserstein", "KS", "JS"]
+    # p-values judged together: the adjusted one is shown and decides
+    adjusted = holm_adjusted([table])[0]
+    shown = display_table(adjusted)
+    assert "adjusted p" in display_columns(adjusted)
+    assert shown["adjusted p"].tolist() == ["—", "< 0.0001", "—"]
+    assert shown["drift when"].tolist() == ["≥ 0.1", "adj. p < 0.05", "≥ 0.1"]
+
+
+def test_a_note_every_row_shares_is_said_once():
+    ref, prod = _no_drift_pair(500, 30, 8)
+    table = drift_table(pd.DataFrame({"x": ref, "y": ref}), pd.DataFrame({"x": prod, "y": prod}),
+                        {"x": "numeric", "y": "numeric"}, test="psi")
+    assert common_note(table) == "not judged: 30 production rows (fewer than 50)"
+    assert "note" not in display_columns(table)
+    assert display_table(table)["note"].tolist() == ["30 production rows (fewer than 50)"] * 2
+    table.loc[0, "note"] = "something else"
+    assert common_note(table) == "" and "note" in display_columns(table)
 
 
 def test_verdict_in_words_and_ranking():
