@@ -485,5 +485,5 @@ def band(metric: str, value: float) -> str:
 
 
 __all__ = ["METRICS", "Cube", "build_cube", "select", "grid", "segment_drift",
-           "sort_features", "band", "cell_class", "grid_caption", "drift_rule", "pooled_std", "window_start",
-           "window_end", "cell_statistic", "cell_noise_level"]
+           "sort_features", "band", "cell_class", "grid_caption", "drift_rule", "pooled_std",
+           "window_start", "window_end", "cell_statistic", "cell_noise_level"]
