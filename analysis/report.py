@@ -23,7 +23,6 @@ from analysis.figures import (category_shares, decomposition_figure, distributio
                               heatmap_figure, histogram_shares, overview_figure,
                               segment_grid_figure, unit_of)
 from analysis.formats import selection
-from analysis.noise import MIN_ROWS, percentile_name
 from analysis.queries import (Filters, reference_error, row_counts, segment_window_metrics,
                               time_bounds)
 from analysis.stats import EmptySampleError
@@ -195,10 +194,7 @@ figure{{margin:2em 0}}img{{max-width:100%}}figcaption{{color:#555}}</style></hea
 <li>Production: {counts['production']:,} rows from {f"{start:%Y-%m-%d}" if start else "—"} to
  {f"{end:%Y-%m-%d}" if end else "—"}, snapshots {esc(', '.join(s.id for s in prod_snaps))}.</li>
 <li>Segments: {esc(segs)} (applied to the reference too).</li>
-<li>Tests and thresholds: {esc(thresholds)}; default test per column as Evidently chooses it.
- A distance is drift only above its noise level, the {esc(percentile_name())} of the distance
- between two samples of the same sizes drawn from the reference; fewer than {MIN_ROWS} rows on a
- side: not judged.</li>
+<li>Tests and thresholds: {esc(thresholds)}; default test per column as Evidently chooses it.</li>
 </ul>
 <h2>Findings</h2><ul>{''.join(f'<li>{esc(f)}</li>' for f in findings)}</ul>
 <h2>Per-feature drift</h2>
