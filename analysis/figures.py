@@ -10,6 +10,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis import formats
+
 REFERENCE_COLOR = "#4C78A8"
 PRODUCTION_COLOR = "#F58518"
 DRIFT_COLOR = "#E45756"
@@ -147,6 +149,16 @@ def overview_figure(summary: pd.DataFrame, reference_mae: float | None,
                 customdata=summary["drifted_list"],
                 hovertemplate="%{x|%Y-%m-%d}<br>%{y} drifted: %{customdata}<extra></extra>",
                 row=4, col=1)
+    # windows too small to judge: a grey mark on the axis, the reason on hover
+    small = drifted.isna().to_numpy()
+    if small.any():
+        notes = summary["note"] if "note" in summary else pd.Series("not judged", summary.index)
+        fig.add_scatter(x=x[small], y=np.zeros(int(small.sum())), mode="markers",
+                        marker=dict(symbol="x-thin", size=9, color="#8E8E93",
+                                    line=dict(width=2, color="#8E8E93")),
+                        customdata=notes[small], name="not judged", showlegend=False,
+                        hovertemplate="%{x|%Y-%m-%d}<br>%{customdata}<extra></extra>",
+                        row=4, col=1)
     fig.update_yaxes(range=[0, max(n_features, 1)], row=4, col=1)
     fig.update_xaxes(title_text=f"window start ({unit})", row=4, col=1)
     return _layout(fig, "Model error, volume and drift per window", 820)
@@ -167,33 +179,83 @@ def unit_of(column: str) -> str:
 
 
 BAND_COLORS = ("#54A24B", "#ECA82C", "#E45756")  # stable, moderate, major
+#: heatmap cell classes, in colour order: the grey and pale classes carry no drift
+CELL_CLASSES = ("not judged", "stable", "within noise", "moderate", "major")
+CELL_COLORS = ("#D5D5D8", BAND_COLORS[0], "#B9D9AE", BAND_COLORS[1], BAND_COLORS[2])
+#: row counts are printed in the cells when a cell is at least this wide and tall (px)
+CELL_TEXT_MIN_PX = (34, 16)
+
+
+def _discrete_scale(colors) -> list:
+    """A plotly colorscale giving each integer 0..len-1 its own flat colour."""
+    k = len(colors)
+    scale = []
+    for i, color in enumerate(colors):
+        scale += [[i / k, color], [(i + 1) / k, color]]
+    return scale
+
+
+def _cell_classes(grid_frame: pd.DataFrame, bands: tuple[float, float]) -> pd.Series:
+    """Each cell's class (:data:`CELL_CLASSES`) from its verdict and, when it drifted,
+    its band."""
+    low, high = bands
+    drift_band = np.where(grid_frame["value"] > high, "major", "moderate")
+    return pd.Series(np.where(grid_frame["verdict"] == "drift", drift_band,
+                              grid_frame["verdict"]), index=grid_frame.index)
+
+
+def _cell_hover(feature: str, label: str, unit: str, metric_label: str, value, verdict: str,
+                level, rows, reference_rows, cell_class: str) -> str:
+    lines = [f"{feature}", f"{unit} of {label}",
+             f"{metric_label}: " + ("no data" if pd.isna(value) else f"{value:.4f}"),
+             f"verdict: {verdict}" + (f" ({cell_class})" if verdict == "drift" else "")]
+    if not pd.isna(level):
+        lines.append(f"noise level: {level:.4f}")
+    lines.append(f"{0 if pd.isna(rows) else int(rows):,} production rows, "
+                 f"{0 if pd.isna(reference_rows) else int(reference_rows):,} reference rows")
+    return "<br>".join(lines)
 
 
 def heatmap_figure(grid_frame: pd.DataFrame, metric_label: str, bands: tuple[float, float],
-                   order: list[str], unit: str, title: str) -> go.Figure:
-    """Features x windows, coloured in three bands, values on hover.
+                   order: list[str], unit: str, title: str,
+                   min_rows: int = 50) -> go.Figure:
+    """Features x windows, one colour per cell class: not judged (fewer than ``min_rows``
+    rows, grey), stable, within noise (pale), and the bands of drifted cells (moderate,
+    major). Hover: value, verdict, noise level and row counts; each cell's production
+    rows are printed in it when the cells are large enough to read.
 
-    The cells are a ``go.Heatmap``; an invisible square marker sits on every cell so the
-    chart emits selection events (Streamlit reports none for heatmap traces). The
-    markers' ``customdata`` is (feature, window start ISO) for the drill-down.
+    ``grid_frame`` is :func:`analysis.heatmap.grid`'s frame. The cells are a
+    ``go.Heatmap``; an invisible square marker sits on every cell so the chart emits
+    selection events (Streamlit reports none for heatmap traces). The markers'
+    ``customdata`` is (feature, window start ISO) for the drill-down.
     """
     low, high = bands
     windows = sorted(grid_frame["window_start"].unique())
-    pivot = grid_frame.pivot(index="feature", columns="window_start", values="value").reindex(
-        index=order, columns=windows)
-    rows = grid_frame.pivot(index="feature", columns="window_start", values="rows").reindex(
-        index=order, columns=windows)
-    z = pivot.to_numpy(dtype=float)
-    # three bands: colour by band index, keep the value for hover
-    banded = np.where(np.isnan(z), np.nan, np.where(z < low, 0, np.where(z <= high, 1, 2)))
+    frame = grid_frame.assign(cell_class=_cell_classes(grid_frame, bands))
+
+    def pivot(column):
+        return frame.pivot(index="feature", columns="window_start", values=column).reindex(
+            index=order, columns=windows)
+
+    values, classes, verdicts = pivot("value"), pivot("cell_class"), pivot("verdict")
+    rows, ref_rows, levels = pivot("rows"), pivot("reference_rows"), pivot("noise")
+    z = classes.apply(lambda col: col.map(CELL_CLASSES.index)).to_numpy(dtype=float)
     x_labels = [pd.Timestamp(w).strftime("%Y-%m-%d") for w in windows]
+    n_x, n_y = max(len(x_labels), 1), max(len(order), 1)
+    height = max(360, 40 + 34 * len(order)) + 110
+    show_counts = (900 / n_x >= CELL_TEXT_MIN_PX[0]
+                   and (height - 220) / n_y >= CELL_TEXT_MIN_PX[1])
+    counts_text = [[formats.compact_count(v) if show_counts else "" for v in row]
+                   for row in rows.to_numpy(dtype=float)]
+    k = len(CELL_CLASSES)
     fig = go.Figure()
     fig.add_heatmap(
-        z=banded, x=x_labels, y=order, zmin=0, zmax=2, hoverinfo="skip",
-        colorscale=[[0, BAND_COLORS[0]], [1 / 3, BAND_COLORS[0]], [1 / 3, BAND_COLORS[1]],
-                    [2 / 3, BAND_COLORS[1]], [2 / 3, BAND_COLORS[2]], [1, BAND_COLORS[2]]],
-        colorbar=dict(title=dict(text=metric_label, side="right"), tickvals=[1 / 3, 1, 5 / 3],
-                      ticktext=[f"< {low:g} stable", f"{low:g}-{high:g} moderate",
+        z=z, x=x_labels, y=order, zmin=-0.5, zmax=k - 0.5, hoverinfo="skip",
+        colorscale=_discrete_scale(CELL_COLORS), text=counts_text, texttemplate="%{text}",
+        textfont=dict(size=11, color="#222"),
+        colorbar=dict(title=dict(text=metric_label, side="right"), tickvals=list(range(k)),
+                      ticktext=[f"< {min_rows} rows: not judged", f"< {low:g} stable",
+                                f"≥ {low:g}, within noise", f"{low:g}–{high:g} moderate",
                                 f"> {high:g} major"], len=0.9),
         xgap=1, ygap=1)
     fx, fy, text, custom = [], [], [], []
@@ -201,13 +263,10 @@ def heatmap_figure(grid_frame: pd.DataFrame, metric_label: str, bands: tuple[flo
         for j, label in enumerate(x_labels):
             fx.append(label)
             fy.append(feature)
-            value = z[i, j]
-            n = rows.iat[i, j]
-            text.append(f"{feature}<br>{unit} of {label}<br>{metric_label}: "
-                        + ("no data" if np.isnan(value) else f"{value:.4f}")
-                        + f"<br>{0 if pd.isna(n) else int(n):,} production rows")
+            text.append(_cell_hover(feature, label, unit, metric_label, values.iat[i, j],
+                                    verdicts.iat[i, j], levels.iat[i, j], rows.iat[i, j],
+                                    ref_rows.iat[i, j], classes.iat[i, j]))
             custom.append([feature, label])
-    n_x, n_y = max(len(x_labels), 1), max(len(order), 1)
     size = max(4, min(28, int(900 / n_x), int(380 / n_y)))
     fig.add_scatter(x=fx, y=fy, mode="markers", customdata=custom, text=text,
                     hovertemplate="%{text}<extra></extra>", showlegend=False,
@@ -218,13 +277,37 @@ def heatmap_figure(grid_frame: pd.DataFrame, metric_label: str, bands: tuple[flo
     fig.update_xaxes(title_text=f"window start ({unit})", type="category", tickangle=-45)
     fig.update_yaxes(title_text="feature", autorange="reversed", type="category")
     fig.update_layout(clickmode="event+select", dragmode=False)
-    return _layout(fig, title, max(360, 40 + 34 * len(order)) + 110)
+    return _layout(fig, title, height)
+
+
+def grid_text(values, value_format: str) -> list[list[str]]:
+    """Cell labels of a grid: each value in the Python format spec ``value_format``
+    (e.g. ``'+.1f'``, ``'.2f'``, ``'.0%'``), an em dash where there is none; a value that
+    rounds to zero prints unsigned ('0.0', not '-0.0' or '+0.0')."""
+    unsigned = value_format.lstrip("+- ")
+    out = []
+    for row in np.asarray(values, dtype=float):
+        cells = []
+        for v in row:
+            text = "—" if np.isnan(v) else format(v, value_format)
+            if not any(c in "123456789" for c in text) and text != "—":
+                text = format(0.0, unsigned)
+            cells.append(text)
+        out.append(cells)
+    return out
 
 
 def segment_grid_figure(frame: pd.DataFrame, value: str, label: str, title: str,
                         unit: str, diverging: bool = False,
-                        bands: tuple[float, float] | None = None) -> go.Figure:
-    """Segment x window grid of one value (error change, max PSI, drifted share)."""
+                        bands: tuple[float, float] | None = None, *,
+                        value_format: str = ".2f", segment_label: str = "segment"
+                        ) -> go.Figure:
+    """Segment x window grid of one value (error change, max PSI, drifted share).
+
+    Cells print the value in ``value_format`` (Python format spec) at a readable size
+    (rows at least 44 px tall); a missing value (a cell not judged) prints an em dash.
+    The y axis is named after the segment column (``segment_label``); hover adds the
+    cell's production rows when ``frame`` has a ``rows`` column."""
     pivot = frame.pivot(index="segment", columns="window_start", values=value)
     x_labels = [pd.Timestamp(w).strftime("%Y-%m-%d") for w in pivot.columns]
     z = pivot.to_numpy(dtype=float)
@@ -233,15 +316,23 @@ def segment_grid_figure(frame: pd.DataFrame, value: str, label: str, title: str,
         kwargs = dict(colorscale="RdBu_r", zmid=0, zmin=-limit, zmax=limit)
     else:
         kwargs = dict(colorscale="YlOrRd", zmin=0)
-    text = [[("—" if np.isnan(v) else f"{v:.3g}") for v in row] for row in z]
+    rows = (frame.pivot(index="segment", columns="window_start", values="rows")
+            .reindex(index=pivot.index, columns=pivot.columns).to_numpy(dtype=float)
+            if "rows" in frame else np.full(z.shape, np.nan))
+    text = grid_text(z, value_format)
+    hover = [[f"{seg}<br>{unit} of {x}<br>{label}: {t}"
+              + ("" if np.isnan(n) else f"<br>{int(n):,} production rows")
+              for x, t, n in zip(x_labels, text_row, rows_row)]
+             for seg, text_row, rows_row in zip(pivot.index, text, rows)]
     fig = go.Figure(go.Heatmap(z=z, x=x_labels, y=list(pivot.index), text=text,
-                               texttemplate="%{text}", xgap=1, ygap=1,
+                               texttemplate="%{text}", textfont=dict(size=12),
+                               customdata=hover, xgap=1, ygap=1,
                                colorbar=dict(title=dict(text=label, side="right")),
-                               hovertemplate="%{y}<br>" + unit + " of %{x}<br>" + label
-                               + ": %{z:.4g}<extra></extra>", **kwargs))
+                               hovertemplate="%{customdata}<extra></extra>", **kwargs))
     fig.update_xaxes(title_text=f"window start ({unit})", type="category", tickangle=-45)
-    fig.update_yaxes(title_text="segment", autorange="reversed", type="category")
-    return _layout(fig, title, max(300, 120 + 40 * len(pivot.index)))
+    fig.update_yaxes(title_text=segment_label, autorange="reversed", type="category")
+    # title and legend (110 px), rotated dates and the axis title (110 px), 44 px a row
+    return _layout(fig, title, 220 + 44 * max(len(pivot.index), 1))
 
 
 # -- data vs concept ---------------------------------------------------------------

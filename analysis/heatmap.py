@@ -20,6 +20,11 @@ Coarse statistics are exact on their bins. KS from fine bins is exact at the ~10
 and at most :func:`analysis.stats.ks_from_bins`' bound below the exact D; Wasserstein
 from fine bins is exact except where the two CDFs cross inside a bin
 (:func:`analysis.stats.wasserstein_from_bins`).
+
+A cell is judged by :func:`analysis.noise.verdict`: fewer than 50 rows on a side, not
+judged; otherwise drift when the value is at or above the lower band (material) and
+above the cell's noise level at its sizes (:func:`cell_noise_level`). Only drifted cells
+take the moderate and major colours.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from analysis import stats
+from analysis import noise, stats
 from analysis.aggregate import (FrozenBins, binned_counts, day_counts, frozen_bins, n_bins,
                                 pool_moments, reference_moments, whole_counts)
 from analysis.queries import Filters
@@ -226,17 +231,57 @@ def cell_statistic(metric: str, bins, ref_counts, prod_counts, ref_extra=None,
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def grid(cube: Cube, metric: str, bins: FrozenBins, reference_std: dict[str, float] | None = None
-         ) -> pd.DataFrame:
-    """Metric per feature x window of a selected (one-segment) cube.
+def _judged_sizes(metric: str, ref_counts: np.ndarray, prod_counts: np.ndarray
+                  ) -> tuple[float, float]:
+    """Reference and production sizes a cell's statistic sees: every row for the coarse
+    metrics (missing values have a bin), non-missing values for the fine ones."""
+    if METRICS[metric][1] == "coarse":
+        return float(ref_counts.sum()), float(prod_counts.sum())
+    return float(ref_counts[:-1].sum()), float(prod_counts[:-1].sum())
 
-    Returns a long frame: feature, window_start, value, rows (production rows in the
-    cell). Features the metric does not apply to (categorical for KS/Wasserstein) are
-    left out. ``reference_std`` (population sd of each numeric feature in the selected
-    reference) is needed for Wasserstein.
+
+def cell_noise_level(metric: str, ref_counts, prod_counts, ref_extra=None,
+                     ref_std: float | None = None, alpha: float = noise.ALPHA) -> float:
+    """A cell's noise level (:mod:`analysis.noise`): the 1 - ``alpha`` quantile of
+    ``metric`` between two samples of the cell's sizes drawn from the reference.
+
+    PSI and Jensen-Shannon on the reference's coarse bin shares; KS its critical value;
+    Wasserstein on the reference's fine bins, each bin's mass at its mean (sum / count).
     """
-    label, resolution, _ = METRICS[metric]
+    n, m = _judged_sizes(metric, ref_counts, prod_counts)
+    if metric in ("psi", "jensenshannon"):
+        return noise.binned_noise_level(metric, ref_counts, m, alpha)
+    if metric == "ks":
+        return noise.ks_critical_value(n, m, alpha)
+    if metric == "wasserstein":
+        r = np.asarray(ref_counts, dtype=float)[:-1]
+        live = r > 0
+        points = np.asarray(ref_extra["sum"], dtype=float)[:-1][live] / r[live]
+        return noise.wasserstein_noise_level(points, r[live], m, max(ref_std or 0.0, 1e-3),
+                                             alpha)
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+GRID_COLUMNS = ["feature", "window_start", "value", "rows", "reference_rows", "noise",
+                "verdict"]
+
+
+def grid(cube: Cube, metric: str, bins: FrozenBins, reference_std: dict[str, float] | None = None,
+         *, min_rows: int = noise.MIN_ROWS, alpha: float = noise.ALPHA) -> pd.DataFrame:
+    """Metric per feature x window of a selected (one-segment) cube, and each cell's
+    verdict.
+
+    Returns a long frame with ``GRID_COLUMNS``: feature, window_start, value, rows
+    (production rows in the cell), reference_rows, noise (the cell's noise level, computed
+    where the value reaches the lower band; NaN elsewhere) and verdict ('not judged',
+    'stable', 'within noise', 'drift'; :func:`analysis.noise.verdict`). Features the
+    metric does not apply to (categorical for KS/Wasserstein) are left out.
+    ``reference_std`` (population sd of each numeric feature in the selected reference)
+    is needed for Wasserstein.
+    """
+    label, resolution, (low, _) = METRICS[metric]
     chosen = bins.coarse if resolution == "coarse" else bins.fine
+    std = reference_std or {}
     rows = []
     for feature in cube.features:
         if feature not in chosen:
@@ -248,9 +293,46 @@ def grid(cube: Cube, metric: str, bins: FrozenBins, reference_std: dict[str, flo
             prod = cube.counts[w, 0, sl]
             prod_extra = {k: v[w, 0, sl] for k, v in cube.extra.items()}
             value = cell_statistic(metric, chosen[feature], ref, prod, ref_extra, prod_extra,
-                                   (reference_std or {}).get(feature))
-            rows.append((feature, pd.Timestamp(start), value, int(prod.sum())))
-    return pd.DataFrame(rows, columns=["feature", "window_start", "value", "rows"])
+                                   std.get(feature))
+            n, m = _judged_sizes(metric, ref, prod)
+            level = np.nan
+            if min(n, m) >= min_rows and not np.isnan(value) and value >= low:
+                level = cell_noise_level(metric, ref, prod, ref_extra, std.get(feature), alpha)
+            verdict = noise.verdict(value, low, level, m, n, min_rows)
+            rows.append((feature, pd.Timestamp(start), value, int(prod.sum()), int(ref.sum()),
+                         level, verdict))
+    return pd.DataFrame(rows, columns=GRID_COLUMNS)
+
+
+def cell_class(metric: str, value: float, verdict: str) -> str:
+    """What a heatmap cell shows: 'not judged', 'stable', 'within noise', or the band of
+    a drifted cell ('moderate', 'major')."""
+    if verdict == noise.DRIFT:
+        return band(metric, value)
+    return verdict
+
+
+def grid_caption(cells: pd.DataFrame, metric: str, min_rows: int = noise.MIN_ROWS,
+                 alpha: float = noise.ALPHA) -> str:
+    """The heatmap's caption: how many cells drifted (by band), how many are within
+    noise or not judged, and the rule."""
+    label, _, (low, high) = METRICS[metric]
+    classes = [cell_class(metric, v, d) for v, d in zip(cells["value"], cells["verdict"])]
+    tally = {c: classes.count(c) for c in ("major", "moderate", "within noise", "not judged")}
+    return (f"{tally['major']} of {len(cells)} cells in the major band (> {high:g}), "
+            f"{tally['moderate']} moderate ({low:g}–{high:g}); {tally['within noise']} reach "
+            f"{low:g} but within noise (pale); {tally['not judged']} with fewer than {min_rows} "
+            f"rows on a side, not judged (grey). " + drift_rule(metric, min_rows, alpha)
+            + " The numbers in the cells (and on hover): production rows.")
+
+
+def drift_rule(metric: str, min_rows: int = noise.MIN_ROWS, alpha: float = noise.ALPHA) -> str:
+    """The rule that calls a cell drift, in a sentence."""
+    label, _, (low, _) = METRICS[metric]
+    return (f"A cell is drift when its {label} is at least {low:g} and above its noise level, "
+            f"the {noise.percentile_name(alpha)} of the {label} between two samples of the "
+            f"cell's sizes drawn from the reference; cells with fewer than {min_rows} rows "
+            "are not judged.")
 
 
 def pooled_std(moments: pd.DataFrame, segments: list[str] | None) -> dict[str, float]:
@@ -269,23 +351,26 @@ def pooled_std(moments: pd.DataFrame, segments: list[str] | None) -> dict[str, f
 def segment_drift(cube: Cube, bins: FrozenBins, unit: str, start=None, end=None,
                   segments: list[str] | None = None, metric: str = "psi") -> pd.DataFrame:
     """Per segment value x window: the largest ``metric`` over features (``max_value``),
-    which feature it is (``top_feature``), and the share of features at or above the
-    metric's lower band (``drifted_share``, e.g. PSI >= 0.1)."""
-    low = METRICS[metric][2][0]
+    which feature it is (``top_feature``), and the share of judged features that drifted
+    by :func:`grid`'s rule (``drifted_share``: at or above the metric's lower band, e.g.
+    PSI >= 0.1, and above the noise level). A cell whose window has fewer than
+    :data:`analysis.noise.MIN_ROWS` rows is not judged: NaN values, ``judged`` False."""
     out = []
     for segment in cube.segments:
         if segments is not None and segment not in segments:
             continue
         g = grid(select(cube, unit, start, end, [segment]), metric, bins)
         for window, part in g.groupby("window_start"):
-            values = part.dropna(subset=["value"])
+            values = part[part["verdict"] != noise.NOT_JUDGED].dropna(subset=["value"])
+            rows = int(part["rows"].max())
             if values.empty:
+                out.append((window, segment, np.nan, "", np.nan, rows, False))
                 continue
             top = values.loc[values["value"].idxmax()]
             out.append((window, segment, float(top["value"]), top["feature"],
-                        float((values["value"] >= low).mean()), int(part["rows"].max())))
+                        float((values["verdict"] == noise.DRIFT).mean()), rows, True))
     return pd.DataFrame(out, columns=["window_start", "segment", "max_value", "top_feature",
-                                      "drifted_share", "rows"])
+                                      "drifted_share", "rows", "judged"])
 
 
 def binned_drift_table(store: Store, dataset: str, filters: Filters | None = None,
@@ -324,7 +409,7 @@ def binned_drift_table(store: Store, dataset: str, filters: Filters | None = Non
     rows = []
     for feature in roles.features:
         kind = roles.features[feature]
-        test = "jensenshannon"
+        test, r = "jensenshannon", None
         if feature in numeric:
             width = n_bins(numeric[feature])
             r = vectors(fine_r, feature, width, True)
@@ -345,15 +430,41 @@ def binned_drift_table(store: Store, dataset: str, filters: Filters | None = Non
         if test == "wasserstein":
             r_trim = {k: v[:-1] for k, v in r.items()}
             p_trim = {k: v[:-1] for k, v in p.items()}
+            sizes = (r_trim["n"].sum(), p_trim["n"].sum())
             if p_trim["n"].sum() and r_trim["n"].sum():
                 w = stats.wasserstein_from_bins(numeric[feature].edges, r_trim, p_trim)
                 row.statistic = w / max(std.get(feature, 0.0), 1e-3)
-        elif prod_coarse.sum() and ref_coarse.sum():
-            row.statistic = stats.jensenshannon_distance(ref_coarse, prod_coarse)
-        if row.statistic is not None:
-            row.drifted = bool(row.statistic >= spec.threshold)
+        else:
+            sizes = (ref_coarse.sum(), prod_coarse.sum())
+            if prod_coarse.sum() and ref_coarse.sum():
+                row.statistic = stats.jensenshannon_distance(ref_coarse, prod_coarse)
+        _judge_binned_row(row, spec.threshold, sizes, ref_coarse, r, std.get(feature))
         rows.append(row.as_dict())
     return pd.DataFrame(rows, columns=list(FeatureDrift.__dataclass_fields__))
+
+
+def _judge_binned_row(row, threshold: float, sizes, ref_coarse, ref_fine,
+                      ref_std: float | None) -> None:
+    """:func:`binned_drift_table`'s verdict, by :func:`analysis.noise.verdict` as in the
+    drift table: Jensen-Shannon's noise level on the coarse bins, Wasserstein's on the
+    fine bins (each bin's mass at its mean)."""
+    n, m = (float(x) for x in sizes)
+    if row.statistic is None:
+        return
+    if min(n, m) < noise.MIN_ROWS:
+        row.note = f"not judged: fewer than {noise.MIN_ROWS} rows on a side"
+        return
+    if row.test == "wasserstein":
+        live = ref_fine["n"][:-1] > 0
+        points = ref_fine["sum"][:-1][live] / ref_fine["n"][:-1][live]
+        row.noise_level = noise.wasserstein_noise_level(
+            points, ref_fine["n"][:-1][live], m, max(ref_std or 0.0, 1e-3))
+    else:
+        row.noise_level = noise.binned_noise_level("jensenshannon", ref_coarse, m)
+    verdict = noise.verdict(row.statistic, threshold, row.noise_level, m, n)
+    row.drifted = verdict == noise.DRIFT
+    if verdict == noise.WITHIN_NOISE:
+        row.note = "within noise at these sizes"
 
 
 def sort_features(grid_frame: pd.DataFrame, by: str = "max") -> list[str]:
@@ -374,5 +485,5 @@ def band(metric: str, value: float) -> str:
 
 
 __all__ = ["METRICS", "Cube", "build_cube", "select", "grid", "segment_drift",
-           "sort_features", "band", "pooled_std", "window_start", "window_end",
-           "cell_statistic"]
+           "sort_features", "band", "cell_class", "grid_caption", "drift_rule", "pooled_std",
+           "window_start", "window_end", "cell_statistic", "cell_noise_level"]

@@ -22,6 +22,7 @@ from analysis.export import figure_bytes
 from analysis.figures import (category_shares, decomposition_figure, distribution_figure,
                               heatmap_figure, histogram_shares, overview_figure,
                               segment_grid_figure, unit_of)
+from analysis.formats import selection
 from analysis.queries import (Filters, reference_error, row_counts, segment_window_metrics,
                               time_bounds)
 from analysis.stats import EmptySampleError
@@ -55,19 +56,23 @@ def _charts(store: Store, dataset: str, filters: Filters, unit: str) -> tuple[li
         chosen = (list(filters.segments.get(segment, ())) or None) if segment else None
         cells = heatmap.grid(heatmap.select(cube, unit, filters.start, filters.end, chosen),
                              "psi", bins)
+        who = selection(filters.segments)
         if not cells.empty:
             charts.append(Chart("psi_heatmap", f"PSI of every feature per {unit} "
-                                "(< 0.1 stable, 0.1-0.25 moderate, > 0.25 major).",
+                                "(drifted cells: 0.1-0.25 moderate, > 0.25 major). "
+                                + heatmap.drift_rule("psi"),
                                 heatmap_figure(cells, "PSI", heatmap.METRICS["psi"][2],
                                                heatmap.sort_features(cells), unit,
-                                               f"PSI by feature and {unit}"), cells))
+                                               f"PSI by feature and {unit} · {who}"), cells))
         if segment and roles.prediction and roles.target:
             errors = segment_window_metrics(store, dataset, segment, unit, filters)
             charts.append(Chart("segment_error", f"MAPE change (percentage points) of each "
                                 f"{segment} against its own reference, per {unit}.",
                                 segment_grid_figure(errors, "mape_change", "MAPE change (pp)",
-                                                    f"Model error vs the group's reference",
-                                                    unit, diverging=True), errors))
+                                                    f"Model error vs the group's reference"
+                                                    f" · {who}", unit, diverging=True,
+                                                    value_format="+.1f",
+                                                    segment_label=segment), errors))
     investigation = None
     if roles.timestamp:
         # the data-vs-concept verdict when the dashboard already has it for these filters

@@ -3,7 +3,10 @@ import pandas as pd
 import streamlit as st
 
 import ui
+from analysis import formats
 from analysis.figures import overview_figure, unit_of
+from analysis.summary import (latest_window, latest_window_note, per_window_table,
+                              tests_caption)
 
 ctx = ui.page("Overview")
 roles = ctx.info.roles
@@ -18,34 +21,46 @@ if table.empty:
     st.warning("No production rows in the selected time range and segments.")
     st.stop()
 
-latest = table.iloc[-1]
+target_unit = unit_of(roles.target or "")
+n_features = len(roles.features)
+latest, since = latest_window(table), latest_window_note(table, unit)
 cols = st.columns(4)
-cols[0].metric("Reference MAE", "—" if reference["mae"] is None else f"{reference['mae']:,.2f}")
-if pd.notna(latest["mae"]) and reference["mae"]:
-    cols[1].metric(f"Latest {unit} MAE", f"{latest['mae']:,.2f}",
-                   delta=f"{latest['mae'] - reference['mae']:+,.2f}", delta_color="inverse")
-if pd.notna(latest["mape"]) and reference["mape"]:
+cols[0].metric("Reference MAE", formats.error(reference["mae"], target_unit))
+if pd.notna(latest["mae"]) and reference["mae"] is not None:
+    cols[1].metric(f"Latest {unit} MAE", formats.error(latest["mae"], target_unit),
+                   delta=formats.error(latest["mae"] - reference["mae"], target_unit, signed=True),
+                   delta_color="inverse", help=since)
+if pd.notna(latest["mape"]) and reference["mape"] is not None:
     cols[2].metric(f"Latest {unit} MAPE", f"{latest['mape']:.2f} %",
-                   delta=f"{latest['mape'] - reference['mape']:+.2f} pp", delta_color="inverse")
+                   delta=f"{latest['mape'] - reference['mape']:+.2f} pp", delta_color="inverse",
+                   help=since)
 cols[3].metric(f"Drifted features, latest {unit}",
-               f"{int(latest['drifted_features'] or 0)} of {len(roles.features)}")
+               formats.of_total(latest["drifted_features"], n_features),
+               help=since)
 
-fig = overview_figure(table, reference["mae"], reference["mape"], len(roles.features),
-                      target=f"{roles.target}, {unit_of(roles.target or '')}".strip(", ")
+fig = overview_figure(table, reference["mae"], reference["mape"], n_features,
+                      target=f"{roles.target}, {target_unit}".strip(", ")
                       if roles.target else "", unit=unit)
 ui.chart(fig, "overview.figure", f"overview-{ctx.dataset}-{unit}")
 
 st.subheader("Per window")
-shown = table.rename(columns={"window_start": "window start", "labelled": "labelled rows",
-                              "mae": "MAE", "mape": "MAPE (%)",
-                              "drifted_features": "drifted features",
-                              "judged_features": "features tested",
-                              "drifted_list": "which"})
-st.dataframe(shown, hide_index=True, column_config={
-    "window start": st.column_config.DatetimeColumn(format="YYYY-MM-DD"),
-    "MAE": st.column_config.NumberColumn(format="%.2f"),
-    "MAPE (%)": st.column_config.NumberColumn(format="%.2f"),
-})
-st.caption("Each window's features are tested against the reference (same user groups) with "
-           "the default test per column: Wasserstein distance (normed) for numeric columns, "
-           "Jensen–Shannon distance for categorical ones, threshold 0.1 (see the README).")
+shown = per_window_table(table, n_features)
+row_height = formats.wrapped_row_height(shown["which"], chars_per_line=44)
+st.dataframe(
+    shown, hide_index=True, row_height=row_height,
+    height=formats.table_height(len(shown), row_height or 35, max_rows=31),
+    column_order=["window start", "rows", "labelled rows", "MAE", "MAPE", "drifted", "which"],
+    column_config={
+        "window start": st.column_config.DatetimeColumn(format="YYYY-MM-DD", width=95),
+        "rows": st.column_config.NumberColumn(format="localized", width=70),
+        "labelled rows": st.column_config.NumberColumn("labelled", format="localized",
+                                                       width=70),
+        "MAE": st.column_config.TextColumn(formats.with_unit("MAE", f"({target_unit})")
+                                           if target_unit else "MAE", width=85,
+                                           alignment="right"),
+        "MAPE": st.column_config.TextColumn("MAPE (%)", width=75, alignment="right"),
+        "drifted": st.column_config.TextColumn("drifted", width=80, alignment="right",
+                                               help="Drifted features of those tested"),
+        "which": st.column_config.TextColumn("which features", width=335),
+    })
+st.caption(tests_caption(table))

@@ -3,8 +3,12 @@ import pandas as pd
 import streamlit as st
 
 import ui
+from analysis import formats
+from analysis.drift import describe_row
 from analysis.figures import distribution_figure, heatmap_figure, unit_of
-from analysis.heatmap import METRICS, band, grid, pooled_std, select, sort_features
+from analysis.heatmap import (METRICS, cell_class, grid, grid_caption, pooled_std, select,
+                              sort_features)
+from analysis.noise import percentile_name
 from analysis.stats import EmptySampleError
 
 ctx = ui.page("Drift heatmap", "Where and when: every feature in every time window, against "
@@ -54,9 +58,11 @@ if cells.empty or cells["rows"].sum() == 0:
     st.stop()
 
 order = sort_features(cells, order_by)
-who = "all selected groups" if group == "all" else f"{segment} = {group}"
+# the groups shown: the sidebar's filters, and this page's group on its segment column
+who = formats.selection({**dict(ctx.key[2]), **({segment: (group,)} if group != "all" else {})})
 fig = heatmap_figure(cells, label, bands, order, unit, f"{label} by feature and {unit} · {who}")
-event = ui.chart(fig, "heatmap.chart", f"heatmap-{ctx.dataset}-{metric}-{unit}",
+event = ui.chart(fig, "heatmap.chart",
+                 f"heatmap-{ctx.dataset}-{metric}-{unit}-{formats.slug(who)}",
                  on_select="rerun", selection_mode="points")
 
 # a click on a cell sets the drill-down selectors (once per new click)
@@ -68,10 +74,8 @@ if points:
         st.session_state["heatmap.cell_feature"] = clicked[0]
         st.session_state["heatmap.cell_window"] = clicked[1]
 
-major = cells[cells["value"] > bands[1]]
-st.caption(f"{len(major)} of {len(cells)} cells in the major band (> {bands[1]:g}); "
-           f"{len(cells[(cells['value'] >= bands[0]) & (cells['value'] <= bands[1])])} moderate. "
-           "Cells compare each window's rows with the reference rows of the same groups.")
+st.caption(grid_caption(cells, metric) + " Cells compare each window's rows with the "
+           "reference rows of the same groups.")
 
 st.subheader("Drill-down")
 windows = [pd.Timestamp(w).strftime("%Y-%m-%d") for w in sorted(cells["window_start"].unique())]
@@ -86,17 +90,20 @@ window = d2.selectbox(f"{unit.capitalize()} starting", windows, key="heatmap.cel
 cell = cells[(cells["feature"] == feature) &
              (cells["window_start"] == pd.Timestamp(window))].iloc[0]
 key = ui.cell_key(ctx, segment, None if group == "all" else group, window, unit)
-m1, m2, m3 = st.columns(3)
-m1.metric(label, "—" if pd.isna(cell["value"]) else f"{cell['value']:.4f}",
-          help="The heatmap's value for this cell.")
-m2.metric("Band", band(metric, cell["value"]))
-m3.metric("Production rows in the cell", f"{int(cell['rows']):,}")
+m1, m2, m3, m4 = st.columns(4)
+m1.metric(label, formats.statistic(cell["value"]), help="The heatmap's value for this cell.")
+m2.metric("Band", cell_class(metric, cell["value"], cell["verdict"]),
+          help="The cell's colour: its band when it drifted, else not judged, stable or "
+               "within noise.")
+m3.metric("Noise level", formats.statistic(cell["noise"]),
+          help=f"The {percentile_name()} of the {label} between two samples of the cell's "
+               f"sizes drawn from the reference (computed where the value reaches "
+               f"{bands[0]:g}).")
+m4.metric("Production rows in the cell", formats.count(cell["rows"]))
 try:
     table = ui.drift_table(ctx.root, ctx.version, ctx.dataset, key, None, "quantile")
     row = table.set_index("feature").loc[feature]
-    verdict = "not judged" if pd.isna(row["drifted"]) else ("drift" if row["drifted"] else "stable")
-    st.caption(f"Default test for this cell: {row['test']} = {row['statistic']:.4f} "
-               f"(threshold {row['threshold']:g}) → {verdict}.")
+    st.caption(f"Default test for this cell: {describe_row(row.to_dict())}")
 except EmptySampleError as exc:
     st.warning(f"Nothing to compare in this cell: {exc}.")
     st.stop()

@@ -3,8 +3,11 @@ import pandas as pd
 import streamlit as st
 
 import ui
+from analysis import formats
+from analysis.drift import (common_note, describe_tests, display_columns, display_table,
+                            ranked)
 from analysis.figures import distribution_figure, segment_grid_figure, unit_of
-from analysis.heatmap import segment_drift
+from analysis.heatmap import drift_rule, segment_drift
 from analysis.stats import EmptySampleError
 
 ctx = ui.page("Segments", "Model error and drift for every group in every window, each "
@@ -23,7 +26,7 @@ error_metric = c3.selectbox("Error change", ["mape_change", "mae_change"], key="
                                          "mae_change": "MAE change"}.get)
 drift_metric = c4.selectbox("Drift", ["max_value", "drifted_share"], key="segments.drift",
                             format_func={"max_value": "max PSI over features",
-                                         "drifted_share": "share of features with PSI ≥ 0.1"}.get)
+                                         "drifted_share": "share of features drifted"}.get)
 
 with st.spinner("Aggregating per group and window…"):
     errors = ui.segment_window_metrics(ctx.root, ctx.version, ctx.dataset, segment, unit, ctx.key)
@@ -36,18 +39,28 @@ if errors.empty:
     st.warning("No production rows in the selected time range and groups.")
     st.stop()
 
+who = formats.selection(ctx.key[2])
+target_unit = unit_of(roles.target or "")
 if roles.prediction and roles.target:
-    label = "MAPE change (pp)" if error_metric == "mape_change" else "MAE change"
+    label, value_format = (("MAPE change (pp)", "+.1f") if error_metric == "mape_change"
+                           else (formats.with_unit("MAE change", f"({target_unit})")
+                                 if target_unit else "MAE change", "+,.2f"))
     ui.chart(segment_grid_figure(errors, error_metric, label,
-                                 f"Model error vs the group's reference · {label}",
-                                 unit, diverging=True), "segments.error_grid",
-             f"segment-error-{ctx.dataset}-{segment}-{unit}")
+                                 f"Model error vs the group's reference · {label} · {who}",
+                                 unit, diverging=True, value_format=value_format,
+                                 segment_label=segment), "segments.error_grid",
+             f"segment-error-{ctx.dataset}-{segment}-{unit}-{formats.slug(who)}")
 else:
     st.info("No prediction/target columns: model error cannot be shown.")
-drift_label = "max PSI" if drift_metric == "max_value" else "share drifted (PSI ≥ 0.1)"
+drift_label, drift_format = (("max PSI", ".2f") if drift_metric == "max_value"
+                             else ("share of features drifted", ".0%"))
 ui.chart(segment_grid_figure(drift, drift_metric, drift_label,
-                             f"Drift by group · {drift_label}", unit),
-         "segments.drift_grid", f"segment-drift-{ctx.dataset}-{segment}-{unit}")
+                             f"Drift by group · {drift_label} · {who}", unit,
+                             value_format=drift_format, segment_label=segment),
+         "segments.drift_grid", f"segment-drift-{ctx.dataset}-{segment}-{unit}-{formats.slug(who)}")
+st.caption("Error change: each group's error in the window minus its error on its own "
+           "reference rows. Drift: PSI of every feature against the group's reference rows. "
+           + drift_rule("psi") + " A dash in a grid: not judged.")
 
 st.subheader("Compare two cells")
 st.caption("Any group in any window against any other, feature by feature (A plays the "
@@ -70,17 +83,35 @@ except EmptySampleError as exc:
 name_a, name_b = f"A: {group_a}, {window_a}", f"B: {group_b}, {window_b}"
 flagged = table["drifted"].fillna(False).astype(bool)
 st.metric("Features that differ (default tests)", f"{int(flagged.sum())} of {len(table)}")
-shown = table.assign(verdict=table["drifted"].map({True: "differs", False: "same"})
-                     .fillna("not judged"))
-st.dataframe(shown[["feature", "kind", "test", "statistic", "p_value", "threshold", "verdict",
-                    "n_reference", "n_production"]]
-             .rename(columns={"n_reference": "rows A", "n_production": "rows B"})
-             .sort_values("statistic", ascending=False), hide_index=True,
-             key="segments.compare_table",
-             column_config={"statistic": st.column_config.NumberColumn(format="%.4f"),
-                            "p_value": st.column_config.NumberColumn("p-value", format="%.3g")})
-ranked = table.assign(flag=flagged).sort_values(["flag", "statistic"], ascending=False)
-feature = st.selectbox("Feature", list(ranked["feature"]), key="segments.feature")
+table = ranked(table)
+shown = display_table(table).replace({"verdict": {"drift": "differs", "stable": "same"}})
+if common_note(table):
+    st.caption(f"Every feature: {common_note(table)}.")
+row_height = formats.wrapped_row_height(shown["note"], chars_per_line=16)
+st.dataframe(shown, hide_index=True, key="segments.compare_table",
+             height=formats.table_height(len(shown), row_height or 35),
+             column_order=display_columns(table), row_height=row_height,
+             column_config={
+                 "feature": st.column_config.TextColumn(width=150),
+                 "test label": st.column_config.TextColumn("test", width=82),
+                 "statistic": st.column_config.TextColumn(width=70, alignment="right"),
+                 "noise level": st.column_config.TextColumn("noise", width=62,
+                                                            alignment="right"),
+                 "p-value": st.column_config.TextColumn(width=68, alignment="right"),
+                 "adjusted p": st.column_config.TextColumn(
+                     width=78, alignment="right",
+                     help="Holm-adjusted over the features shown: this one decides"),
+                 "drift when": st.column_config.TextColumn("differs when", width=90),
+                 "verdict": st.column_config.TextColumn(width=88),
+                 "reference rows": st.column_config.NumberColumn("rows A", format="localized",
+                                                                 width=74),
+                 "production rows": st.column_config.NumberColumn("rows B", format="localized",
+                                                                  width=76),
+                 "note": st.column_config.TextColumn(width=120),
+             })
+st.caption(describe_tests(table["test"], holm_over="the features compared").replace(
+    "drift when", "differs when"))
+feature = st.selectbox("Feature", list(table["feature"]), key="segments.feature")
 sample_a = ui.feature_samples(ctx.root, ctx.version, ctx.dataset, feature, key_a)[1]
 sample_b = ui.feature_samples(ctx.root, ctx.version, ctx.dataset, feature, key_b)[1]
 ui.chart(distribution_figure(sample_a, sample_b, roles.features[feature], feature,

@@ -73,7 +73,9 @@ def test_every_test_can_be_forced_and_verdict_follows_threshold(test):
 
 
 def test_threshold_override():
-    ref, prod = _frames(shift=0.05)
+    # a shift of 0.2 sd: beyond noise at these sizes (a 0.05 sd shift is within it, and a
+    # distance within noise is not drift whatever the threshold)
+    ref, prod = _frames(shift=0.2)
     loose = feature_drift(ref.x, prod.x, "numeric", test="wasserstein", threshold=0.5)
     tight = feature_drift(ref.x, prod.x, "numeric", test="wasserstein", threshold=0.001)
     assert loose.threshold == 0.5 and not loose.drifted and tight.drifted
@@ -147,3 +149,137 @@ def test_evidently_binning_uses_evidentlys_chisquare():
     assert theirs.p_value == pytest.approx(gof.pvalue)
     homogeneity = sps.chi2_contingency([[200, 100], [50, 100]], correction=False)
     assert ours.statistic == pytest.approx(homogeneity.statistic)
+
+
+# -- issue #10: small samples, not judged, what the pages print --------------------------
+from analysis import noise  # noqa: E402
+from analysis.drift import (common_note, describe_row, describe_tests,  # noqa: E402
+                            display_columns, display_table, holm_adjusted, ranked,
+                            verdict_of)
+
+
+def _no_drift_pair(n_ref, n_prod, seed):
+    rng = np.random.default_rng(seed)
+    return pd.Series(rng.normal(size=n_ref)), pd.Series(rng.normal(size=n_prod))
+
+
+def test_small_samples_a_distance_within_noise_is_not_drift():
+    # 240 vs 65 rows of one distribution: PSI on the reference deciles passes 0.1 by
+    # chance alone (about 0.16 on average); the noise level says so
+    values = [feature_drift(*_no_drift_pair(240, 65, seed), "numeric", test="psi")
+              for seed in range(20)]
+    assert np.mean([r.statistic >= 0.1 for r in values]) > 0.5
+    assert not any(r.drifted for r in values)
+    material = [r for r in values if r.statistic >= 0.1]
+    assert all(r.noise_level > r.statistic and r.note == "within noise at these sizes"
+               for r in material)
+    # the same shift that small samples cannot tell from noise is drift at large sizes
+    rng = np.random.default_rng(1)
+    big = feature_drift(pd.Series(rng.normal(size=50_000)), pd.Series(rng.normal(0.4, 1, 20_000)),
+                        "numeric", test="psi")
+    assert big.drifted and big.noise_level < 0.01
+
+
+@pytest.mark.parametrize("test", ["psi", "jensenshannon", "hellinger", "wasserstein"])
+def test_distances_carry_their_noise_level(test):
+    ref, prod = _no_drift_pair(3000, 400, 2)
+    row = feature_drift(ref, prod, "numeric", test=test)
+    assert row.noise_level is not None and 0 < row.noise_level < 0.5
+    if test == "wasserstein":
+        points, counts = noise.support_of(ref)
+        expected = noise.wasserstein_noise_level(points, counts, 400, np.std(ref))
+    else:
+        from analysis.binning import quantile_bins
+        expected = noise.binned_noise_level(test, quantile_bins(ref).counts(ref), 400)
+    assert row.noise_level == pytest.approx(expected)
+    assert feature_drift(ref, prod, "numeric", test="ks").noise_level is None
+
+
+def test_fewer_than_min_rows_are_reported_not_judged():
+    ref, prod = _no_drift_pair(500, 30, 3)
+    for test in ("ks", "psi", "wasserstein"):
+        row = feature_drift(ref, prod + 3, "numeric", test=test)  # a huge shift, 30 rows
+        assert row.drifted is None and row.statistic is not None
+        assert row.note == "not judged: 30 production rows (fewer than 50)"
+    assert feature_drift(ref, prod + 3, "numeric", test="ks", min_rows=20).drifted
+    small_ref = feature_drift(ref[:40], ref[40:], "numeric", test="ks")
+    assert small_ref.drifted is None and "40 reference rows" in small_ref.note
+
+
+def test_holm_adjusted_judges_all_windows_together():
+    # three windows of two p-value tests and one distance
+    tables = [pd.DataFrame({"feature": ["a", "b", "c"], "test": ["ks", "z", "wasserstein"],
+                            "p_value": [p1, p2, None], "threshold": [0.05, 0.05, 0.1],
+                            "drifted": [p1 < 0.05, p2 < 0.05, d], "statistic": [0.1, 1.0, 0.3]})
+              for p1, p2, d in ((0.001, 0.04, True), (0.2, 0.011, False), (0.03, 0.5, True))]
+    out = holm_adjusted(tables)
+    # six p-values, sorted 0.001, 0.011, 0.03, 0.04, 0.2, 0.5: Holm multiplies by 6..1
+    # and keeps them monotone: 0.006, 0.055, 0.12, 0.12, 0.4, 0.5
+    adjusted = [p for t in out for p in t["p_adjusted"].iloc[:2]]
+    assert adjusted == pytest.approx([0.006, 0.12, 0.4, 0.055, 0.12, 0.5])
+    assert [t["drifted"].tolist() for t in out] == [[True, False, True], [False, False, False],
+                                                    [False, False, True]]
+    assert out[0]["p_adjusted"].isna().iloc[2]  # distances keep their own rule
+
+
+def test_describe_tests_names_what_ran():
+    text = describe_tests(["ks", "z", "ks"])
+    assert text.startswith("Kolmogorov-Smirnov: drift when p < 0.05; two-proportion z-test")
+    assert "Wasserstein" not in text and "noise level" not in text
+    assert "Fewer than 50 rows on a side: not judged." in text
+    text = describe_tests(["jensenshannon", "wasserstein"])
+    assert "Wasserstein (normed): drift when ≥ 0.1 and above its noise level" in text
+    assert "99.9th percentile" in text and "Kolmogorov" not in text
+
+
+def test_display_table_prints_no_none_and_consistent_precision():
+    ref = pd.DataFrame({"x": np.random.default_rng(4).normal(size=2000),
+                        "flag": ["a", "b"] * 1000})
+    prod = ref.iloc[:700].assign(x=lambda f: f.x + 1.0)
+    table = ranked(pd.concat([drift_table(ref, prod, {"x": "numeric", "flag": "categorical"}),
+                              drift_table(ref, prod, {"x": "numeric"}, test="ks")]))
+    shown = display_table(table)
+    text = " ".join(shown.astype(str).to_numpy().ravel())
+    assert "None" not in text and "nan" not in text
+    assert shown["test"].tolist() == ["wasserstein", "ks", "jensenshannon"]  # by statistic
+    assert shown["p-value"].tolist() == ["—", "< 0.0001", "—"]
+    assert all(len(s.split(".")[1]) == 4 for s in shown["statistic"])
+    assert shown["drift when"].tolist() == ["≥ 0.1", "p < 0.05", "≥ 0.1"]
+    assert shown["reference rows"].dtype.kind == "i"
+    # only the columns that say something: no p-value without a test that has one
+    assert "p-value" not in display_columns(table.iloc[[0, 2]])
+    assert "noise level" not in display_columns(table.iloc[[1]])
+    assert display_columns(table) == ["feature", "test label", "statistic", "noise level",
+                                      "p-value", "drift when", "verdict", "reference rows",
+                                      "production rows"]     # no note: none has one
+    assert shown["test label"].tolist() == ["Wasserstein", "KS", "JS"]
+    # p-values judged together: the adjusted one is shown and decides
+    adjusted = holm_adjusted([table])[0]
+    shown = display_table(adjusted)
+    assert "adjusted p" in display_columns(adjusted)
+    assert shown["adjusted p"].tolist() == ["—", "< 0.0001", "—"]
+    assert shown["drift when"].tolist() == ["≥ 0.1", "adj. p < 0.05", "≥ 0.1"]
+
+
+def test_a_note_every_row_shares_is_said_once():
+    ref, prod = _no_drift_pair(500, 30, 8)
+    table = drift_table(pd.DataFrame({"x": ref, "y": ref}), pd.DataFrame({"x": prod, "y": prod}),
+                        {"x": "numeric", "y": "numeric"}, test="psi")
+    assert common_note(table) == "not judged: 30 production rows (fewer than 50)"
+    assert "note" not in display_columns(table)
+    assert display_table(table)["note"].tolist() == ["30 production rows (fewer than 50)"] * 2
+    table.loc[0, "note"] = "something else"
+    assert common_note(table) == "" and "note" in display_columns(table)
+
+
+def test_verdict_in_words_and_ranking():
+    rows = pd.DataFrame({"test": ["psi", "psi", "ks", "psi"], "statistic": [0.3, 0.5, 0.2, 0.01],
+                         "threshold": [0.1, 0.1, 0.05, 0.1], "drifted": [True, False, None, False],
+                         "feature": list("abcd")})
+    assert [verdict_of(r) for _, r in rows.iterrows()] == ["drift", "within noise",
+                                                         "not judged", "stable"]
+    assert ranked(rows)["feature"].tolist() == ["a", "b", "d", "c"]
+    line = describe_row({"test": "ks", "statistic": 0.79, "p_value": 1e-7, "threshold": 0.05,
+                         "drifted": None, "note": "not judged: 1 production row (fewer than 50)"})
+    assert line == ("ks = 0.7900, p < 0.0001 (drift when p < 0.05) → not judged: "
+                    "1 production row (fewer than 50).")

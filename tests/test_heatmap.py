@@ -433,3 +433,126 @@ def test_prepare_writes_every_snapshots_codes_and_profile(snapshots_store):
         for snap in snapshots_store.snapshots(dataset):
             assert (folder / f"{snap.id}.parquet").is_file()
             assert aggregate._profile_complete(folder, snap.id)
+
+
+# -- issue #10: small uploads, noise levels, cells not judged -------------------------------
+from small_upload import SHIFTED, diabetes_store  # noqa: E402
+
+from analysis import noise  # noqa: E402
+from analysis.figures import CELL_CLASSES, heatmap_figure  # noqa: E402
+
+
+def _month_grids(store):
+    bins = aggregate.frozen_bins(store, "diab")
+    coarse = heatmap.build_cube(store, "diab", None, "coarse", "day", bins=bins)
+    fine = heatmap.build_cube(store, "diab", None, "fine", "month", bins=bins)
+    std = heatmap.pooled_std(aggregate.reference_moments(store, "diab", None), None)
+    return {metric: heatmap.grid(heatmap.select(coarse if heatmap.METRICS[metric][1] == "coarse"
+                                                else fine, "month"), metric, bins, std)
+            for metric in heatmap.METRICS}
+
+
+@pytest.fixture(scope="module", params=[3, 11])
+def small_upload(request, tmp_path_factory):
+    """Month grids of every metric on a small upload with bmi and s5 shifted, and on the
+    same data without the shift (the no-drift control)."""
+    folder = tmp_path_factory.mktemp(f"diabetes{request.param}")
+    return (_month_grids(diabetes_store(folder / "shifted", request.param)),
+            _month_grids(diabetes_store(folder / "control", request.param, shifted=False)))
+
+
+@pytest.mark.parametrize("metric", list(heatmap.METRICS))
+def test_small_upload_flags_only_the_shifted_features(small_upload, metric):
+    shifted, control = small_upload
+    cells = shifted[metric]
+    judged = cells[cells["verdict"] != "not judged"]
+    drift = cells[cells["verdict"] == "drift"]
+    # about 65 rows a month for 3 months, then one row in July: not judged
+    assert sorted(judged["window_start"].dt.month.unique()) == [4, 5, 6]
+    assert (cells.loc[cells["rows"] < 50, "verdict"] == "not judged").all()
+    assert set(drift["feature"]) <= set(SHIFTED)
+    # most unshifted cells reach the band by chance: the noise level is what holds them
+    unshifted = judged[~judged["feature"].isin(SHIFTED)]
+    assert (unshifted["value"] >= heatmap.METRICS[metric][2][0]).mean() > 0.5
+    assert (unshifted["verdict"] == "within noise").sum() > 0
+    # the shifted features are found; PSI, whose empty bins (share 1e-4) make its noise
+    # level at 65 rows about 1, may miss one of them in a month
+    found = drift.groupby("feature")["window_start"].nunique()
+    assert set(found.index) == set(SHIFTED)
+    assert found.min() >= (2 if metric == "psi" else 3)
+    # the no-drift control: nothing
+    assert (control[metric]["verdict"] != "drift").all()
+
+
+def test_noise_level_is_reported_where_the_value_reaches_the_band(small_upload):
+    cells = small_upload[0]["psi"]
+    material = cells[(cells["verdict"] != "not judged") & (cells["value"] >= 0.1)]
+    assert material["noise"].notna().all() and (material["noise"] > 0.3).all()
+    assert cells.loc[cells["value"] < 0.1, "noise"].isna().all()
+    row = material.iloc[0]
+    assert row["noise"] == pytest.approx(noise.binned_noise_level(
+        "psi", np.full(10, row["reference_rows"] / 10), row["rows"]), rel=0.15)
+
+
+def test_ground_truth_verdicts_at_default_rule(coarse, bins, ground_truth):
+    dd = ground_truth["data_drift"]
+    for metric in ("psi", "jensenshannon"):
+        cells = heatmap.grid(heatmap.select(coarse, "month"), metric, bins)
+        drift = cells["verdict"] == "drift"
+        expected = cells["feature"].isin(dd["features"]) & (
+            cells["window_start"].dt.month >= dd["from_month"])
+        assert (drift == expected).all(), metric
+        assert (cells["verdict"] != "not judged").all()
+        for group in ("families", "professionals"):
+            part = heatmap.grid(heatmap.select(coarse, "month", segments=[group]), metric, bins)
+            assert (part["verdict"] != "drift").all(), (metric, group)
+
+
+def test_segment_drift_does_not_judge_small_cells(tmp_path):
+    store = diabetes_store(tmp_path, 5)
+    bins = aggregate.frozen_bins(store, "diab")
+    cube = heatmap.build_cube(store, "diab", None, "coarse", "day", bins=bins)
+    days = heatmap.segment_drift(cube, bins, "day")
+    assert not days["judged"].any() and days["max_value"].isna().all()
+    months = heatmap.segment_drift(cube, bins, "month").set_index("window_start")
+    assert months["judged"].tolist() == [True, True, True, False]
+    # two of ten features drift (bmi, s5) where it is judged
+    assert months["drifted_share"].iloc[:3].tolist() == pytest.approx([0.2, 0.2, 0.2])
+
+
+def _grid_frame(n_windows, rows=66):
+    features = ["bmi", "age"]
+    starts = pd.date_range("2025-01-01", periods=n_windows, freq="D")
+    frame = pd.DataFrame([(f, w, 0.3 if f == "bmi" else 0.15, rows, 242, 0.2, "drift")
+                          for f in features for w in starts], columns=heatmap.GRID_COLUMNS)
+    frame.loc[frame["feature"] == "age", "verdict"] = "within noise"
+    frame.loc[frame.index[-1], ["rows", "verdict", "noise"]] = (3, "not judged", np.nan)
+    return frame
+
+
+def test_heatmap_figure_greys_out_small_cells_and_prints_row_counts():
+    frame = _grid_frame(3)
+    fig = heatmap_figure(frame, "PSI", (0.1, 0.25), ["bmi", "age"], "day", "PSI · students")
+    cells = fig.data[0]
+    z = np.asarray(cells.z)
+    assert z[0].tolist() == [CELL_CLASSES.index("major")] * 3           # bmi 0.3: drift
+    assert z[1].tolist() == [CELL_CLASSES.index("within noise")] * 2 + [
+        CELL_CLASSES.index("not judged")]
+    assert cells.colorscale[0][1] == "#D5D5D8"                          # grey first
+    assert [list(r) for r in cells.text] == [["66"] * 3, ["66", "66", "3"]]
+    hover = fig.data[1].text
+    assert "verdict: within noise" in hover[3] and "noise level: 0.2000" in hover[3]
+    assert "3 production rows, 242 reference rows" in hover[-1]
+    assert "not judged" in " ".join(fig.data[0].colorbar.ticktext)
+    # too many windows for text in the cells: hover only
+    wide = heatmap_figure(_grid_frame(60), "PSI", (0.1, 0.25), ["bmi", "age"], "day", "t")
+    assert all(t == "" for row in wide.data[0].text for t in row)
+
+
+def test_grid_caption_counts_and_states_the_rule():
+    frame = _grid_frame(3)
+    text = heatmap.grid_caption(frame, "psi")
+    assert text.startswith("3 of 6 cells in the major band (> 0.25), 0 moderate (0.1–0.25); "
+                           "2 reach 0.1 but within noise (pale); 1 with fewer than 50 rows on a "
+                           "side, not judged (grey).")
+    assert "PSI is at least 0.1 and above its noise level, the 99.9th percentile" in text

@@ -52,8 +52,9 @@ def test_overview_shows_analysis_numbers(demo_store, ground_truth):
     summary = window_summary(demo_store, ground_truth["dataset"], "month")
     ref = reference_error(demo_store, ground_truth["dataset"])
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Reference MAE"] == f"{ref['mae']:,.2f}"
-    assert metrics["Latest month MAE"] == f"{summary.mae.iloc[-1]:,.2f}"
+    # the target, rent_eur, is in EUR (issue #10: metric cards carry units)
+    assert metrics["Reference MAE"] == f"{ref['mae']:,.2f} EUR"
+    assert metrics["Latest month MAE"] == f"{summary.mae.iloc[-1]:,.2f} EUR"
     assert metrics["Drifted features, latest month"] == "6 of 11"
     shown = at.dataframe[0].value
     assert list(shown["drifted features"]) == list(summary["drifted_features"])
@@ -388,3 +389,132 @@ def test_home_shows_no_ground_truth_for_another_dataset(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     assert not [e for e in at.expander if "ground truth" in e.label]
     assert len(at.main.get("page_link")) == 6
+
+
+    assert "verdict DATA" in at.code[1].value and "outside the reference's support" in at.code[1].value
+    assert at.selectbox(key="concept.residual_feature").value
+
+
+# -- issue #10: small uploads, captions from what ran, selections in titles, formats ---------
+import numpy as np  # noqa: E402
+
+
+def _diabetes(tmp_path, monkeypatch, seed=3, shifted=True):
+    """The small upload of issue #10 (see tests/small_upload.py) as the only dataset."""
+    import analysis.store
+    import ui
+    from small_upload import diabetes_store
+    store = diabetes_store(tmp_path, seed, shifted)
+    for module in (analysis.store, ui):
+        monkeypatch.setattr(module, "DEFAULT_STORE", store.root)
+    return store
+
+
+def _figure(at, index=0):
+    """The page's plotly figure."""
+    import plotly.io as pio
+    return pio.from_json(at.get("plotly_chart")[index].proto.spec, skip_invalid=True)
+
+
+def _array(value) -> np.ndarray:
+    """A plotly array, decoded when the JSON carried it as a typed array."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if isinstance(shape, str):
+            shape = [int(x) for x in shape.split(",")]
+        return data.reshape(shape) if shape else data
+    return np.asarray(value, dtype=float)
+
+
+def _title(at, index=0) -> str:
+    return _figure(at, index).layout.title.text
+
+
+def test_overview_small_upload_caption_names_the_tests_that_ran(tmp_path, monkeypatch):
+    _diabetes(tmp_path, monkeypatch)
+    at = _open("pages/1_Overview.py")
+    assert not at.exception, at.exception
+    caption = " ".join(c.value for c in at.caption)
+    # 242 reference rows: KS and the z-test ran, not Wasserstein / Jensen-Shannon
+    assert "Kolmogorov-Smirnov: drift when p < 0.05" in caption and "z-test" in caption
+    assert "Wasserstein" not in caption and "Jensen" not in caption
+    assert "Holm-adjusted over every window and feature" in caption
+    shown = at.dataframe[0].value
+    assert list(shown["drifted"]) == ["2 of 10", "2 of 10", "2 of 10", "not judged"]
+    assert set(shown["which"].iloc[:3]) == {"bmi, s5"}
+    assert shown["which"].iloc[3] == "not judged: 1 row (fewer than 50)"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Drifted features, latest month"] == "2 of 10"   # June: July has 1 row
+    assert metrics["Reference MAE"] == f"{float(metrics['Reference MAE']):.2f}"  # no unit
+    # the day view: windows of 1-4 rows are not judged, none is flagged
+    at.segmented_control(key="overview.unit").set_value("day").run()
+    assert not at.exception
+    shown = at.dataframe[0].value
+    assert (shown["rows"] < 50).all() and set(shown["drifted"]) == {"not judged"}
+    assert shown["drifted features"].isna().all()
+
+
+def test_heatmap_small_upload_greys_small_cells_and_prints_counts(tmp_path, monkeypatch):
+    _diabetes(tmp_path, monkeypatch)
+    at = _open("pages/3_Heatmap.py")
+    assert not at.exception, at.exception
+    caption = [c.value for c in at.caption if "cells in the major band" in c.value][0]
+    assert "with fewer than 50 rows on a side, not judged (grey)" in caption
+    assert "above its noise level, the 99.9th percentile" in caption
+    cells = _figure(at).data[0]
+    rows = sorted({t for row in cells.text for t in row})
+    assert "1" in rows and all(t.isdigit() for t in rows)       # row counts printed
+    z = _array(cells.z).astype(float)
+    assert (z[:, 3] == 0).all() and (z[:, :3] > 0).all()        # July (1 row): grey
+    drifted = {f for f, row in zip(cells.y, z) if row.max() >= 3}
+    assert drifted == {"bmi", "s5"}                             # moderate or major
+    assert _title(at).endswith("· all groups")
+    # drill into July: one row, not judged
+    at.selectbox(key="heatmap.cell_feature").set_value("bmi")
+    at.selectbox(key="heatmap.cell_window").set_value("2025-07-01").run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Band"] == "not judged" and metrics["Production rows in the cell"] == "1"
+    line = [c.value for c in at.caption if "Default test for this cell" in c.value][0]
+    assert "→ not judged: 1 production row (fewer than 50)." in line
+
+
+def test_feature_drift_small_upload_table_formats(tmp_path, monkeypatch):
+    _diabetes(tmp_path, monkeypatch)
+    at = _open("pages/2_Feature_drift.py")
+    assert not at.exception, at.exception
+    assert at.metric[0].value == "2 of 10"
+    shown = at.dataframe[0].value
+    text = " ".join(shown.astype(str).to_numpy().ravel())
+    assert "None" not in text and "nan" not in text
+    assert list(shown["feature"].iloc[:2]) == ["bmi", "s5"]
+    assert set(shown["p-value"].iloc[:2]) == {"< 0.0001"}
+    assert all(len(v.split(".")[1]) == 4 for v in shown["statistic"])
+    # a distance forced on 200 rows: material values within noise are not drift
+    at.selectbox(key="feature.test").set_value("psi").run()
+    shown = at.dataframe[0].value
+    within = shown[shown["verdict"] == "within noise"]
+    assert len(within) > 0 and set(within["note"]) == {"within noise at these sizes"}
+    assert set(shown.loc[shown["verdict"] == "drift", "feature"]) <= {"bmi", "s5"}
+
+
+def test_titles_name_the_sidebar_selection(demo_store):
+    at = _open("pages/3_Heatmap.py")
+    at.multiselect(key="widget.filter.segment.rental_pricing.user_group").set_value(
+        ["students"]).run()
+    assert not at.exception
+    assert _title(at) == "PSI by feature and month · user_group: students"
+    at.switch_page("pages/4_Segments.py")
+    at.run()
+    assert not at.exception
+    titles = [_title(at, i) for i in range(2)]
+    assert all(t.endswith("· user_group: students") for t in titles), titles
+    for i in range(2):
+        figure = _figure(at, i)
+        assert figure.layout.yaxis.title.text == "user_group"
+        texts = [t for row in figure.data[0].text for t in row]
+        assert not any("e-" in t for t in texts), texts
+        assert all(t == "—" or len(t.split(".")[-1].rstrip("%")) <= 2 for t in texts), texts
+        assert figure.data[0].textfont.size >= 12
+        assert figure.layout.height >= 220 + 44   # one group: still a readable row

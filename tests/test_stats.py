@@ -158,3 +158,156 @@ def test_ks_test_asymptotic_method_matches_scipy():
     d, p = stats.ks_test(a, b, method="asymp")
     ref = sps.ks_2samp(a, b, method="asymp")
     assert d == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
+
+
+# -- noise levels (analysis/noise.py) -------------------------------------------------------
+from analysis import noise  # noqa: E402
+
+
+def test_verdict_rule_hand_cases():
+    # (value, threshold, noise level, production rows, reference rows) -> verdict
+    assert noise.verdict(0.3, 0.1, 0.2, 500, 500) == "drift"
+    assert noise.verdict(0.3, 0.1, 0.5, 500, 500) == "within noise"
+    assert noise.verdict(0.3, 0.1, 0.3, 500, 500) == "within noise"   # must exceed it
+    assert noise.verdict(0.05, 0.1, 0.01, 500, 500) == "stable"
+    assert noise.verdict(9.0, 0.1, 0.01, 49, 500) == "not judged"
+    assert noise.verdict(9.0, 0.1, 0.01, 500, 49) == "not judged"
+    assert noise.verdict(float("nan"), 0.1, 0.01, 500, 500) == "not judged"
+
+
+def test_row_statistics_equal_the_pairwise_ones():
+    rng = np.random.default_rng(10)
+    counts = rng.integers(0, 6, size=(200, 7)).astype(float)
+    counts[:, 0] += 1  # no empty sample
+    p = counts[:100] / counts[:100].sum(axis=1, keepdims=True)
+    q = counts[100:] / counts[100:].sum(axis=1, keepdims=True)
+    for rows, pair in ((noise.psi_rows, stats.psi),
+                       (noise.jensenshannon_rows, stats.jensenshannon_distance),
+                       (noise.hellinger_rows, stats.hellinger_distance)):
+        expected = [pair(a, b) for a, b in zip(p, q)]
+        np.testing.assert_allclose(rows(p, q), expected, rtol=1e-12, atol=1e-12)
+
+
+def _null_draws(statistic, shares, n, m, draws, seed):
+    """Independent simulation: the statistic of many pairs of multinomial samples."""
+    rng = np.random.default_rng(seed)
+    a = rng.multinomial(n, shares, size=draws)
+    b = rng.multinomial(m, shares, size=draws)
+    func = {"psi": stats.psi, "jensenshannon": stats.jensenshannon_distance,
+            "hellinger": stats.hellinger_distance}[statistic]
+    return np.array([func(x, y) for x, y in zip(a, b)])
+
+
+@pytest.mark.parametrize("statistic", ["psi", "jensenshannon", "hellinger"])
+def test_chi_square_noise_level_at_large_samples(statistic):
+    # PSI ~ (1/n + 1/m) chi2_{k-1}: the 99th percentile of 20,000 no-drift pairs of
+    # 20,000 and 5,000 rows on 10 equal bins agrees within 4 %
+    shares = np.full(10, 0.1)
+    simulated = np.quantile(_null_draws(statistic, shares, 20_000, 5_000, 20_000, 1), 0.99)
+    level = noise.binned_asymptotic(statistic, 10, 20_000, 5_000, alpha=0.01)
+    assert level == pytest.approx(simulated, rel=0.04)
+    hand = (1 / 20_000 + 1 / 5_000) * sps.chi2.isf(0.01, 9)
+    assert level == pytest.approx(hand if statistic == "psi" else math.sqrt(hand / 8))
+    # this is what the dispatcher uses there (every bin expects >= 20 rows)
+    assert noise.binned_noise_level(statistic, shares * 20_000, 5_000, alpha=0.01) == level
+
+
+@pytest.mark.parametrize("statistic", ["psi", "jensenshannon"])
+def test_bootstrap_noise_level_matches_raw_samples_binned_on_reference_deciles(statistic):
+    # the product's situation: a reference of 240 rows, its own deciles as bins, and a
+    # window of 65 rows from the same distribution. 10,000 fresh pairs, binned and
+    # measured as the heatmap does, give the 99th percentile the bootstrap estimates
+    from analysis.binning import quantile_bins
+    rng = np.random.default_rng(2)
+    values = []
+    for _ in range(10_000):
+        ref, prod = rng.normal(size=240), rng.normal(size=65)
+        b = quantile_bins(ref)
+        values.append({"psi": stats.psi, "jensenshannon": stats.jensenshannon_distance}[
+            statistic](b.counts(ref), b.counts(prod)))
+    simulated = np.quantile(values, 0.99)
+    ref = rng.normal(size=240)
+    counts = quantile_bins(ref).counts(ref)
+    level = noise.binned_noise_level(statistic, counts, 65, alpha=0.01)
+    assert level == pytest.approx(simulated, rel=0.12)
+    # at these sizes the chi-square form is far off for PSI: empty bins (share 1e-4)
+    if statistic == "psi":
+        assert level > 1.2 * noise.binned_asymptotic("psi", 10, 240, 65, alpha=0.01)
+
+
+def test_ks_critical_value_is_scipys_asymptotic_test():
+    rng = np.random.default_rng(3)
+    for n, m in ((242, 65), (1000, 300), (5000, 5000)):
+        critical = noise.ks_critical_value(n, m, alpha=0.05)
+        for _ in range(200):
+            a, b = rng.normal(size=n), rng.normal(0.1, 1, size=m)
+            result = sps.ks_2samp(a, b, method="asymp")
+            if abs(result.statistic - critical) > 1e-9:
+                assert (result.statistic > critical) == (result.pvalue < 0.05)
+    # large samples: Kolmogorov's limit, c(alpha) sqrt(1/n + 1/m)
+    assert noise.ks_critical_value(10**6, 10**6, 0.001) == pytest.approx(
+        sps.kstwobign.isf(0.001) * math.sqrt(2e-6), rel=2e-3)
+
+
+def test_ks_critical_value_holds_its_level_at_small_samples():
+    # with no drift, D exceeds the 1 % critical value in about 1 % of 20,000 pairs of
+    # 242 and 65 rows (exact distribution, continuous data): conservative, not far off
+    rng = np.random.default_rng(4)
+    critical = noise.ks_critical_value(242, 65, alpha=0.01)
+    d = np.array([sps.ks_2samp(rng.normal(size=242), rng.normal(size=65), method="asymp").statistic
+                  for _ in range(20_000)])
+    assert 0.005 <= np.mean(d > critical) <= 0.0125
+
+
+@pytest.mark.parametrize("draw", ["normal", "lognormal"])
+def test_wasserstein_noise_level_matches_simulation(draw):
+    # the 99th percentile of the normed W1 between samples of 300 and 80 drawn from a
+    # reference, simulated with scipy, against the bootstrap on the merged support
+    rng = np.random.default_rng(5)
+    ref = rng.normal(size=300) if draw == "normal" else rng.lognormal(0, 1, size=300)
+    sigma = np.std(ref)
+    simulated = np.quantile([sps.wasserstein_distance(rng.choice(ref, 300), rng.choice(ref, 80))
+                             for _ in range(10_000)], 0.99) / sigma
+    points, counts = noise.support_of(ref)
+    level = noise.wasserstein_noise_level(points, counts, 80, sigma, alpha=0.01)
+    assert level == pytest.approx(simulated, rel=0.1)
+
+
+def test_wasserstein_bridge_limit_agrees_with_the_bootstrap_at_large_samples():
+    rng = np.random.default_rng(6)
+    ref = rng.normal(size=50_000)
+    points, counts = noise.support_of(ref)
+    boot = noise.wasserstein_bootstrap(points, counts, 50_000, 5_000, alpha=0.01)
+    bridge = noise.wasserstein_bridge_quantile(points, counts, alpha=0.01)
+    assert bridge * math.sqrt(1 / 50_000 + 1 / 5_000) == pytest.approx(boot, rel=0.05)
+    # the dispatcher uses the limit from 1,000 rows on both sides
+    assert noise.wasserstein_noise_level(points, counts, 5_000, 2.0, alpha=0.01) == \
+        pytest.approx(bridge * math.sqrt(1 / 50_000 + 1 / 5_000) / 2.0)
+
+
+def test_merged_support_keeps_mass_and_mean():
+    rng = np.random.default_rng(7)
+    values = rng.lognormal(0, 1, 20_000)
+    points, counts = noise.support_of(values)
+    assert len(points) <= noise.SUPPORT_POINTS
+    assert counts.sum() == 20_000
+    assert np.dot(points, counts) / counts.sum() == pytest.approx(values.mean(), rel=1e-12)
+    assert np.all(np.diff(points) > 0)
+    # few distinct values are kept as they are
+    points, counts = noise.support_of([1.0, 2.0, 2.0, np.nan, 5.0])
+    assert points.tolist() == [1.0, 2.0, 5.0] and counts.tolist() == [1, 2, 1]
+
+
+def test_tabulated_size_rounds_down_by_at_most_ten_percent():
+    sizes = [noise.tabulated_size(m) for m in range(1, 20_000)]
+    assert sizes[:100] == list(range(1, 101))
+    assert all(s <= m for m, s in zip(range(1, 20_000), sizes))
+    assert all(s >= m / 1.1 for m, s in zip(range(1, 20_000), sizes))
+    assert sizes == sorted(sizes) and len(set(sizes)) < 160
+
+
+def test_noise_levels_fall_with_sample_size():
+    shares = np.array([0.4, 0.3, 0.2, 0.1]) * 1000
+    levels = [noise.binned_noise_level("psi", shares, m) for m in (60, 120, 480, 5000)]
+    assert levels == sorted(levels, reverse=True)
+    assert noise.binned_noise_level("psi", [1000, 0, 0], 80) == 0.0  # one bin: no noise

@@ -199,3 +199,106 @@ def test_upload_errors_are_readable_at_1280_px(page: Page, small_store_url, tmp_
     cut = alert.evaluate("e => [...e.querySelectorAll('*')].some("
                          "n => n.scrollWidth > n.clientWidth + 1)")
     assert not cut   # nothing in it scrolls or is clipped sideways
+
+
+# -- issue #10: tables at 1280 px, selections in titles, a small upload --------------------
+def _settle(page: Page, marker: str) -> None:
+    expect(page.get_by_text(marker).first).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=TIMEOUT)
+
+
+def _table_size(page: Page, index: int = 0) -> dict:
+    """The scroll and client sizes of a dataframe's grid: wider or taller content than
+    the box means a column cut off or rows behind an inner scroll."""
+    table = page.get_by_test_id("stDataFrame").nth(index)
+    table.scroll_into_view_if_needed()
+    expect(table.locator(".dvn-scroller")).to_have_count(1, timeout=TIMEOUT)
+    return table.locator(".dvn-scroller").evaluate(
+        "s => ({sw: s.scrollWidth, cw: s.clientWidth, sh: s.scrollHeight, ch: s.clientHeight})")
+
+
+@pytest.mark.parametrize("path,marker", [("Overview", "Per window"),
+                                         ("Feature_drift", "Feature to inspect")])
+def test_tables_show_every_column_and_row_at_1280(page: Page, server_url, path, marker):
+    page.goto(f"{server_url}/{path}")
+    _settle(page, marker)
+    size = _table_size(page)
+    assert size["sw"] <= size["cw"] + 1, size    # no column cut off on the right
+    assert size["sh"] <= size["ch"] + 1, size    # every row shown, no inner scroll
+    _no_errors(page)
+
+
+def test_titles_and_exports_name_the_selected_group(page: Page, server_url, tmp_path):
+    page.goto(f"{server_url}/Heatmap")
+    _settle(page, "Drill-down")
+    for group in ("families", "professionals", "relocating"):
+        page.get_by_role("button", name=f"Remove {group}").first.click()
+        expect(page.get_by_role("button", name=f"Remove {group}")).to_have_count(0,
+                                                                              timeout=TIMEOUT)
+        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=TIMEOUT)
+    title = page.locator(".js-plotly-plot .gtitle").first
+    expect(title).to_have_text("PSI by feature and month · user_group: students",
+                               timeout=TIMEOUT)
+    with page.expect_download(timeout=TIMEOUT) as info:
+        page.get_by_role("button", name="⬇ PNG").first.click()
+    assert info.value.suggested_filename == (
+        "heatmap-rental_pricing-psi-month-user_group-students.png")
+    page.get_by_role("link", name="Segments").first.click()
+    _settle(page, "Compare two cells")
+    titles = page.locator(".js-plotly-plot .gtitle")
+    expect(titles.first).to_contain_text("· user_group: students", timeout=TIMEOUT)
+    assert all(t.endswith("· user_group: students") for t in titles.all_text_contents()[:2])
+    _no_errors(page)
+
+
+def _e2e_server():
+    """The e2e conftest's server helpers (loaded by path: both conftests share a name)."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("e2e_server",
+                                                  Path(__file__).with_name("conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def diabetes_url(tmp_path_factory):
+    """The dashboard on issue #10's small upload (tests/small_upload.py)."""
+    from small_upload import diabetes_store
+    server = _e2e_server()
+    store = diabetes_store(tmp_path_factory.mktemp("diabetes"), seed=3)
+    proc, url = server._serve(store.root)
+    yield url
+    server._stop(proc)
+
+
+def test_small_upload_heatmap_shows_counts_and_greys_small_cells(page: Page, diabetes_url,
+                                                                 screenshot_dir):
+    page.goto(f"{diabetes_url}/Heatmap")
+    _settle(page, "Drill-down")
+    expect(page.get_by_text("not judged (grey)").first).to_be_visible(timeout=TIMEOUT)
+    texts = page.locator(".js-plotly-plot .heatmaplayer text")
+    expect(texts).to_have_count(40, timeout=TIMEOUT)     # 10 features x 4 months
+    counts = texts.all_text_contents()
+    assert "1" in counts and all(c.isdigit() for c in counts)   # production rows
+    expect(page.locator(".js-plotly-plot .gtitle").first).to_have_text(
+        "PSI by feature and month · all groups")
+    _no_errors(page)
+    page.screenshot(path=str(screenshot_dir / "heatmap_small_upload.png"), full_page=True)
+
+
+def test_small_upload_overview_names_its_tests_and_skips_tiny_windows(page: Page, diabetes_url):
+    page.goto(f"{diabetes_url}/Overview")
+    _settle(page, "Per window")
+    expect(page.get_by_text("Kolmogorov-Smirnov: drift when p < 0.05").first).to_be_visible()
+    assert page.get_by_text("Wasserstein").count() == 0
+    size = _table_size(page)
+    assert size["sw"] <= size["cw"] + 1, size
+    metric = page.get_by_test_id("stMetric").filter(has_text="Drifted features, latest month")
+    expect(metric).to_contain_text("2 of 10")
+    page.get_by_test_id("stButtonGroup").get_by_text("day", exact=True).click()
+    metric = page.get_by_test_id("stMetric").filter(has_text="Drifted features, latest day")
+    expect(metric).to_contain_text("not judged", timeout=TIMEOUT)
+    expect(page.get_by_text("No test ran.").first).to_be_visible(timeout=TIMEOUT)
+    _no_errors(page)
