@@ -14,7 +14,7 @@ from analysis import attribution as at
 from analysis.binning import bins_for
 from analysis import stats
 from generators import DRIFT_WEEK, GROUPS, LinearShift, make_case
-from smallstore import diabetes_frames
+from small_upload import diabetes_frames
 
 
 # --------------------------------------------------------------------------- statistics
@@ -324,7 +324,7 @@ def test_without_labels_only_data_is_judged(cases):
 # --------------------------------------------------------------------------- small data
 
 def _diabetes(unit: str, shift: bool = True) -> dict:
-    ref, prod = diabetes_frames(shift=shift)
+    ref, prod = diabetes_frames(1, shifted=shift)
     problem, _ = at.problem_from_frames(ref, prod.copy(), target="target",
                                         prediction="prediction", timestamp="ts")
     return at.investigate(ref, prod, problem, unit=unit).to_dict()
@@ -352,7 +352,10 @@ def test_small_upload_auto_window_judges_and_finds_the_two_shifted_features():
     result = _diabetes("auto")
     assert result["window"] == "month"                 # not weeks of 17 rows
     assert result["judged"]["data"] and result["verdict"] in ("data", "both")
-    assert all(c["verdict"] != "not_judged" for c in result["cells"])
+    # April to June are judged; July's last rows are too few, and a note says so
+    assert [c["verdict"] != "not_judged" for c in result["cells"]] == [True, True, True, False]
+    assert any(n.startswith("1 of 4 cells not judged") and "2025-07-01" in n
+               for n in result["notes"])
     assert {f["feature"] for f in result["drifted_features"]} == {"bmi", "s5"}
     assert any(n.startswith("window: month (auto") for n in result["notes"])
 
@@ -365,7 +368,7 @@ def test_small_upload_without_drift_is_none_and_judged():
 
 
 def test_too_few_rows_for_any_calendar_window_is_one_window():
-    ref, prod = diabetes_frames(shift=True)
+    ref, prod = diabetes_frames(1, shifted=True)
     prod = prod.iloc[:120].copy()
     prod["ts"] = pd.date_range("2025-04-01", periods=120, freq="36h")   # ~20 a month
     problem, _ = at.problem_from_frames(ref, prod.copy(), target="target",

@@ -12,7 +12,7 @@ from analysis import concept_view as view
 from analysis import investigation as inv
 from analysis import jobs
 from analysis.queries import Filters, reference_error
-from smallstore import make_diabetes_store
+from small_upload import diabetes_store
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/6_Data_vs_concept.py"
@@ -130,7 +130,7 @@ def test_one_group_survives_leaving_and_coming_back(demo_store):
 
 
 def test_small_upload_says_what_was_not_judged(tmp_path, monkeypatch):
-    store = make_diabetes_store(tmp_path)
+    store = diabetes_store(tmp_path, 1, dataset="diabetes")
     _use(store, monkeypatch)
     at = _open()
     auto, _ = inv.investigation_job(store, "diabetes")
@@ -151,7 +151,7 @@ def test_small_upload_says_what_was_not_judged(tmp_path, monkeypatch):
 
 
 def test_cancel_then_run_again(tmp_path, monkeypatch):
-    store = make_diabetes_store(tmp_path)
+    store = diabetes_store(tmp_path, 1, dataset="diabetes")
     _use(store, monkeypatch)
     path, _ = inv.investigation_job(store, "diabetes")
     at = _open()

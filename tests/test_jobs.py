@@ -12,12 +12,12 @@ import pytest
 
 from analysis import investigation as inv
 from analysis import jobs
-from smallstore import make_diabetes_store
+from small_upload import diabetes_store
 
 
 @pytest.fixture()
 def store(tmp_path):
-    return make_diabetes_store(tmp_path)
+    return diabetes_store(tmp_path, 1, dataset="diabetes")
 
 
 def _worker_pid(path) -> int | None:
@@ -105,7 +105,7 @@ def test_progress_reads_the_step_of_the_message(tmp_path):
 
 
 def test_evidence_is_kept_in_the_store(tmp_path):
-    store = make_diabetes_store(tmp_path, shift=False)
+    store = diabetes_store(tmp_path, 1, shifted=False, dataset="diabetes")
     result = inv.investigate_store(store, "diabetes")
     cell = next(c for c in result["cells"] if c["concept"].get("judged"))
     args = (store, "diabetes", None, None, cell["segment"], cell["start"], cell["end"])

@@ -100,8 +100,8 @@ def screenshot_dir(tmp_path_factory) -> Path:
 def diabetes_store_url(tmp_path):
     """The dashboard on a fresh store holding only a small upload ('diabetes': 242
     reference and 200 production rows, two features shifted); yields (URL, store)."""
-    from smallstore import make_diabetes_store
-    store = make_diabetes_store(tmp_path)
+    from small_upload import diabetes_store
+    store = diabetes_store(tmp_path, 1, dataset="diabetes")
     proc, url = _serve(store.root)
     yield url, store
     _stop(proc, store.root)
