@@ -13,7 +13,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analysis import aggregate, export, heatmap, jobs, queries, report, summary
+from analysis import aggregate, export, formats, heatmap, jobs, queries, report, summary
+from analysis.drift import common_note, display_columns, display_table
+from analysis.noise import percentile_name
 from analysis.queries import Filters
 from analysis.store import DEFAULT_STORE, Store
 
@@ -251,6 +253,46 @@ def selected_segments(ctx: "Context", segment: str | None) -> list[str] | None:
         if column == segment:
             return list(values)
     return None
+
+
+# -- drift tables -------------------------------------------------------------------
+def drift_table_view(table: pd.DataFrame, key: str, compared: bool = False) -> None:
+    """Draw a ranked drift table (Feature drift, and Segments' two cells when
+    ``compared``: then "differs" / "same", rows A and B), its shared note above it,
+    columns sized to fit 1280 px and notes wrapping rather than cut."""
+    shown = display_table(table)
+    if compared:
+        shown = shown.replace({"verdict": {"drift": "differs", "stable": "same"}})
+    if common_note(table):
+        st.caption(f"Every feature: {common_note(table)}.")
+    row_height = formats.wrapped_row_height(shown["note"], chars_per_line=16)
+    rows = (("rows A", None), ("rows B", None)) if compared else (
+        ("ref. rows", "Reference rows with a value"), ("prod. rows", "Production rows with a value"))
+    right = dict(alignment="right")
+    st.dataframe(shown, hide_index=True, key=key,
+                 height=formats.table_height(len(shown), row_height or 35),
+                 column_order=display_columns(table), row_height=row_height,
+                 column_config={
+                     "feature": st.column_config.TextColumn(width=150),
+                     "test label": st.column_config.TextColumn("test", width=82),
+                     "statistic": st.column_config.TextColumn(width=70, **right),
+                     "noise level": st.column_config.TextColumn(
+                         "noise", width=62, **right,
+                         help=f"Distances: the {percentile_name()} of the distance between "
+                              "two samples of these sizes drawn from the reference"),
+                     "p-value": st.column_config.TextColumn(width=68, **right),
+                     "adjusted p": st.column_config.TextColumn(
+                         width=78, **right,
+                         help="Holm-adjusted over the features shown: this one decides"),
+                     "drift when": st.column_config.TextColumn(
+                         "differs when" if compared else "drift when", width=90),
+                     "verdict": st.column_config.TextColumn(width=88),
+                     "reference rows": st.column_config.NumberColumn(
+                         rows[0][0], format="localized", width=74, help=rows[0][1]),
+                     "production rows": st.column_config.NumberColumn(
+                         rows[1][0], format="localized", width=76, help=rows[1][1]),
+                     "note": st.column_config.TextColumn(width=120),
+                 })
 
 
 # -- data vs concept -----------------------------------------------------------------

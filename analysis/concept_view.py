@@ -158,8 +158,3 @@ def evidence_available(cell: dict, has_target: bool) -> str | None:
         return "Too few labelled rows in this cell to retrain a model on it."
     return None
 
-
-def table_height(rows: int, row_px: int = 35) -> int:
-    """Pixels that show a table of ``rows`` rows and its header without an inner scroll
-    bar (capped at 20 rows)."""
-    return row_px * (min(rows, 20) + 1) + 3

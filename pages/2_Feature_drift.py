@@ -2,11 +2,8 @@
 import streamlit as st
 
 import ui
-from analysis import formats
-from analysis.drift import (BINNINGS, TESTS, common_note, describe_tests, display_columns,
-                            display_table, ranked)
+from analysis.drift import BINNINGS, TESTS, describe_tests, ranked
 from analysis.figures import distribution_figure, unit_of
-from analysis.noise import percentile_name
 from analysis.stats import EmptySampleError
 
 ctx = ui.page("Feature drift")
@@ -35,36 +32,7 @@ except EmptySampleError as exc:
 drifted = table[table["drifted"].fillna(False).astype(bool)]
 st.metric("Drifted features", f"{len(drifted)} of {len(table)}")
 table = ranked(table)
-shown = display_table(table)
-if common_note(table):
-    st.caption(f"Every feature: {common_note(table)}.")
-# notes wrap onto a second and third line when they would not fit their column
-row_height = formats.wrapped_row_height(shown["note"], chars_per_line=16)
-st.dataframe(shown, hide_index=True, key="feature.table",
-             height=formats.table_height(len(shown), row_height or 35),
-             column_order=display_columns(table), row_height=row_height,
-             column_config={
-                 "feature": st.column_config.TextColumn(width=150),
-                 "test label": st.column_config.TextColumn("test", width=82),
-                 "statistic": st.column_config.TextColumn(width=70, alignment="right"),
-                 "noise level": st.column_config.TextColumn(
-                     "noise", width=62, alignment="right",
-                     help=f"Distances: the {percentile_name()} of the distance between "
-                          "two samples of these sizes drawn from the reference"),
-                 "p-value": st.column_config.TextColumn(width=68, alignment="right"),
-                 "adjusted p": st.column_config.TextColumn(
-                     width=78, alignment="right",
-                     help="Holm-adjusted over the features shown: this one decides"),
-                 "drift when": st.column_config.TextColumn(width=90),
-                 "verdict": st.column_config.TextColumn(width=88),
-                 "reference rows": st.column_config.NumberColumn(
-                     "ref. rows", format="localized", width=74,
-                     help="Reference rows with a value"),
-                 "production rows": st.column_config.NumberColumn(
-                     "prod. rows", format="localized", width=76,
-                     help="Production rows with a value"),
-                 "note": st.column_config.TextColumn(width=120),
-             })
+ui.drift_table_view(table, key="feature.table")
 st.caption(describe_tests(table["test"], holm_over="the features in the table")
            + " Drifted features first, then those within noise; click a column header to sort.")
 

@@ -4,8 +4,7 @@ import streamlit as st
 
 import ui
 from analysis import formats
-from analysis.drift import (common_note, describe_tests, display_columns, display_table,
-                            ranked)
+from analysis.drift import describe_tests, ranked
 from analysis.figures import distribution_figure, segment_grid_figure, unit_of
 from analysis.heatmap import drift_rule, segment_drift
 from analysis.stats import EmptySampleError
@@ -84,31 +83,7 @@ name_a, name_b = f"A: {group_a}, {window_a}", f"B: {group_b}, {window_b}"
 flagged = table["drifted"].fillna(False).astype(bool)
 st.metric("Features that differ (default tests)", f"{int(flagged.sum())} of {len(table)}")
 table = ranked(table)
-shown = display_table(table).replace({"verdict": {"drift": "differs", "stable": "same"}})
-if common_note(table):
-    st.caption(f"Every feature: {common_note(table)}.")
-row_height = formats.wrapped_row_height(shown["note"], chars_per_line=16)
-st.dataframe(shown, hide_index=True, key="segments.compare_table",
-             height=formats.table_height(len(shown), row_height or 35),
-             column_order=display_columns(table), row_height=row_height,
-             column_config={
-                 "feature": st.column_config.TextColumn(width=150),
-                 "test label": st.column_config.TextColumn("test", width=82),
-                 "statistic": st.column_config.TextColumn(width=70, alignment="right"),
-                 "noise level": st.column_config.TextColumn("noise", width=62,
-                                                            alignment="right"),
-                 "p-value": st.column_config.TextColumn(width=68, alignment="right"),
-                 "adjusted p": st.column_config.TextColumn(
-                     width=78, alignment="right",
-                     help="Holm-adjusted over the features shown: this one decides"),
-                 "drift when": st.column_config.TextColumn("differs when", width=90),
-                 "verdict": st.column_config.TextColumn(width=88),
-                 "reference rows": st.column_config.NumberColumn("rows A", format="localized",
-                                                                 width=74),
-                 "production rows": st.column_config.NumberColumn("rows B", format="localized",
-                                                                  width=76),
-                 "note": st.column_config.TextColumn(width=120),
-             })
+ui.drift_table_view(table, key="segments.compare_table", compared=True)
 st.caption(describe_tests(table["test"], holm_over="the features compared").replace(
     "drift when", "differs when"))
 feature = st.selectbox("Feature", list(table["feature"]), key="segments.feature")

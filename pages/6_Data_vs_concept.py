@@ -4,6 +4,7 @@ import streamlit as st
 
 import ui
 from analysis import concept_view as view
+from analysis import formats
 from analysis import investigation as inv
 from analysis.attribution import CLASSIFICATION_METRICS, METRICS, REGRESSION_METRICS
 from analysis.figures import (decomposition_figure, predictions_figure, residual_profile_figure,
@@ -66,7 +67,7 @@ ui.chart(verdict_grid_figure(grid, result["segment"], result["window"]), "concep
 st.subheader("Data drift: which features")
 drifted = view.drifted_table(result)
 if not drifted.empty:
-    st.dataframe(drifted, hide_index=True, height=view.table_height(len(drifted)),
+    st.dataframe(drifted, hide_index=True, height=formats.table_height(len(drifted)),
                  column_config={"max PSI": st.column_config.NumberColumn(format="%.3f")})
 elif result["judged"]["data"]:
     st.write("No feature's distribution changed beyond noise.")
@@ -111,7 +112,7 @@ if cell["data"].get("judged"):
               help="Window rows where the window is over 20× as dense as the reference")
     e4.metric("Weights clipped", f"{cell['data']['clipped_share']:.1%}")
     features = view.cell_feature_table(cell)
-    st.dataframe(features, hide_index=True, height=view.table_height(len(features)),
+    st.dataframe(features, hide_index=True, height=formats.table_height(len(features)),
                  column_config={"PSI": st.column_config.NumberColumn(format="%.3f"),
                                 "p (Holm)": st.column_config.NumberColumn(format="%.2g")})
 

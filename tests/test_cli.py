@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from binary_files import png_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -227,17 +228,6 @@ def test_every_option_is_read_by_its_command():
             if isinstance(action, argparse._HelpAction):
                 continue
             assert f"args.{action.dest}" in source, (name, action.option_strings)
-
-
-def png_bytes() -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00\x10\x20\x00\x30\x40")) + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("command", ["drift", "investigate"])

@@ -118,7 +118,3 @@ def test_evidence_available_says_why_not():
     assert view.evidence_available({"verdict": "none", "rows": 500,
                                     "concept": {"judged": True}}, True) is None
 
-
-def test_table_height_shows_every_row_up_to_twenty():
-    assert view.table_height(11) == 35 * 12 + 3
-    assert view.table_height(50) == view.table_height(20)

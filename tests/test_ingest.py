@@ -5,11 +5,9 @@ import hashlib
 import io
 import json
 import os
-import struct
 import subprocess
 import sys
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ import pytest
 from analysis import queries
 from analysis.ingest import infer_roles, ingest, read_snapshot
 from analysis.store import Roles, Store
+from binary_files import png_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 # the command line runs from another folder; this checkout's package, not whichever one
@@ -94,18 +93,6 @@ def _bad_files(tmp_path):
                                         .read_bytes()[:200_000]), "binary"),
         "duplicate": (None, "duplicate_upload"),
     }
-
-
-def png_bytes(width: int = 4, height: int = 3) -> bytes:
-    """A valid grey PNG image, made here (no imaging library needed)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    rows = b"".join(b"\x00" + bytes([(40 * (x + y)) % 256 for x in range(width)])
-                    for y in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
-            + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("case", ["empty", "header_only", "wrong_delimiter", "mixed_types",

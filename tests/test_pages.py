@@ -8,6 +8,7 @@ from analysis.queries import Filters, reference_error
 from analysis.summary import window_summary
 
 from pathlib import Path
+from binary_files import png_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["app.py", "pages/1_Overview.py", "pages/2_Feature_drift.py", "pages/3_Heatmap.py",
@@ -241,22 +242,11 @@ def test_upload_page_refuses_bad_file_and_writes_nothing(tmp_path, monkeypatch):
 # Issue #10 (items 7 and 10): the Upload page's refusals and commits, which dataset a
 # visitor sees first, Home's links and the demo's ground truth.
 # ---------------------------------------------------------------------------------------
-def _png() -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00\x10\x20\x00\x30\x40")) + chunk(b"IEND", b""))
-
-
 @pytest.mark.parametrize("kind", ["image", "executable"])
 def test_upload_refuses_a_binary_file_without_preview(tmp_path, monkeypatch, kind):
     import sys
     name, content, looks_like = {
-        "image": ("chart.csv", _png(), "a PNG image"),
+        "image": ("chart.csv", png_bytes(), "a PNG image"),
         "executable": ("tool.csv", Path(sys.executable).resolve().read_bytes()[:100_000],
                        "an ELF executable")}[kind]
     store, _ = _small_store(tmp_path, monkeypatch)

@@ -98,10 +98,22 @@ def screenshot_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def diabetes_store_url(tmp_path):
-    """The dashboard on a fresh store holding only a small upload ('diabetes': 242
-    reference and 200 production rows, two features shifted); yields (URL, store)."""
+    """The dashboard on a fresh store of its own holding only a small upload
+    ('diabetes': 242 reference and 200 production rows, two features shifted); yields
+    (URL, store)."""
     from small_upload import diabetes_store
     store = diabetes_store(tmp_path, 1, dataset="diabetes")
     proc, url = _serve(store.root)
     yield url, store
+    _stop(proc, store.root)
+
+
+@pytest.fixture(scope="module")
+def diabetes_url(tmp_path_factory):
+    """The dashboard on issue #10's small upload (tests/small_upload.py, seed 3), shared
+    by a module's tests."""
+    from small_upload import diabetes_store
+    store = diabetes_store(tmp_path_factory.mktemp("diabetes"), seed=3)
+    proc, url = _serve(store.root)
+    yield url
     _stop(proc, store.root)

@@ -2,6 +2,8 @@
 import pytest
 from playwright.sync_api import Page, expect
 
+from binary_files import png_bytes
+
 pytestmark = pytest.mark.browser
 
 PAGES = [
@@ -127,17 +129,6 @@ def test_postmortem_bundle_download(page: Page, server_url, tmp_path):
 
 
 # -- issue #10, item 7: binary files, one commit, readable errors -----------------------
-def _png() -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00\x10\x20\x00\x30\x40")) + chunk(b"IEND", b""))
-
-
 def _upload(page: Page, url: str, path) -> None:
     page.goto(f"{url}/Upload")
     expect(page.get_by_role("heading", name="Upload a snapshot")).to_be_visible(timeout=TIMEOUT)
@@ -150,7 +141,7 @@ def test_upload_png_named_csv_is_a_red_error_without_preview(page: Page, small_s
                                                              tmp_path, screenshot_dir):
     url, store, _ = small_store_url
     image = tmp_path / "chart.csv"
-    image.write_bytes(_png())
+    image.write_bytes(png_bytes())
     _upload(page, url, image)
     message = "not a CSV/Parquet file: it looks like a PNG image"
     expect(page.locator('[data-testid="stAlertContentError"]').first).to_contain_text(
@@ -249,28 +240,6 @@ def test_titles_and_exports_name_the_selected_group(page: Page, server_url, tmp_
     expect(titles.first).to_contain_text("· user_group: students", timeout=TIMEOUT)
     assert all(t.endswith("· user_group: students") for t in titles.all_text_contents()[:2])
     _no_errors(page)
-
-
-def _e2e_server():
-    """The e2e conftest's server helpers (loaded by path: both conftests share a name)."""
-    import importlib.util
-    from pathlib import Path
-    spec = importlib.util.spec_from_file_location("e2e_server",
-                                                  Path(__file__).with_name("conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def diabetes_url(tmp_path_factory):
-    """The dashboard on issue #10's small upload (tests/small_upload.py)."""
-    from small_upload import diabetes_store
-    server = _e2e_server()
-    store = diabetes_store(tmp_path_factory.mktemp("diabetes"), seed=3)
-    proc, url = server._serve(store.root)
-    yield url
-    server._stop(proc)
 
 
 def test_small_upload_heatmap_shows_counts_and_greys_small_cells(page: Page, diabetes_url,
