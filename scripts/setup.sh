@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-step() { echo "==> $*"; }
+started=$SECONDS
+step() { echo "==> [$((SECONDS - started)) s] $*"; }
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
@@ -47,3 +48,4 @@ if [ "$(cat data/store/.demo.sha256 2>/dev/null)" != "$demo" ]; then
 fi
 step "checking every snapshot's bin codes and profile (written once per snapshot)"
 .venv/bin/python -c "from analysis.aggregate import prepare; from analysis.store import Store; prepare(Store('data/store'), progress=lambda m: None)"
+step "set-up done"
