@@ -433,24 +433,18 @@ def test_demo_ground_truth(demo_result, ground_truth):
     assert all(f["feature"] in r["summary"] for f in r["drifted_features"])
 
 
-def test_demo_levels_are_the_other_pages_levels(demo_store):
+def test_demo_levels_are_the_other_pages_levels(demo_store, demo_investigation):
     """The decomposition's reference and realized errors are those of every row (what
     Overview shows), though the investigation works on samples."""
     from analysis import queries
-    from analysis.scenarios import rental
 
-    roles = rental.roles()
-    students = queries.Filters(segments={"user_group": ("students",)})
-    ref = queries.load_frame(demo_store, "rental_pricing", "reference", roles.columns, students)
-    prod = queries.load_frame(demo_store, "rental_pricing", "production", roles.columns, students)
-    assert len(ref) > at.SAMPLE_CAP          # so the investigation samples the reference
-    problem = at.Problem(roles.features, roles.target, roles.prediction, roles.timestamp,
-                         roles.segments[0], "regression", "mae")
-    result = at.investigate(ref, prod, problem).to_dict()
-    level = queries.reference_error(demo_store, "rental_pricing", students)["mae"]
-    assert result["decomposition"]["reference"]["value"] == pytest.approx(level, rel=1e-12)
-    months = queries.window_metrics(demo_store, "rental_pricing", "month", students)
-    alls = [c for c in result["cells"] if c["segment"] == "all"]
+    assert demo_investigation["reference_rows"] > at.SAMPLE_CAP   # the reference is sampled
+    level = queries.reference_error(demo_store, "rental_pricing")["mae"]
+    assert demo_investigation["decomposition"]["reference"]["value"] == \
+        pytest.approx(level, rel=1e-12)
+    months = queries.window_metrics(demo_store, "rental_pricing", "month")
+    alls = [c for c in demo_investigation["cells"] if c["segment"] == "all"]
+    assert min(c["rows"] for c in alls) > at.SAMPLE_CAP            # so are the windows
     np.testing.assert_allclose([c["decomposition"]["realized"]["value"] for c in alls],
                                months["mae"], rtol=1e-12)
     for c in alls:                           # parts still add up
