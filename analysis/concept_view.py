@@ -30,6 +30,14 @@ def metric_unit(metric: str | None, target: str | None) -> str:
     return {"mape": "%", "logloss": "nats"}.get(metric or "", "")
 
 
+def metric_label_with_unit(result: dict) -> str:
+    """'mean absolute error (EUR)': the metric's name for axis titles, with its unit
+    when the metric's own label does not already carry one."""
+    label = result.get("metric_label") or ""
+    unit = metric_unit(result.get("metric"), result.get("target"))
+    return f"{label} ({unit})" if unit and "(" not in label else label
+
+
 def banner(result: dict) -> tuple[str, str]:
     """(kind, text) of the verdict's banner; kind is success, info, warning or error."""
     verdict = result["verdict"]

@@ -48,7 +48,7 @@ if cards:
         col.metric(card["label"], card["value"], help=card["help"])
     parts = inv.window_parts(result)
     if not parts.empty:
-        label = result["metric_label"] or ""
+        label = view.metric_label_with_unit(result)
         ui.chart(decomposition_figure(parts, label, result["window"]), "concept.decomposition",
                  f"decomposition-{ctx.dataset}")
         st.caption("Bars: the change of the error against the reference, split into what the "

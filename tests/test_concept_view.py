@@ -53,6 +53,15 @@ def test_cards_carry_the_unit_and_one_precision():
     assert view.decomposition_cards(_result(decomposition=None)) == []
 
 
+def test_metric_label_with_unit():
+    assert view.metric_label_with_unit({"metric": "mae", "target": "rent_eur",
+                                        "metric_label": "mean absolute error"}) == \
+        "mean absolute error (EUR)"
+    assert view.metric_label_with_unit({"metric": "mape", "target": "rent_eur",
+                                        "metric_label": "mean absolute percentage error (%)"}) \
+        == "mean absolute percentage error (%)"
+
+
 def test_metric_units():
     assert view.metric_unit("mae", "rent_eur") == "EUR"
     assert view.metric_unit("rmse", "price") == ""
