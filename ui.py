@@ -232,19 +232,9 @@ def compare_cells(root: str, version: str, dataset: str, key_a: tuple, key_b: tu
 
 
 def cell_key(ctx: "Context", segment: str | None, value: str | None, start, unit: str) -> tuple:
-    """Filter key of one window x segment value, inside the sidebar's time range and
-    keeping the sidebar's filters on other segment columns."""
-    lo = pd.Timestamp(start).to_pydatetime()
-    hi = pd.Timestamp(heatmap.window_end(start, unit)).to_pydatetime()
-    side_start, side_end, side_segments = ctx.key
-    if side_start is not None:
-        lo = max(lo, side_start)
-    if side_end is not None:
-        hi = min(hi, side_end)
-    segments = [(c, v) for c, v in side_segments if c != segment]
-    if segment is not None and value is not None:
-        segments.append((segment, (value,)))
-    return (lo, hi, tuple(segments))
+    """Filter key of one window x segment value (see :func:`queries.cell_key`)."""
+    return queries.cell_key(ctx.key, segment, value, pd.Timestamp(start),
+                            pd.Timestamp(heatmap.window_end(start, unit)))
 
 
 def selected_segments(ctx: "Context", segment: str | None) -> list[str] | None:

@@ -35,6 +35,25 @@ class Filters:
         return (self.start, self.end, tuple(sorted((k, tuple(v)) for k, v in self.segments.items())))
 
 
+def cell_key(key: tuple, segment: str | None, value: str | None, start, end) -> tuple:
+    """The filter key ``(start, end, segments)`` of one window ``[start, end)`` and one
+    value of ``segment``, inside the sidebar's ``key``: the window is cut to the
+    sidebar's time range, filters on other segment columns are kept, and with ``value``
+    None (all groups) the sidebar's choice on ``segment`` itself is kept too."""
+    lo, hi = pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime()
+    side_start, side_end, side_segments = key
+    if side_start is not None:
+        lo = max(lo, side_start)
+    if side_end is not None:
+        hi = min(hi, side_end)
+    if value is None:
+        return (lo, hi, tuple(side_segments))
+    segments = [(c, v) for c, v in side_segments if c != segment]
+    if segment is not None:
+        segments.append((segment, (value,)))
+    return (lo, hi, tuple(segments))
+
+
 def quote(identifier: str) -> str:
     """A SQL identifier, double-quoted."""
     return '"' + identifier.replace('"', '""') + '"'

@@ -504,3 +504,26 @@ def test_titles_name_the_sidebar_selection(demo_store):
         assert all(t == "—" or len(t.split(".")[-1].rstrip("%")) <= 2 for t in texts), texts
         assert figure.data[0].textfont.size >= 12
         assert figure.layout.height >= 220 + 44   # one group: still a readable row
+
+
+def test_heatmap_drill_down_keeps_the_sidebar_group(demo_store):
+    """With the sidebar on students and the page on "all selected groups", the drill-down
+    tests and draws the students' rows, not everyone's."""
+    from datetime import datetime
+
+    from analysis.drift import describe_row
+    from analysis.queries import Filters
+    from analysis.summary import filtered_drift_table
+
+    at = _open("pages/3_Heatmap.py")
+    at.multiselect(key="widget.filter.segment.rental_pricing.user_group").set_value(
+        ["students"]).run()
+    at.selectbox(key="heatmap.cell_feature").set_value("neighborhood")
+    at.selectbox(key="heatmap.cell_window").set_value("2025-12-01").run()
+    assert not at.exception
+    students = Filters(datetime(2025, 12, 1), datetime(2026, 1, 1),
+                       {"user_group": ("students",)})
+    row = filtered_drift_table(demo_store, "rental_pricing", students) \
+        .set_index("feature").loc["neighborhood"]
+    caption = [c.value for c in at.caption if "Default test for this cell" in c.value][0]
+    assert caption == f"Default test for this cell: {describe_row(row.to_dict())}"

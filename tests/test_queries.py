@@ -71,3 +71,17 @@ def test_bounds_and_segment_values(store):
     assert queries.segment_values(store, "d", "group") == ["a", "b", "c"]
     with pytest.raises(ValueError, match="window unit"):
         queries.window_metrics(store, "d", "fortnight")
+
+
+def test_cell_key_keeps_the_sidebar_choice():
+    from datetime import datetime
+
+    from analysis.queries import cell_key
+
+    side = (datetime(2025, 4, 10), None, (("user_group", ("students",)), ("region", ("n",))))
+    # all groups of the sidebar's choice: students stay selected
+    assert cell_key(side, "user_group", None, datetime(2025, 4, 1), datetime(2025, 5, 1)) == \
+        (datetime(2025, 4, 10), datetime(2025, 5, 1), side[2])
+    # one group: that group on its column, the other column's filter kept
+    assert cell_key(side, "user_group", "families", datetime(2025, 5, 1),
+                    datetime(2025, 6, 1))[2] == (("region", ("n",)), ("user_group", ("families",)))
