@@ -300,13 +300,14 @@ def stored_result(path: Path) -> dict | None:
 
 
 def job_panel(kind: str, path: Path, params: dict, label: str, key: str,
-              autostart: bool = True, start_label: str = "Start") -> None:
+              autostart: bool = True, start_label: str = "Start", intro: str = "") -> None:
     """Progress of the job computing ``path`` with a Cancel button, refreshed every
     second; the whole page reruns when the result arrives.
 
     The job starts at once when ``autostart`` (unless this visitor cancelled it), else
     on a click. A job this visitor started earlier under ``key`` for another result is
-    cancelled first, so moving through options does not pile up computations."""
+    cancelled first, so moving through options does not pile up computations. ``intro``
+    is said while it runs."""
     cancelled = st.session_state.get(f"{key}.cancelled") == str(path)
 
     def launch() -> None:
@@ -327,6 +328,8 @@ def job_panel(kind: str, path: Path, params: dict, label: str, key: str,
         if path.exists() or (was_running and not now.running):
             st.rerun()   # the whole page: it shows the result, or stops polling
         if now.running:
+            if intro:
+                st.info(intro)
             st.progress(now.fraction or 0.0, text=f"{label}: {now.message} "
                                                   f"({now.elapsed or 0:.0f} s so far)")
             if st.button("Cancel", key=f"{key}.cancel", help="Stop this computation"):

@@ -1105,6 +1105,11 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
         notes.append("no " + ("prediction" if p.labelled else "target or prediction") +
                      " column: the model's error change cannot be decomposed")
     notes.extend(_cell_notes(cells, p))
+    if decomposition is not None and _perfect(decomposition["reference"]["value"], p.metric):
+        notes.append(f"the model's reference {METRICS[p.metric]} is perfect "
+                     f"({decomposition['reference']['value']:g}): its reference predictions look "
+                     "in-sample (made by a model trained on those rows), so the decomposition "
+                     "books its honest out-of-sample error as drift")
     flags = [c.verdict for c in cells]
     has_data = any(v in ("data", "both") for v in flags)
     has_concept = any(v in ("concept", "both") for v in flags)
@@ -1114,6 +1119,13 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
                         cells, notes, len(reference), len(production))
     inv.summary = verdict_text(inv)
     return inv
+
+
+def _perfect(level: float | None, metric: str) -> bool:
+    """A metric level no honest held-out prediction reaches: accuracy 1, an error 0."""
+    if level is None or not math.isfinite(level):
+        return False
+    return level >= 1 - 1e-12 if metric == "accuracy" else abs(level) <= 1e-12
 
 
 def _coarser_advice(sizes: dict | None, unit: str | None) -> str:
@@ -1710,10 +1722,13 @@ def verdict_text(inv: Investigation) -> str:
         k = decimals_for(d["reference"]["value"])
         part = lambda key: (f"{_fmt(d[key]['value'], k, True)} [{_fmt(d[key]['low'], k, True)}, "  # noqa: E731
                             f"{_fmt(d[key]['high'], k, True)}]")
+        rest = (f"concept drift for {part('concept_part')}" if inv.judged["concept"] else
+                f"the rest, {part('concept_part')}, is not explained by the inputs' shift "
+                "(not tested as concept drift)")
         parts.append(
             f"Over the production period the {label} went from {_fmt(d['reference']['value'], k)} "
             f"(reference) to {_fmt(d['realized']['value'], k)}; data drift accounts for "
-            f"{part('data_part')} and concept drift for {part('concept_part')} (95% intervals).")
+            f"{part('data_part')} and {rest} (95% intervals).")
     if not inv.judged["concept"]:
         parts.append(f"Concept drift (P(y|x)) was not judged: {concept_reason}.")
     total, judged = inv.judged.get("total_cells", 0), inv.judged.get("cells", 0)

@@ -11,8 +11,8 @@ investigate  data drift versus concept drift per segment x window, with the erro
 demo       build the rental-pricing demo store
 
 Exit codes: 0 success, 2 bad input (one-line message on stderr); ``investigate
---fail-on`` exits 1 when the drift it names is found and 3 when nothing could be judged
-(too few rows).
+--fail-on`` exits 1 when the drift it names is found and 3 when what it names could not
+be tested (too few rows; concept drift without labels).
 """
 from __future__ import annotations
 
@@ -177,12 +177,12 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _interval(part: dict | None, fmt: str = ".4g") -> str:
+def _interval(part: dict | None, places: int = 4) -> str:
     if not part or part.get("value") is None:
         return "n/a"
-    text = format(part["value"], fmt)
+    text = f"{part['value']:,.{places}f}"
     if part.get("low") is not None:
-        text += f"  [{format(part['low'], fmt)}, {format(part['high'], fmt)}]"
+        text += f"  [{part['low']:,.{places}f}, {part['high']:,.{places}f}]"
     return text
 
 
@@ -207,17 +207,22 @@ def format_investigation(result: dict) -> str:
     if d:
         lines.append(f"decomposition of the {result['metric_label']} over the production period "
                      "(95% bootstrap intervals)")
+        from analysis.attribution import decimals_for
+
         iw, sh = d["importance_weighting"], d["shared_region"]
-        for part, label in ((d["reference"], "reference error"),
+        places = decimals_for(d["reference"]["value"])
+        name = result["metric_label"]
+        for part, label in ((d["reference"], f"reference {name}"),
                             (d["expected"], "expected (covariate shift alone)"),
-                            (d["realized"], "realized error"), (d["data_part"], "data-drift part"),
-                            (d["concept_part"], "concept-drift part"),
+                            (d["realized"], f"realized {name}"), (d["data_part"], "data-drift part"),
+                            (d["concept_part"], "concept-drift part" if result["judged"]["concept"]
+                             else "unexplained (concept not judged)"),
                             (iw["expected"], "importance weighting: expected"),
                             (iw["concept_part"], "importance weighting: concept part"),
                             (sh["shift_into_shared"], "shared region: shift into it"),
                             (sh["concept_on_shared"], "shared region: concept on it"),
                             (sh["shift_out_of_shared"], "shared region: shift out of it")):
-            lines.append(f"  {label:<38}{_interval(part)}")
+            lines.append(f"  {label:<38}{_interval(part, places)}")
         lines.append("  (headline: importance weighting, with window inputs outside the reference's "
                      "support counted as data drift; the verdict's concept test compares the "
                      "periods on the shared region with an independent model of P(y|x))")
@@ -225,8 +230,9 @@ def format_investigation(result: dict) -> str:
     if result["drifted_features"]:
         lines.append("data drift, by feature (root causes first)")
         for f in result["drifted_features"]:
-            lines.append(f"  {f['feature']:<28} max PSI {f['max_psi']:.3g}  {f['role']}  "
-                         f"(from {str(f['first_window'])[:10]}, in {', '.join(f['segments'])})")
+            since = "the whole period" if f["first_window"] is None else str(f["first_window"])[:10]
+            lines.append(f"  {f['feature']:<28} max PSI {f['max_psi']:.3f}  {f['role']}  "
+                         f"(from {since}, in {', '.join(f['segments'])})")
         lines.append("")
     if result["concept_features"]:
         lines.append("concept drift, by feature (share of the retrained model's disagreement)")
@@ -286,9 +292,12 @@ def cmd_investigate(args) -> int:
         print(format_investigation(out))
     fail = {"data": ("data", "both"), "concept": ("concept", "both"),
             "any": ("data", "concept", "both")}.get(args.fail_on or "", ())
-    if args.fail_on and out["verdict"] == "not_judged":
-        return 3   # a gate must not pass data it could not judge
-    return 1 if out["verdict"] in fail else 0
+    if out["verdict"] in fail:
+        return 1
+    # a gate must not pass what it could not test
+    untested = {"data": not out["judged"]["data"], "concept": not out["judged"]["concept"],
+                "any": out["verdict"] == "not_judged"}.get(args.fail_on or "", False)
+    return 3 if untested else 0
 
 
 def cmd_demo(args) -> int:
@@ -397,8 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "probabilities, else accuracy)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--fail-on", choices=["data", "concept", "any"],
-                   help="exit 1 when this kind of drift is found, 3 when nothing could be "
-                        "judged (pipeline gate)")
+                   help="exit 1 when this kind of drift is found, 3 when it could not be "
+                        "tested (pipeline gate)")
     p.add_argument("--progress", action="store_true", help="progress messages on stderr")
     p.set_defaults(func=cmd_investigate)
 

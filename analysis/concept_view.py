@@ -59,6 +59,7 @@ def decomposition_cards(result: dict) -> list[dict]:
     unit = metric_unit(result["metric"], result.get("target"))
     places = decimals_for(d["reference"]["value"])
     suffix = f" ({unit})" if unit else ""
+    concept_judged = result["judged"]["concept"]
 
     def text(value, signed=False):
         return "—" if value is None else f"{value:{'+' if signed else ''},.{places}f}"
@@ -80,8 +81,13 @@ def decomposition_cards(result: dict) -> list[dict]:
         {"label": f"Data drift{suffix}", "value": text(d["data_part"]["value"], True),
          "help": "The data-drift part of the change: expected minus reference. "
                  + interval(d["data_part"], True)},
-        {"label": f"Concept drift{suffix}", "value": text(d["concept_part"]["value"], True),
-         "help": "The concept-drift part of the change: realized minus expected. "
+        {"label": f"Concept drift{suffix}" if concept_judged else f"Unexplained{suffix}",
+         "value": text(d["concept_part"]["value"], True),
+         "help": ("The concept-drift part of the change: realized minus expected. "
+                  if concept_judged else
+                  "Realized minus expected: the change the inputs' shift does not explain. "
+                  "Not tested as concept drift: "
+                  + (result["judged"].get("reasons", {}).get("concept") or "no labels") + ". ")
                  + interval(d["concept_part"], True)},
     ]
 
@@ -166,3 +172,22 @@ def evidence_available(cell: dict, has_target: bool) -> str | None:
         return "Too few labelled rows in this cell to retrain a model on it."
     return None
 
+
+
+def feature_rule(result: dict) -> str:
+    """The rule behind the cell table's "drifted" column, with this result's thresholds
+    (stricter than Feature drift's per-page 5 %: it controls every cell's tests at once)."""
+    t = result.get("thresholds") or {}
+    return (f"Drifted: Holm-adjusted p below {t.get('alpha', 0.01):g} over every cell's tests "
+            f"of the investigation, and PSI at least {t.get('psi_min', 0.1):g}. Feature drift "
+            "adjusts over one table's features at 5 %, so near the edge it may flag a feature "
+            "that this page, which guards every window and group at once, does not.")
+
+
+def importance_label(result: dict) -> str:
+    """Axis title of the permutation importances, in the loss's unit."""
+    if result.get("task") == "classification":
+        return "permutation importance (increase of the log loss when shuffled, nats)"
+    unit = unit_of(result.get("target") or "")
+    return ("permutation importance (increase of the mean absolute error when shuffled"
+            + (f", {unit})" if unit else ")"))

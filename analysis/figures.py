@@ -122,11 +122,23 @@ def distribution_figure(reference, production, kind: str, feature: str,
     return _layout(fig, title, 420)
 
 
+def window_ticks(fig: go.Figure, starts, unit: str) -> None:
+    """Ticks at the windows' own starts on a date axis (plotly's automatic ticks fall
+    between monthly or weekly windows on short spans), labelled by the unit."""
+    starts = sorted(pd.to_datetime(pd.Series(starts)).dropna().unique())
+    if not starts or len(starts) > 40:
+        return
+    fmt = {"month": "%Y-%m", "hour": "%m-%d %H:00"}.get(unit, "%Y-%m-%d")
+    fig.update_xaxes(tickmode="array", tickvals=starts,
+                     ticktext=[pd.Timestamp(t).strftime(fmt) for t in starts])
+
+
 def overview_figure(summary: pd.DataFrame, reference_mae: float | None,
                     reference_mape: float | None, n_features: int, target: str = "",
-                    unit: str = "month") -> go.Figure:
+                    unit: str = "month", who: str = "") -> go.Figure:
     """Four aligned panels over production windows: MAE and MAPE against the reference
-    level (dashed), rows per window, and drifted features per window."""
+    level (dashed), rows per window, and drifted features per window; ``who`` (the
+    groups shown) ends the title."""
     fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=(f"MAE ({target})" if target else "MAE", "MAPE (%)",
                                         "Rows per window", f"Drifted features (of {n_features})"))
@@ -161,7 +173,9 @@ def overview_figure(summary: pd.DataFrame, reference_mae: float | None,
                         row=4, col=1)
     fig.update_yaxes(range=[0, max(n_features, 1)], row=4, col=1)
     fig.update_xaxes(title_text=f"window start ({unit})", row=4, col=1)
-    return _layout(fig, "Model error, volume and drift per window", 820)
+    window_ticks(fig, x, unit)
+    title = "Model error, volume and drift per window" + (f" · {who}" if who else "")
+    return _layout(fig, title, 820)
 
 
 _UNIT_SUFFIXES = {"_sqm": "m²", "_m2": "m²", "_km": "km", "_m": "m", "_eur": "EUR", "_usd": "USD",
@@ -253,7 +267,7 @@ def heatmap_figure(grid_frame: pd.DataFrame, metric_label: str, bands: tuple[flo
         z=z, x=x_labels, y=order, zmin=-0.5, zmax=k - 0.5, hoverinfo="skip",
         colorscale=_discrete_scale(CELL_COLORS), text=counts_text, texttemplate="%{text}",
         textfont=dict(size=11, color="#222"),
-        colorbar=dict(title=dict(text=metric_label, side="right"), tickvals=list(range(k)),
+        colorbar=dict(title=dict(text=metric_label, side="top"), tickvals=list(range(k)),
                       ticktext=[f"< {min_rows} rows: not judged", f"< {low:g} stable",
                                 f"≥ {low:g}, within noise", f"{low:g}–{high:g} moderate",
                                 f"> {high:g} major"], len=0.9),
@@ -407,11 +421,11 @@ def verdict_grid_figure(grid: pd.DataFrame, segment_label: str, unit: str | None
         texttemplate="%{text}", customdata=text, hovertemplate="%{customdata}<extra></extra>",
         xgap=2, ygap=2, colorbar=dict(tickvals=list(range(k_all)),
                                       ticktext=[v.replace("_", " ") for v in VERDICTS],
-                                      title=dict(text="verdict", side="right"))))
+                                      title=dict(text="verdict", side="top"))))
     fig.update_xaxes(title_text=f"window start ({unit or 'all rows'})", type="category",
                      tickangle=-45)
     fig.update_yaxes(title_text=segment_label or "segment", autorange="reversed", type="category")
-    return _layout(fig, title, max(300, 150 + 42 * len(segments)))
+    return _layout(fig, title, max(400, 150 + 42 * len(segments)))
 
 
 def side_by_side_figure(frame: pd.DataFrame, value_label: str, title: str,

@@ -376,6 +376,16 @@ def _cell_evidence_uncached(store: Store, dataset: str, filters: Filters | None,
     return cell_evidence(ref, win, problem, seed)
 
 
+CONCEPT_NOT_JUDGED = {
+    "rows": f"fewer than {at.MIN_ROWS} rows",
+    "no_target": "no target column",
+    "reference_labels": f"fewer than {at.MIN_ROWS} labelled reference rows",
+    "labels": f"fewer than {at.MIN_ROWS} labelled rows in this cell",
+    "overlap": f"fewer than {at.MIN_ROWS} labelled rows where this cell's inputs overlap the "
+               f"reference's (density ratio within {at.OVERLAP:g}x of 1)",
+}
+
+
 def cell_text(cell: dict, result: dict) -> str:
     """Plain-language account of one cell, for a postmortem."""
     seg = result.get("segment")
@@ -396,7 +406,7 @@ def cell_text(cell: dict, result: dict) -> str:
         lines.append(f"The inputs did not change beyond noise (domain AUC {data['auc']:.2f}).")
     concept = cell["concept"]
     if not concept.get("judged"):
-        lines.append("Concept drift was not judged (no or too few labels).")
+        lines.append(f"Concept drift was not judged: {CONCEPT_NOT_JUDGED.get(concept.get('reason'), 'too few labelled rows')}.")
     elif concept.get("flagged"):
         lo, hi = concept["loss_change_interval"]
         k = at.decimals_for(concept["reference_model_error"])

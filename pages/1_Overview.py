@@ -40,7 +40,7 @@ cols[3].metric(f"Drifted features, latest {unit}",
 
 fig = overview_figure(table, reference["mae"], reference["mape"], n_features,
                       target=f"{roles.target}, {target_unit}".strip(", ")
-                      if roles.target else "", unit=unit)
+                      if roles.target else "", unit=unit, who=formats.selection(ctx.key[2]))
 ui.chart(fig, "overview.figure", f"overview-{ctx.dataset}-{unit}")
 
 st.subheader("Per window")

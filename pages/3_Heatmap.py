@@ -19,7 +19,7 @@ if roles.timestamp is None:
     st.warning("This dataset has no timestamp column: there are no time windows to map.")
     st.stop()
 
-c1, c2, c3, c4 = st.columns([1.2, 1.4, 1.4, 1])
+c1, c2, c3, c4 = st.columns([1.5, 1.3, 1.3, 0.9])
 unit = c1.segmented_control("Window", ["day", "week", "month"], default="month",
                             key="heatmap.unit") or "month"
 metric = c2.selectbox("Distance", list(METRICS), key="heatmap.metric",

@@ -29,14 +29,16 @@ metric = c3.selectbox("Error metric", [None, *metrics], key="concept.metric",
 path, params = inv.investigation_job(ctx.store, ctx.dataset, ctx.filters, segment, unit, metric)
 result = ui.stored_result(path)
 if result is None:
-    st.info("The investigation for these filters is on its way: a domain classifier and an "
-            "independent model of the target per window, and the tests of every group × "
-            "window cell. It runs in the background and is kept in the store, so you can "
-            "browse other pages meanwhile (about a minute on the demo on a quiet machine).")
     ui.job_panel("investigation", path, params, "Investigating every group and window",
-                 "concept.job", start_label="Run the investigation")
+                 "concept.job", start_label="Run the investigation",
+                 intro="The investigation for these filters is on its way: a domain classifier "
+                       "and an independent model of the target per window, and the tests of "
+                       "every group × window cell. It runs in the background and is kept in "
+                       "the store, so you can browse other pages meanwhile (about a minute on "
+                       "the demo on a quiet machine).")
     st.stop()
 
+who = formats.selection(ctx.key[2])
 kind, text = view.banner(result)
 getattr(st, kind)(text)
 st.markdown("**For the postmortem**")
@@ -49,20 +51,25 @@ if cards:
     parts = inv.window_parts(result)
     if not parts.empty:
         label = view.metric_label_with_unit(result)
-        ui.chart(decomposition_figure(parts, label, result["window"]), "concept.decomposition",
-                 f"decomposition-{ctx.dataset}")
-        st.caption("Bars: the change of the error against the reference, split into what the "
-                   "inputs' shift alone predicts (the reference error importance-weighted to "
+        name = view.SHORT_METRICS.get(result["metric"], result["metric"])
+        ui.chart(decomposition_figure(parts, label, result["window"],
+                                      f"What changed the {name}: data vs concept · {who}"),
+                 "concept.decomposition", f"decomposition-{ctx.dataset}-{formats.slug(who)}")
+        st.caption(f"Bars: the change of the {name} against the reference, split into what "
+                   "the inputs' shift alone predicts (the reference's importance-weighted to "
                    "the window's inputs; inputs outside the reference's support count as data "
                    "drift) and the rest (concept drift), with 95% bootstrap intervals. The "
-                   "verdict's concept test compares the two periods on the inputs both share.")
+                   "verdict's concept test compares the two periods on the inputs both share."
+                   + (" For accuracy, higher is better: a bar below zero is a loss."
+                      if result["metric"] == "accuracy" else ""))
 elif not result["judged"]["decomposition"]:
     st.info("The model's error cannot be decomposed: "
             f"{result['judged'].get('reasons', {}).get('decomposition') or 'no labels'}.")
 
 grid = inv.grid_frame(result)
-ui.chart(verdict_grid_figure(grid, result["segment"], result["window"]), "concept.grid",
-         f"verdicts-{ctx.dataset}")
+ui.chart(verdict_grid_figure(grid, result["segment"], result["window"],
+                             f"Verdict per group and window · {who}"), "concept.grid",
+         f"verdicts-{ctx.dataset}-{formats.slug(who)}")
 
 st.subheader("Data drift: which features")
 drifted = view.drifted_table(result)
@@ -114,7 +121,8 @@ if cell["data"].get("judged"):
     features = view.cell_feature_table(cell)
     st.dataframe(features, hide_index=True, height=formats.table_height(len(features)),
                  column_config={"PSI": st.column_config.NumberColumn(format="%.3f"),
-                                "p (Holm)": st.column_config.NumberColumn(format="%.2g")})
+                                "p (Holm)": st.column_config.NumberColumn(format="%.4f")})
+    st.caption(view.feature_rule(result))
 
 why_not = view.evidence_available(cell, bool(roles.target))
 if why_not:
@@ -139,8 +147,7 @@ ui.chart(side_by_side_figure(evidence["coefficients"], "surrogate coefficient "
                              f"({target_unit} per standard deviation of the input)",
                              "Linear surrogate of each model: reference vs retrained"),
          "concept.coefficients", f"coefficients-{ctx.dataset}")
-ui.chart(side_by_side_figure(evidence["importance"], "permutation importance "
-                             "(increase of the error when the feature is shuffled)",
+ui.chart(side_by_side_figure(evidence["importance"], view.importance_label(result),
                              "Permutation importance: reference vs retrained"),
          "concept.importance", f"importance-{ctx.dataset}")
 ui.chart(predictions_figure(evidence["predictions"], target_unit),
@@ -152,5 +159,6 @@ if profiles:
                            help="Features ordered by the largest change of the mean "
                                 "residual in any bin")
     ui.chart(residual_profile_figure(profiles[feature], feature,
-                                     f"{roles.target} − {roles.prediction}"),
+                                     f"{roles.target} − {roles.prediction}"
+                                     + (f", {target_unit}" if unit_of(roles.target) else "")),
              "concept.residuals", f"residuals-{ctx.dataset}-{feature}")

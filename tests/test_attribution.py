@@ -381,6 +381,12 @@ def test_too_few_rows_for_any_calendar_window_is_one_window():
                for n in result["notes"])
 
 
+def test_perfect_reference_levels_are_flagged_as_in_sample():
+    assert at._perfect(1.0, "accuracy") and not at._perfect(0.98, "accuracy")
+    assert at._perfect(0.0, "mae") and not at._perfect(0.1, "mae")
+    assert not at._perfect(None, "mae") and not at._perfect(math.nan, "accuracy")
+
+
 def test_verdict_text_names_every_drifted_feature():
     features = [{"feature": f"f{i}", "role": "moved with others"} for i in range(6)]
     assert at._names(features) == "f0, f1, f2, f3, f4, f5"

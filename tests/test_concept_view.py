@@ -127,3 +127,19 @@ def test_evidence_available_says_why_not():
     assert view.evidence_available({"verdict": "none", "rows": 500,
                                     "concept": {"judged": True}}, True) is None
 
+
+
+def test_cards_do_not_call_the_rest_concept_drift_when_it_was_not_tested():
+    reasons = {"data": None, "concept": "no judged cell has 50 labelled rows", "decomposition": None}
+    result = _result(judged={"data": True, "concept": False, "decomposition": True,
+                             "reasons": reasons})
+    cards = {c["label"]: c for c in view.decomposition_cards(result)}
+    assert "Concept drift (EUR)" not in cards
+    assert cards["Unexplained (EUR)"]["value"] == "+14.18"
+    assert "Not tested as concept drift: no judged cell has 50" in cards["Unexplained (EUR)"]["help"]
+
+
+def test_rule_and_axis_labels():
+    assert "below 0.01" in view.feature_rule(_result(thresholds={"alpha": 0.01, "psi_min": 0.1}))
+    assert view.importance_label({"task": "regression", "target": "rent_eur"}).endswith(", EUR)")
+    assert "nats" in view.importance_label({"task": "classification", "target": "y"})

@@ -156,3 +156,23 @@ def test_columns_named_target_and_prediction_are_used_with_a_note(tmp_path):
     assert "using 'target' as the target (pass --target to choose)" in drift.stderr
     assert "target (the target), y_pred (the prediction)" in drift.stderr
     assert not {r["feature"] for r in json.loads(drift.stdout)} & {"target", "y_pred"}
+
+
+def test_gate_exits_3_when_it_cannot_test_what_it_gates(tmp_path):
+    from small_upload import diabetes_frames
+
+    ref, prod = diabetes_frames(1)
+    ref.to_csv(tmp_path / "ref.csv", index=False)
+    prod.to_csv(tmp_path / "prod.csv", index=False)
+    prod.drop(columns=["target"]).to_csv(tmp_path / "unlabelled.csv", index=False)
+    args = ["--reference", str(tmp_path / "ref.csv"), "--target", "target",
+            "--prediction", "prediction"]
+    weekly = run(*args, "--production", str(tmp_path / "prod.csv"), "--window", "week",
+                 "--fail-on", "any")
+    assert weekly.returncode == 3, weekly.stderr
+    assert "verdict: NOT JUDGED" in weekly.stdout and "choose a coarser window" in weekly.stdout
+    assert "None" not in weekly.stdout
+    # labels not arrived: a concept gate cannot pass, a data gate can still find drift
+    unlabelled = [*args, "--production", str(tmp_path / "unlabelled.csv")]
+    assert run(*unlabelled, "--fail-on", "concept").returncode == 3
+    assert run(*unlabelled, "--fail-on", "data").returncode == 1

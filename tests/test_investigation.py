@@ -82,3 +82,15 @@ def test_page_tables_and_figures_follow_the_result(concept_case):
     text = inv.cell_text(next(c for c in result["cells"] if c["segment"] == "south"
                               and c["verdict"] == "concept"), result)
     assert "verdict CONCEPT" in text and "region = south" in text
+
+
+def test_cell_text_says_why_concept_was_not_judged():
+    cell = {"segment": "all", "start": "2025-04-01T00:00:00", "end": "2025-05-01T00:00:00",
+            "rows": 65, "verdict": "data", "notes": [],
+            "data": {"judged": True, "flagged": True, "auc": 0.9, "drifted_features": ["bmi"],
+                     "out_of_support_share": 0.0},
+            "concept": {"judged": False, "reason": "overlap"}, "decomposition": None}
+    text = inv.cell_text(cell, {"segment": None, "metric_label": "mean absolute error"})
+    assert "Concept drift was not judged: fewer than 50 labelled rows where this cell's " \
+           "inputs overlap the reference's" in text
+    assert "no or too few labels" not in text
