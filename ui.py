@@ -15,6 +15,7 @@ import streamlit as st
 
 from analysis import aggregate, export, formats, heatmap, jobs, queries, report, summary
 from analysis.drift import common_note, display_columns, display_table
+from analysis.ingest import default_dataset
 from analysis.noise import percentile_name
 from analysis.queries import Filters
 from analysis.store import DEFAULT_STORE, Store
@@ -140,7 +141,6 @@ def sidebar() -> Context | None:
         return None
     with st.sidebar:
         st.header("Investigation")
-        from analysis.ingest import default_dataset
         if st.session_state.get("filter.dataset") not in names:
             st.session_state.pop("filter.dataset", None)
         # a new visitor starts on the demo, not on whatever sorts first (a fresh upload);
@@ -318,9 +318,8 @@ def job_panel(kind: str, path: Path, params: dict, label: str, key: str,
         st.session_state[f"{key}.started"] = str(path)
         st.session_state.pop(f"{key}.cancelled", None)
 
-    if autostart and not cancelled and jobs.state(path).state == "idle" and not path.exists():
+    if autostart and not cancelled and not path.exists() and jobs.state(path).state == "idle":
         launch()
-
     was_running = jobs.state(path).running
 
     def watch() -> None:

@@ -74,10 +74,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.tree import DecisionTreeRegressor
 
-from analysis import stats
+from analysis import noise, stats
 from analysis.binning import bins_for
 from analysis.drift import CATEGORICAL, NUMERIC
+from analysis.formats import decimals_for, window_label
 from analysis.heatmap import window_end, window_start
+from analysis.stats import holm
 from analysis.tables import InputError
 
 ALL = "all"
@@ -100,7 +102,7 @@ BIAS_MIN = 0.10       # residual-mean change, as a share of the mean absolute re
 CLIP = 20.0           # importance weights are clipped at this density ratio
 SUPPORT_RATIO = 20.0  # window rows with r(x) above this lie outside the reference support
 OVERLAP = 5.0         # the concept test compares rows whose density ratio is within 5x of 1
-MIN_ROWS = 50         # fewer window rows (or labelled rows) in a cell: not judged
+MIN_ROWS = noise.MIN_ROWS  # fewer window rows (or labelled rows) in a cell: not judged
 CELL_ROWS = 2 * MIN_ROWS  # rows a typical cell should hold for `auto` to pick a unit
 SAMPLE_CAP = 30_000   # rows per side used by the classifiers and the bootstrap
 BOOTSTRAP = 200
@@ -265,12 +267,6 @@ def metric_level(mean_loss, metric: str):
 
 # --------------------------------------------------------------------------- windows
 
-def window_counts(timestamps) -> dict[str, int]:
-    """Number of calendar windows each unit gives over ``timestamps``."""
-    ts = np.asarray(pd.to_datetime(pd.Series(timestamps)).dropna(), dtype="datetime64[us]")
-    return {u: int(np.unique(window_start(ts, u)).size) for u in UNITS}
-
-
 def cell_sizes(timestamps, segments=None) -> dict[str, dict[str, float]]:
     """Per calendar unit: ``windows`` (how many), ``window_rows`` (the median rows of a
     window) and ``cell_rows`` (the median rows of a window x group cell; the window's
@@ -306,8 +302,11 @@ def choose_unit(timestamps, unit: str = "auto", segments=None) -> str | None:
         if unit not in UNITS:
             raise AttributionError(f"unknown window {unit!r}; choose auto or one of {', '.join(UNITS)}")
         return unit
-    sizes = cell_sizes(timestamps, segments)
+    return unit_for(cell_sizes(timestamps, segments))
 
+
+def unit_for(sizes: dict[str, dict[str, float]]) -> str | None:
+    """``auto``'s choice (see :func:`choose_unit`) from :func:`cell_sizes`."""
     def distance(u: str) -> tuple[float, float]:
         n = sizes[u]["windows"]
         outside = 0.0 if 8 <= n <= 30 else min(abs(math.log(max(n, 1) / 8)), abs(math.log(max(n, 1) / 30)))
@@ -595,23 +594,6 @@ def model_loss_and_residual(model: ReferenceModel, predicted: np.ndarray, y: pd.
 
 
 # --------------------------------------------------------------------------- statistics
-
-def holm(p_values) -> np.ndarray:
-    """Holm-adjusted p-values: ``p_(i) * (m - i + 1)`` in ascending order, made
-    monotone, capped at 1. NaN stays NaN and does not count in ``m``."""
-    p = np.asarray(p_values, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = ~np.isnan(p)
-    m = int(ok.sum())
-    if m == 0:
-        return out
-    order = np.argsort(p[ok])
-    adjusted = np.minimum(1.0, np.maximum.accumulate(p[ok][order] * (m - np.arange(m))))
-    vals = np.empty(m)
-    vals[order] = adjusted
-    out[ok] = vals
-    return out
-
 
 def weighted_mean(values: np.ndarray, weights: np.ndarray, replicates: np.ndarray | None = None):
     """Self-normalised ``sum w v / sum w`` for the point estimate, and for each bootstrap
@@ -921,7 +903,7 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
         asked = unit
         ok = stamps.notna().to_numpy()
         sizes = cell_sizes(stamps[ok], seg_prod[ok] if p.segment else None)
-        unit = choose_unit(stamps[ok], unit, seg_prod[ok] if p.segment else None)
+        unit = unit_for(sizes) if unit == "auto" else choose_unit(stamps[ok], unit)
         if unit is None:
             notes.append(f"too few production rows for calendar windows (a {UNITS[-1]} holds "
                          f"a median {sizes[UNITS[-1]]['window_rows']:,.0f} rows; at least "
@@ -1184,10 +1166,6 @@ def _judged(cells: list[Cell], p: Problem, decomposition: dict | None, unit: str
             "cells": len(judged_cells), "total_cells": len(cells), "reasons": reasons}
 
 
-def _window_label(cell: Cell) -> str:
-    return "the whole period" if cell.start is None else f"{cell.start:%Y-%m-%d %H:%M}".removesuffix(" 00:00")
-
-
 def _too_small_note(cells: list[Cell], p: Problem) -> str | None:
     """One note naming the cells left unjudged for too few rows, by window."""
     small = [c for c in cells if c.data.get("reason") == "rows"]
@@ -1196,7 +1174,7 @@ def _too_small_note(cells: list[Cell], p: Problem) -> str | None:
     parts = []
     for c in small[:8]:
         who = "all groups" if c.segment == ALL or p.segment is None else f"{p.segment} = {c.segment}"
-        parts.append(f"{_window_label(c)} {who} ({c.rows:,} row{'s' if c.rows != 1 else ''})")
+        parts.append(f"{window_label(c.start and c.start.isoformat())} {who} ({c.rows:,} row{'s' if c.rows != 1 else ''})")
     more = f" and {len(small) - 8} more" if len(small) > 8 else ""
     return (f"{len(small)} of {len(cells)} cells not judged, fewer than {MIN_ROWS} rows: "
             + "; ".join(parts) + more)
@@ -1648,14 +1626,6 @@ def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.Data
 
 
 # --------------------------------------------------------------------------- text
-
-def decimals_for(scale: float | None, significant: int = 4) -> int:
-    """Decimals that give ``significant`` digits to a number of magnitude ``scale``
-    (62.9 -> 2, 0.93 -> 4, 1234 -> 0), so related numbers share one precision."""
-    if scale is None or not math.isfinite(scale) or scale == 0:
-        return 2
-    return int(min(6, max(0, significant - 1 - math.floor(math.log10(abs(scale))))))
-
 
 def _fmt(v, places: int = 2, signed: bool = False) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):

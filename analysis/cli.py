@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.drift import BINNINGS, TESTS, drift_table
+from analysis.formats import decimals_for, window_label
 from analysis.stats import EmptySampleError
 from analysis.store import DEFAULT_STORE, Store, StoreError
 from analysis.tables import (InputError, infer_outcome_columns, jsonable, pick_features,
@@ -194,9 +195,7 @@ def cell_notes(result: dict) -> list[str]:
         if c["data"].get("reason") == "rows":
             continue
         who = "all groups" if c["segment"] == "all" else f"{result['segment']} = {c['segment']}"
-        when = "whole period" if c["start"] is None else c["start"][:16].replace("T", " ") \
-            .removesuffix(" 00:00")
-        out.extend(f"{when}, {who}: {n}" for n in c["notes"] if "lie where the reference" not in n)
+        out.extend(f"{window_label(c['start'])}, {who}: {n}" for n in c["notes"] if "lie where the reference" not in n)
     return out
 
 
@@ -207,8 +206,6 @@ def format_investigation(result: dict) -> str:
     if d:
         lines.append(f"decomposition of the {result['metric_label']} over the production period "
                      "(95% bootstrap intervals)")
-        from analysis.attribution import decimals_for
-
         iw, sh = d["importance_weighting"], d["shared_region"]
         places = decimals_for(d["reference"]["value"])
         name = result["metric_label"]
@@ -230,9 +227,9 @@ def format_investigation(result: dict) -> str:
     if result["drifted_features"]:
         lines.append("data drift, by feature (root causes first)")
         for f in result["drifted_features"]:
-            since = "the whole period" if f["first_window"] is None else str(f["first_window"])[:10]
+            since = window_label(f["first_window"])
             lines.append(f"  {f['feature']:<28} max PSI {f['max_psi']:.3f}  {f['role']}  "
-                         f"(from {since}, in {', '.join(f['segments'])})")
+                         f"(first window: {since}; in {', '.join(f['segments'])})")
         lines.append("")
     if result["concept_features"]:
         lines.append("concept drift, by feature (share of the retrained model's disagreement)")

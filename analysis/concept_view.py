@@ -8,8 +8,9 @@ import math
 
 import pandas as pd
 
-from analysis.attribution import ALL, MIN_ROWS, SUPPORT_RATIO, decimals_for
+from analysis.attribution import ALL, MIN_ROWS, SUPPORT_RATIO
 from analysis.figures import unit_of
+from analysis.formats import decimals_for, window_label  # noqa: F401  (the page's window names)
 
 SHORT_METRICS = {"mae": "MAE", "rmse": "RMSE", "mape": "MAPE", "accuracy": "accuracy",
                  "logloss": "log loss"}
@@ -90,14 +91,6 @@ def decomposition_cards(result: dict) -> list[dict]:
                   + (result["judged"].get("reasons", {}).get("concept") or "no labels") + ". ")
                  + interval(d["concept_part"], True)},
     ]
-
-
-def window_label(start: str | None) -> str:
-    """'2025-06-01' (or '2025-06-01 14:00' for an hour); 'whole period' for None."""
-    if start is None:
-        return "whole period"
-    text = str(start)[:16].replace("T", " ")
-    return text.removesuffix(" 00:00")
 
 
 def drifted_table(result: dict) -> pd.DataFrame:

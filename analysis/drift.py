@@ -25,7 +25,7 @@ p-value already account for the sample sizes. Either way, a comparison with fewe
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,7 @@ import pandas as pd
 from analysis import formats, noise, stats
 from analysis.binning import bins_for, evidently_shares
 from analysis.formats import rows, rule
-from analysis.stats import EmptySampleError
+from analysis.stats import EmptySampleError, holm
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 BINNINGS = ("quantile", "evidently")
@@ -226,20 +226,11 @@ class ColumnReference:
                sizes: tuple[int, int], min_rows: int, alpha: float) -> FeatureDrift:
         """Set ``row.drifted`` (and its note): not judged below ``min_rows``; p-value
         tests below the threshold; distances at or above it and beyond noise."""
-        n, m = sizes
-        if min(n, m) < min_rows:
-            size, side = (n, "reference") if n < min_rows else (m, "production")
-            row.note = f"not judged: {rows(size, side + ' row')} (fewer than {min_rows})"
-            return row
-        if spec.uses_p_value:
+        if spec.uses_p_value and min(sizes) >= min_rows:
             row.drifted = bool(row.p_value < row.threshold)
             return row
-        row.noise_level = self._noise_level(spec.name, production, binning, m, alpha)
-        verdict = noise.verdict(row.statistic, row.threshold, row.noise_level, m, n, min_rows)
-        row.drifted = verdict == noise.DRIFT
-        if verdict == noise.WITHIN_NOISE:
-            row.note = "within noise at these sizes"
-        return row
+        return judge_distance(row, sizes, lambda m: self._noise_level(
+            spec.name, production, binning, m, alpha), min_rows)
 
     def _noise_level(self, name: str, production: pd.Series, binning: str, m: int,
                      alpha: float) -> float:
@@ -295,6 +286,26 @@ class ColumnReference:
         if name == "chisquare":
             return stats.chisquare_homogeneity(ref_counts, prod_counts)
         raise ValueError(f"unknown test {name!r}")
+
+
+def judge_distance(row: FeatureDrift, sizes: tuple[int, int],
+                   noise_level: Callable[[int], float], min_rows: int = noise.MIN_ROWS
+                   ) -> FeatureDrift:
+    """Set a distance row's ``drifted``, ``noise_level`` and note by the noise rule
+    (:func:`analysis.noise.verdict`): not judged when either of ``sizes`` (reference,
+    production) is below ``min_rows``; else drift when at or above the threshold and
+    above ``noise_level(production size)``."""
+    n, m = sizes
+    if min(n, m) < min_rows:
+        size, side = (n, "reference") if n < min_rows else (m, "production")
+        row.note = f"not judged: {rows(int(size), side + ' row')} (fewer than {min_rows})"
+        return row
+    row.noise_level = noise_level(int(m))
+    verdict = noise.verdict(row.statistic, row.threshold, row.noise_level, m, n, min_rows)
+    row.drifted = verdict == noise.DRIFT
+    if verdict == noise.WITHIN_NOISE:
+        row.note = "within noise at these sizes"
+    return row
 
 
 def feature_drift(reference: pd.Series, production: pd.Series, kind: str, *,
@@ -390,7 +401,6 @@ def describe_tests(names: Iterable[str], min_rows: int = noise.MIN_ROWS,
                          "probability.")
     sentences.append(f"Fewer than {min_rows} rows on a side: not judged.")
     return " ".join(sentences)
-
 
 
 def verdict_of(row: Mapping) -> str:
@@ -496,8 +506,6 @@ def holm_adjusted(tables: list[pd.DataFrame]) -> list[pd.DataFrame]:
     ``drifted`` becomes ``adjusted p < threshold``, so the family of tests shown at once
     calls drift by chance with probability at most the threshold (5 %). The adjusted
     value is in ``p_adjusted`` (NaN for distances); distances are left as they are."""
-    from analysis.attribution import holm  # tested there; imported late (heavy module)
-
     keys, p_values = [], []
     for i, table in enumerate(tables):
         for j, (name, p, drifted) in enumerate(zip(table["test"], table["p_value"],

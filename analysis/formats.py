@@ -15,6 +15,22 @@ from typing import Iterable, Mapping
 MISSING = "—"
 
 
+def decimals_for(scale: float | None, significant: int = 4) -> int:
+    """Decimals that give ``significant`` digits to a number of magnitude ``scale``
+    (62.9 -> 2, 0.93 -> 4, 1234 -> 0), so related numbers share one precision."""
+    if scale is None or not math.isfinite(scale) or scale == 0:
+        return 2
+    return int(min(6, max(0, significant - 1 - math.floor(math.log10(abs(scale))))))
+
+
+def window_label(start) -> str:
+    """A window's start as people read it: '2025-06-01', '2025-06-01 14:00' for an
+    hour; 'whole period' for None (one window over everything)."""
+    if start is None:
+        return "whole period"
+    return str(start)[:16].replace("T", " ").removesuffix(" 00:00")
+
+
 def _missing(value) -> bool:
     if value is None:
         return True

@@ -37,6 +37,7 @@ import pandas as pd
 from analysis import noise, stats
 from analysis.aggregate import (FrozenBins, binned_counts, day_counts, frozen_bins, n_bins,
                                 pool_moments, reference_moments, whole_counts)
+from analysis.drift import TESTS, FeatureDrift, judge_distance
 from analysis.queries import Filters
 from analysis.store import Store
 
@@ -254,12 +255,18 @@ def cell_noise_level(metric: str, ref_counts, prod_counts, ref_extra=None,
     if metric == "ks":
         return noise.ks_critical_value(n, m, alpha)
     if metric == "wasserstein":
-        r = np.asarray(ref_counts, dtype=float)[:-1]
-        live = r > 0
-        points = np.asarray(ref_extra["sum"], dtype=float)[:-1][live] / r[live]
-        return noise.wasserstein_noise_level(points, r[live], m, max(ref_std or 0.0, 1e-3),
-                                             alpha)
+        return _fine_wasserstein_noise(ref_counts, ref_extra["sum"], m, ref_std, alpha)
     raise ValueError(f"unknown metric {metric!r}")
+
+
+def _fine_wasserstein_noise(counts, sums, m: int, ref_std: float | None,
+                            alpha: float = noise.ALPHA) -> float:
+    """Wasserstein's noise level from the reference's fine bins (the last one, missing
+    values, left out), each bin's mass at its mean value (sum / count)."""
+    r = np.asarray(counts, dtype=float)[:-1]
+    live = r > 0
+    points = np.asarray(sums, dtype=float)[:-1][live] / r[live]
+    return noise.wasserstein_noise_level(points, r[live], m, max(ref_std or 0.0, 1e-3), alpha)
 
 
 GRID_COLUMNS = ["feature", "window_start", "value", "rows", "reference_rows", "noise",
@@ -386,7 +393,6 @@ def binned_drift_table(store: Store, dataset: str, filters: Filters | None = Non
     from the snapshots' profiles, binning rows only of snapshots the time range cuts
     (``profiles=False``: binning every row, as when no profile exists yet).
     """
-    from analysis.drift import FeatureDrift, TESTS
 
     bins = bins or frozen_bins(store, dataset)
     roles = store.dataset(dataset).roles
@@ -438,33 +444,22 @@ def binned_drift_table(store: Store, dataset: str, filters: Filters | None = Non
             sizes = (ref_coarse.sum(), prod_coarse.sum())
             if prod_coarse.sum() and ref_coarse.sum():
                 row.statistic = stats.jensenshannon_distance(ref_coarse, prod_coarse)
-        _judge_binned_row(row, spec.threshold, sizes, ref_coarse, r, std.get(feature))
+        _judge_binned_row(row, sizes, ref_coarse, r, std.get(feature))
         rows.append(row.as_dict())
     return pd.DataFrame(rows, columns=list(FeatureDrift.__dataclass_fields__))
 
 
-def _judge_binned_row(row, threshold: float, sizes, ref_coarse, ref_fine,
-                      ref_std: float | None) -> None:
-    """:func:`binned_drift_table`'s verdict, by :func:`analysis.noise.verdict` as in the
-    drift table: Jensen-Shannon's noise level on the coarse bins, Wasserstein's on the
-    fine bins (each bin's mass at its mean)."""
-    n, m = (float(x) for x in sizes)
+def _judge_binned_row(row, sizes, ref_coarse, ref_fine, ref_std: float | None) -> None:
+    """:func:`binned_drift_table`'s verdict by the drift table's rule
+    (:func:`analysis.drift.judge_distance`): Jensen-Shannon's noise level on the coarse
+    bins, Wasserstein's on the fine bins (each bin's mass at its mean)."""
     if row.statistic is None:
         return
-    if min(n, m) < noise.MIN_ROWS:
-        row.note = f"not judged: fewer than {noise.MIN_ROWS} rows on a side"
-        return
     if row.test == "wasserstein":
-        live = ref_fine["n"][:-1] > 0
-        points = ref_fine["sum"][:-1][live] / ref_fine["n"][:-1][live]
-        row.noise_level = noise.wasserstein_noise_level(
-            points, ref_fine["n"][:-1][live], m, max(ref_std or 0.0, 1e-3))
+        level = lambda m: _fine_wasserstein_noise(ref_fine["n"], ref_fine["sum"], m, ref_std)  # noqa: E731
     else:
-        row.noise_level = noise.binned_noise_level("jensenshannon", ref_coarse, m)
-    verdict = noise.verdict(row.statistic, threshold, row.noise_level, m, n)
-    row.drifted = verdict == noise.DRIFT
-    if verdict == noise.WITHIN_NOISE:
-        row.note = "within noise at these sizes"
+        level = lambda m: noise.binned_noise_level("jensenshannon", ref_coarse, m)  # noqa: E731
+    judge_distance(row, sizes, level)
 
 
 def sort_features(grid_frame: pd.DataFrame, by: str = "max") -> list[str]:

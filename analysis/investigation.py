@@ -24,6 +24,7 @@ from sklearn.linear_model import Ridge
 from analysis import attribution as at
 from analysis.binning import bins_for
 from analysis.drift import CATEGORICAL
+from analysis.formats import decimals_for
 from analysis.queries import Filters, load_frame, time_bounds
 from analysis.store import Store
 from analysis.tables import jsonable
@@ -124,6 +125,10 @@ def cached_investigation(store: Store, dataset: str, filters: Filters | None = N
     """The stored result of :func:`investigate_store` for these arguments, or None
     (never computes)."""
     _, _, path = _stored_result(store, dataset, filters, segment, unit, metric)
+    return _read_json(path)
+
+
+def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):   # absent, or a torn write
@@ -136,11 +141,12 @@ def investigate_store(store: Store, dataset: str, filters: Filters | None = None
                       path: Path | None = None) -> dict:
     """The investigation's JSON-ready result for a stored dataset, kept on disk (at
     ``path`` when given, else where :func:`investigation_job` says)."""
-    stored = cached_investigation(store, dataset, filters, segment, unit, metric)
-    if stored is not None and path is None:
-        return stored
     problem, filters, default = _stored_result(store, dataset, filters, segment, unit, metric)
-    path = path or default
+    if path is None:
+        path = default
+        stored = _read_json(path)
+        if stored is not None:
+            return stored
     reference, production = load_slices(store, dataset, problem, filters)
     result = at.investigate(reference, production, problem, unit=unit, progress=progress)
     out = jsonable(result.to_dict())
@@ -328,7 +334,8 @@ def _evidence_to_json(evidence: dict) -> dict:
             "window_rows": int(evidence["window_rows"])}
 
 
-def _evidence_from_json(data: dict) -> dict:
+def evidence_from_json(data: dict) -> dict:
+    """The evidence as :func:`cell_evidence` returns it, from its stored JSON."""
     frame = lambda f: None if f is None else pd.DataFrame(f)  # noqa: E731
     return {**{k: frame(data[k]) for k in ("coefficients", "importance", "predictions")},
             "residuals": {k: frame(v) for k, v in data["residuals"].items()},
@@ -340,10 +347,8 @@ def cached_evidence(store: Store, dataset: str, filters: Filters | None, segment
     """The stored :func:`cell_evidence_store` result for this cell, or None (never
     computes)."""
     path, _ = evidence_job(store, dataset, filters, segment, cell_segment, start, end)
-    try:
-        return _evidence_from_json(json.loads(path.read_text()))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    stored = _read_json(path)
+    return None if stored is None else evidence_from_json(stored)
 
 
 def cell_evidence_store(store: Store, dataset: str, filters: Filters | None, segment: str | None,
@@ -352,10 +357,11 @@ def cell_evidence_store(store: Store, dataset: str, filters: Filters | None, seg
     """:func:`cell_evidence` for one cell of a stored dataset's investigation (kept on
     disk beside the investigation, at ``path`` when given, and read from there when it
     is)."""
-    stored = cached_evidence(store, dataset, filters, segment, cell_segment, start, end)
-    if stored is not None and path is None:
-        return stored
-    path = path or evidence_job(store, dataset, filters, segment, cell_segment, start, end)[0]
+    if path is None:
+        path = evidence_job(store, dataset, filters, segment, cell_segment, start, end)[0]
+        stored = _read_json(path)
+        if stored is not None:
+            return evidence_from_json(stored)
     evidence = _cell_evidence_uncached(store, dataset, filters, segment, cell_segment, start,
                                        end, seed)
     _write_json(path, _evidence_to_json(evidence))
@@ -409,7 +415,7 @@ def cell_text(cell: dict, result: dict) -> str:
         lines.append(f"Concept drift was not judged: {CONCEPT_NOT_JUDGED.get(concept.get('reason'), 'too few labelled rows')}.")
     elif concept.get("flagged"):
         lo, hi = concept["loss_change_interval"]
-        k = at.decimals_for(concept["reference_model_error"])
+        k = decimals_for(concept["reference_model_error"])
         lines.append(f"The relationship to the target changed: on inputs both share, the "
                      f"reference model's error moved by {concept['loss_change']:+.{k}f} "
                      f"[{lo:+.{k}f}, {hi:+.{k}f}] against {concept['reference_model_error']:.{k}f} "
@@ -419,7 +425,7 @@ def cell_text(cell: dict, result: dict) -> str:
         lines.append("The relationship to the target (P(y|x)) did not change beyond noise.")
     d = cell.get("decomposition")
     if d and d["reference"]["value"] is not None:
-        k = at.decimals_for(d["reference"]["value"])
+        k = decimals_for(d["reference"]["value"])
         lines.append(f"{result['metric_label'].capitalize()}: reference {d['reference']['value']:,.{k}f}, "
                      f"realized {d['realized']['value']:,.{k}f}; data part "
                      f"{d['data_part']['value']:+,.{k}f}, concept part "

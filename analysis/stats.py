@@ -407,3 +407,20 @@ def _overlap_bins_integral(e, r, p, nr, np_, bins, left, right, exact) -> float:
         crossing = np.where(abs_sum > 0, (d0 ** 2 + d1 ** 2) / (2 * abs_sum), 0.0)
     model = (np.where(d0 * d1 >= 0, abs_sum / 2, crossing) * span).sum(axis=1)
     return float(np.where(one_sign, exact[bins], model).sum())
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm-adjusted p-values: ``p_(i) * (m - i + 1)`` in ascending order, made
+    monotone, capped at 1. NaN stays NaN and does not count in ``m``."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    order = np.argsort(p[ok])
+    adjusted = np.minimum(1.0, np.maximum.accumulate(p[ok][order] * (m - np.arange(m))))
+    vals = np.empty(m)
+    vals[order] = adjusted
+    out[ok] = vals
+    return out

@@ -130,15 +130,15 @@ if why_not:
     st.stop()
 ev_path, ev_params = inv.evidence_job(ctx.store, ctx.dataset, ctx.filters, segment, cell_segment,
                                       cell_start, cell["end"])
-evidence = inv.cached_evidence(ctx.store, ctx.dataset, ctx.filters, segment, cell_segment,
-                               cell_start, cell["end"])
-if evidence is None:
+stored = ui.stored_result(ev_path)
+if stored is None:
     st.caption("The evidence retrains a model on this cell's rows and compares it with the "
                "reference model (a few seconds to a minute).")
     ui.job_panel("evidence", ev_path, ev_params, "Retraining on this cell", "concept.evidence",
                  autostart=False, start_label="Show the evidence for this cell")
     st.stop()
 
+evidence = inv.evidence_from_json(stored)
 warning = view.support_warning(cell)
 if warning:
     st.warning(warning)

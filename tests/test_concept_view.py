@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from analysis import concept_view as view
-from analysis.attribution import decimals_for
+from analysis.formats import decimals_for
 
 
 def _part(value, low=None, high=None):
