@@ -31,9 +31,10 @@ from analysis.tables import jsonable
 
 def _code_version() -> str:
     """Hash of the code a stored result depends on: a change recomputes it."""
-    from analysis import binning, drift, stats
+    from analysis import binning, drift, noise, stats
 
-    files = [Path(m.__file__) for m in (at, binning, drift, stats)] + [Path(__file__)]
+    files = sorted(Path(at.__file__).parent.glob("*.py"))
+    files += [Path(m.__file__) for m in (binning, drift, noise, stats)] + [Path(__file__)]
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
 
 

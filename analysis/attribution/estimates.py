@@ -1,0 +1,178 @@
+"""Weighted means, bootstrap intervals and the error's decomposition into parts."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from analysis.attribution.encoding import segments_of
+from analysis.attribution.problem import ALL, Problem, metric_level, row_losses
+
+
+def weighted_mean(values: np.ndarray, weights: np.ndarray, replicates: np.ndarray | None = None):
+    """Self-normalised ``sum w v / sum w`` for the point estimate, and for each bootstrap
+    replicate (rows of ``replicates``: per-row resampling counts) when given."""
+    point = float(np.dot(weights, values) / weights.sum()) if weights.sum() > 0 else float("nan")
+    if replicates is None:
+        return point
+    num = replicates @ (weights * values)
+    den = replicates @ weights
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return point, num / den
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size ``(sum w)^2 / sum w^2``."""
+    w = np.asarray(weights, dtype=float)
+    s2 = float(np.dot(w, w))
+    return float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
+
+
+def interval(replicates: np.ndarray) -> tuple[float | None, float | None]:
+    r = np.asarray(replicates, dtype=float)
+    r = r[np.isfinite(r)]
+    if r.size < 10:
+        return None, None
+    lo, hi = np.percentile(r, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def two_sided_p(estimate: float, replicates: np.ndarray, se_floor: float = 0.0) -> float:
+    """Normal-approximation p-value of ``estimate`` against 0 with the bootstrap's SE, or
+    ``se_floor`` when larger (a model-based SE under the null: a bootstrap of a small,
+    skewed sample that happens to lack its rare values underestimates the SE)."""
+    r = np.asarray(replicates, dtype=float)
+    r = r[np.isfinite(r)]
+    if not np.isfinite(estimate) or r.size < 10:
+        return float("nan")
+    se = max(float(r.std(ddof=1)), se_floor)
+    if se <= 0:
+        return 0.0 if estimate != 0 else 1.0
+    return float(2 * sps.norm.sf(abs(estimate) / se))
+
+
+def null_se(var_ref: np.ndarray, w_ref: np.ndarray, var_win: np.ndarray, w_win: np.ndarray
+            ) -> float:
+    """SE of a difference of two self-normalised weighted means whose rows have variances
+    ``var`` under the null: ``sqrt(sum w_w^2 v_w / (sum w_w)^2 + sum w_r^2 v_r / (sum w_r)^2)``."""
+    total = 0.0
+    for var, w in ((var_ref, w_ref), (var_win, w_win)):
+        if w.sum() > 0:
+            total += float(np.dot(w * w, var)) / float(w.sum()) ** 2
+    return math.sqrt(total)
+
+
+class _LossLevels:
+    """The user's model's mean loss over *every* row of a group's reference and of a
+    cell's window (the investigation itself works on samples)."""
+
+    def __init__(self, reference: pd.DataFrame, production: pd.DataFrame, p: Problem,
+                 seg_prod: np.ndarray):
+        self.ref_loss = row_losses(reference[p.target], reference[p.prediction], p.metric,
+                                   p.positive)
+        self.prod_loss = row_losses(production[p.target], production[p.prediction], p.metric,
+                                    p.positive)
+        self.seg_ref = segments_of(reference, p.segment)
+        self.seg_prod = seg_prod
+
+    @staticmethod
+    def _mean(values: np.ndarray) -> float:
+        values = values[np.isfinite(values)]
+        return float(values.mean()) if values.size else math.nan
+
+    def of(self, ref_segment: str, win_segment: str, rows: np.ndarray) -> tuple[float, float]:
+        """(reference level of ``ref_segment``, level of ``win_segment`` in window ``rows``);
+        ALL takes every group."""
+        ref = self.ref_loss if ref_segment == ALL else self.ref_loss[self.seg_ref == ref_segment]
+        win = self.prod_loss[rows]
+        if win_segment != ALL:
+            win = win[self.seg_prod[rows] == win_segment]
+        return self._mean(ref), self._mean(win)
+
+
+def _anchored(anchors: tuple[float, float] | None, lp: tuple, e_iw: tuple, e_sa: tuple,
+              sr: tuple, lq: tuple, sw: tuple) -> tuple:
+    """The mean losses (point, replicates) with the levels anchored to every row.
+
+    The estimates come from samples (at most ``SAMPLE_CAP`` rows a side), so the sample's
+    reference error differs a little from the reference error over all its rows, which
+    is what the other pages show. A control-variate shift fixes that without touching the
+    parts: with ``d_ref = L_ref(all rows) - L_ref(sample)`` and ``d_win`` likewise for the
+    window, every reference-side mean (reference, expected, shared-region reference) moves
+    by ``d_ref`` and every window-side mean (realized, shared-region window) by ``d_win``.
+    The data part ``expected - reference`` is unchanged; the concept part absorbs
+    ``d_win - d_ref``. A level that is not finite leaves its side as it was."""
+    if anchors is None:
+        return lp, e_iw, e_sa, sr, lq, sw
+    d_ref = anchors[0] - lp[0] if np.isfinite(anchors[0]) and np.isfinite(lp[0]) else 0.0
+    d_win = anchors[1] - lq[0] if np.isfinite(anchors[1]) and np.isfinite(lq[0]) else 0.0
+    shift = lambda t, d: (t[0] + d, t[1] + d)  # noqa: E731
+    return (shift(lp, d_ref), shift(e_iw, d_ref), shift(e_sa, d_ref), shift(sr, d_ref),
+            shift(lq, d_win), shift(sw, d_win))
+
+
+def _part(point: float, reps: np.ndarray) -> dict:
+    lo, hi = interval(reps)
+    return {"value": None if not np.isfinite(point) else float(point), "low": lo, "high": hi}
+
+
+def _decompose(metric: str, lp: tuple, lq: tuple, e_sa: tuple, e_iw: tuple, s_ref: tuple,
+               s_win: tuple) -> dict:
+    """The decompositions in metric units from (point, replicates) mean losses: the
+    headline one (importance weighting with inputs outside the reference's support
+    counted as data drift), plain importance weighting, and the shared-region terms."""
+    f = lambda v: metric_level(v, metric)  # noqa: E731
+    ref, real = (f(lp[0]), f(lp[1])), (f(lq[0]), f(lq[1]))
+    exp_sa, exp_iw = (f(e_sa[0]), f(e_sa[1])), (f(e_iw[0]), f(e_iw[1]))
+    sr, sw = (f(s_ref[0]), f(s_ref[1])), (f(s_win[0]), f(s_win[1]))
+    on_shared = (sw[0] - sr[0], sw[1] - sr[1])
+    return {
+        "estimator": "importance weighting; window inputs outside the reference's support "
+                     "count as data drift",
+        "reference": _part(*ref), "expected": _part(*exp_sa), "realized": _part(*real),
+        "data_part": _part(exp_sa[0] - ref[0], exp_sa[1] - ref[1]),
+        "concept_part": _part(real[0] - exp_sa[0], real[1] - exp_sa[1]),
+        "shared_region": {
+            "shift_into_shared": _part(sr[0] - ref[0], sr[1] - ref[1]),
+            "concept_on_shared": _part(*on_shared),
+            "shift_out_of_shared": _part(real[0] - sw[0], real[1] - sw[1]),
+            "expected": _part(real[0] - on_shared[0], real[1] - on_shared[1]),
+        },
+        "importance_weighting": {
+            "expected": _part(*exp_iw),
+            "data_part": _part(exp_iw[0] - ref[0], exp_iw[1] - ref[1]),
+            "concept_part": _part(real[0] - exp_iw[0], real[1] - exp_iw[1]),
+        },
+    }
+
+
+def _support_aware(e_iw: tuple, loss_win: np.ndarray, outside: np.ndarray,
+                   win_reps: np.ndarray) -> tuple:
+    """Expected mean loss when the window's rows outside the reference's support keep
+    their realized loss and the others get the importance-weighted reference loss:
+    ``(1 - o) E_iw + o L_out`` with ``o`` the outside share (point, replicates)."""
+    out = outside.astype(float)
+    n = len(loss_win)
+    point = (1 - out.mean()) * e_iw[0] + float(np.dot(out, loss_win)) / n
+    totals = win_reps.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reps = (1 - (win_reps @ out) / totals) * e_iw[1] + (win_reps @ (out * loss_win)) / totals
+    return point, reps
+
+
+def _overall_decomposition(p: Problem, mixture: list[tuple[int, dict]]) -> dict | None:
+    """The 'all' cells' mean losses averaged over windows, weighted by rows: the
+    decomposition of the whole production period."""
+    if not p.has_model or not mixture:
+        return None
+    total = sum(n for n, _ in mixture)
+
+    def mix(key):
+        point = sum(n * rep[key][0] for n, rep in mixture) / total
+        reps = sum(n * rep[key][1] for n, rep in mixture) / total
+        return point, reps
+
+    return _decompose(p.metric, mix("lp"), mix("lq"), mix("e_sa"), mix("e_iw"), mix("sr"),
+                      mix("sw"))

@@ -1,0 +1,149 @@
+"""The independent reference model of P(y | x), cross-fitted on the reference."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.model_selection import KFold
+
+from analysis.attribution.problem import label_text
+
+
+@dataclass
+class ReferenceModel:
+    """An independent model of P(y | x) fitted on the reference, cross-fitted.
+
+    ``predict_reference`` holds the out-of-fold predictions of the reference rows it saw;
+    window rows are predicted by a fold model chosen at random, so both sides are scored
+    by models of the same quality.
+    """
+
+    task: str
+    models: list
+    classes: np.ndarray | None
+    positive_index: int | None
+
+    def predict(self, X: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """Predictions (regression) or class probabilities (n x classes)."""
+        width = None if self.task == "regression" else len(self.classes)
+        out = np.empty(len(X)) if width is None else np.empty((len(X), width))
+        for k, model in enumerate(self.models):
+            m = which == k
+            if m.any():
+                out[m] = model.predict(X[m]) if width is None else model.predict_proba(X[m])
+        return out
+
+
+def target_codes(y: pd.Series, classes: np.ndarray) -> np.ndarray:
+    return pd.Index(classes).get_indexer(label_text(y))
+
+
+def fit_reference_model(X: np.ndarray, y: pd.Series, task: str, cat_mask: np.ndarray,
+                        seed: int = 0, n_folds: int = 3) -> tuple[ReferenceModel, np.ndarray]:
+    """Fit the reference model; returns it and the out-of-fold predictions of ``X``."""
+    folds = np.empty(len(X), dtype=int)
+    splitter = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    models = []
+    if task == "regression":
+        target = pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
+        oof = np.empty(len(X))
+        classes = None
+    else:
+        classes = np.array(sorted(set(label_text(y)) - {None}))
+        target = target_codes(y, classes)
+        oof = np.empty((len(X), len(classes)))
+    for k, (train, test) in enumerate(splitter.split(X)):
+        params = dict(max_iter=200, learning_rate=0.1, max_leaf_nodes=31,
+                      min_samples_leaf=max(20, len(train) // 2000),
+                      categorical_features=cat_mask if cat_mask.any() else None,
+                      early_stopping=len(train) >= 200, validation_fraction=0.1,
+                      n_iter_no_change=10, random_state=seed)
+        if task == "regression":
+            model = HistGradientBoostingRegressor(**params).fit(X[train], target[train])
+            oof[test] = model.predict(X[test])
+        else:
+            model = HistGradientBoostingClassifier(**params).fit(X[train], target[train])
+            proba = np.zeros((len(test), len(classes)))
+            proba[:, model.classes_] = model.predict_proba(X[test])
+            oof[test] = proba
+            model = _FullProba(model, len(classes))
+        models.append(model)
+        folds[test] = k
+    positive = len(classes) - 1 if classes is not None and len(classes) == 2 else None
+    return ReferenceModel(task, models, classes, positive), oof
+
+
+class _FullProba:
+    """A classifier whose probabilities cover every reference class."""
+
+    def __init__(self, model, width: int):
+        self.model, self.width = model, width
+
+    def predict_proba(self, X):
+        out = np.zeros((len(X), self.width))
+        out[:, self.model.classes_] = self.model.predict_proba(X)
+        return out
+
+
+@dataclass
+class _ExpectedGivenX:
+    """E[loss | x] and E[residual | x] of the reference model under the reference's
+    concept. Classification: from the model's own probabilities (calibrated: Brier
+    ``sum_k p_k (1 - p_k)``, residual 0). Regression: outcome models fitted on the
+    reference's out-of-fold losses and residuals (2-fold cross-fitted)."""
+
+    reference_loss: np.ndarray
+    reference_resid: np.ndarray | float
+    loss_model: ReferenceModel | None = None
+    resid_model: ReferenceModel | None = None
+
+    def window(self, predicted: np.ndarray, X: np.ndarray, rng: np.random.Generator):
+        if self.loss_model is None:
+            return (predicted * (1 - predicted)).sum(axis=1), 0.0
+        which = rng.integers(0, 2, size=len(X))
+        return (self.loss_model.predict(X, which),
+                self.resid_model.predict(X, which) if self.resid_model else 0.0)
+
+
+def _expected_given_x(model: ReferenceModel, oof: np.ndarray, X: np.ndarray, loss: np.ndarray,
+                      resid: np.ndarray | None, cat_mask: np.ndarray, seed: int) -> _ExpectedGivenX:
+    if model.task != "regression":
+        return _ExpectedGivenX((oof * (1 - oof)).sum(axis=1), 0.0)
+    loss_model, m_loss = fit_reference_model(X, pd.Series(loss), "regression", cat_mask, seed,
+                                             n_folds=2)
+    resid_model, m_resid = fit_reference_model(X, pd.Series(resid), "regression", cat_mask,
+                                               seed, n_folds=2)
+    return _ExpectedGivenX(m_loss, m_resid, loss_model, resid_model)
+
+
+def prediction_scale(model: ReferenceModel, predicted: np.ndarray) -> np.ndarray | None:
+    """The model's prediction as one number per row (the value, or the positive class's
+    probability for two classes; None for more)."""
+    if model.task == "regression":
+        return predicted
+    return None if model.positive_index is None else predicted[:, model.positive_index]
+
+
+def model_loss_and_residual(model: ReferenceModel, predicted: np.ndarray, y: pd.Series
+                            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The reference model's per-row loss and signed residual.
+
+    Regression: absolute error ``|y - yhat|`` and ``y - yhat``. Classification: the
+    Brier score ``sum_k (1[y = k] - p_k)^2`` (bounded by 2, so a few confident mistakes
+    cannot dominate a small cell's mean as they would with log loss; a class the
+    reference never had counts as a full miss) and, for two classes,
+    ``1[positive] - p`` (None for more)."""
+    if model.task == "regression":
+        resid = pd.to_numeric(y, errors="coerce").to_numpy(dtype=float) - predicted
+        return np.abs(resid), resid
+    codes = target_codes(y, model.classes)
+    onehot = np.zeros_like(predicted)
+    known = codes >= 0
+    onehot[np.flatnonzero(known), codes[known]] = 1.0
+    loss = ((onehot - predicted) ** 2).sum(axis=1) + (~known) * 1.0
+    if model.positive_index is None:
+        return loss, None
+    resid = (codes == model.positive_index).astype(float) - predicted[:, model.positive_index]
+    return loss, resid

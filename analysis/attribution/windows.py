@@ -1,0 +1,85 @@
+"""Time windows: which calendar unit the data can support, and each row's window."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from analysis.attribution.problem import CELL_ROWS, MIN_ROWS, UNITS, AttributionError
+from analysis.heatmap import window_start
+
+
+def cell_sizes(timestamps, segments=None) -> dict[str, dict[str, float]]:
+    """Per calendar unit: ``windows`` (how many), ``window_rows`` (the median rows of a
+    window) and ``cell_rows`` (the median rows of a window x group cell; the window's
+    when there is no segment), over the rows with a timestamp."""
+    stamps = pd.to_datetime(pd.Series(timestamps), errors="coerce")
+    ok = stamps.notna().to_numpy()
+    ts = stamps[ok].to_numpy(dtype="datetime64[us]")
+    groups = None if segments is None else np.asarray(segments, dtype=object)[ok]
+    out = {}
+    for u in UNITS:
+        starts = window_start(ts, u)
+        window_rows = pd.Series(starts).value_counts()
+        cell_rows = (window_rows if groups is None else
+                     pd.DataFrame({"w": starts, "g": groups}).value_counts())
+        out[u] = {"windows": int(window_rows.size),
+                  "window_rows": float(window_rows.median()) if window_rows.size else 0.0,
+                  "cell_rows": float(cell_rows.median()) if cell_rows.size else 0.0}
+    return out
+
+
+def choose_unit(timestamps, unit: str = "auto", segments=None) -> str | None:
+    """The calendar unit: as given, or for ``auto`` one the data can support.
+
+    ``auto`` looks first at units whose median window x group cell holds at least
+    ``CELL_ROWS`` rows (``segments``: each row's group, optional), then at units whose
+    median window does, then at units whose median window holds ``MIN_ROWS`` (enough to
+    judge the all-groups cells); among the first such tier it takes the unit giving 8-30
+    windows (nearest to 15 in ratio when several do; the nearest to that range in ratio
+    when none does). When even the coarsest unit leaves the median window below
+    ``MIN_ROWS``, it returns None: one window over the whole production period.
+    """
+    if unit != "auto":
+        if unit not in UNITS:
+            raise AttributionError(f"unknown window {unit!r}; choose auto or one of {', '.join(UNITS)}")
+        return unit
+    return unit_for(cell_sizes(timestamps, segments))
+
+
+def unit_for(sizes: dict[str, dict[str, float]]) -> str | None:
+    """``auto``'s choice (see :func:`choose_unit`) from :func:`cell_sizes`."""
+    def distance(u: str) -> tuple[float, float]:
+        n = sizes[u]["windows"]
+        outside = 0.0 if 8 <= n <= 30 else min(abs(math.log(max(n, 1) / 8)), abs(math.log(max(n, 1) / 30)))
+        return outside, abs(math.log(max(n, 1) / 15))
+
+    tiers = ([u for u in UNITS if sizes[u]["cell_rows"] >= CELL_ROWS],
+             [u for u in UNITS if sizes[u]["window_rows"] >= CELL_ROWS],
+             [u for u in UNITS if sizes[u]["window_rows"] >= MIN_ROWS])
+    for tier in tiers:
+        if tier:
+            return min(tier, key=distance)
+    return None
+
+
+def _sizes_text(sizes: dict, unit: str, segment: str | None) -> str:
+    """'9 windows, a median 60,000 rows each (15,000 per user_group)'."""
+    s = sizes[unit]
+    text = f"{s['windows']} windows, a median {s['window_rows']:,.0f} rows each"
+    if segment is not None:
+        text += f" ({s['cell_rows']:,.0f} per {segment})"
+    return text
+
+
+def _coarser_advice(sizes: dict | None, unit: str | None) -> str:
+    """What to do when cells are too small: the first coarser unit whose median window
+    holds ``MIN_ROWS`` rows, else ``auto``'s single window."""
+    if sizes is None or unit is None:
+        return ""
+    for u in UNITS[UNITS.index(unit) + 1:]:
+        if sizes[u]["window_rows"] >= MIN_ROWS:
+            return (f"; choose a coarser window: a {u} holds a median "
+                    f"{sizes[u]['window_rows']:,.0f} rows")
+    return "; choose window auto to judge the whole period as one window"
