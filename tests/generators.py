@@ -163,3 +163,60 @@ class LinearShift:
         shared = self.shared_second_moment()
         return {"reference": gap + s2, "expected_iw": gap * m2 + s2, "realized": gap_new * m2 + s2,
                 "shared_reference": gap * shared + s2, "shared_production": gap_new * shared + s2}
+
+
+def make_gradual(seed: int = 0, ramp: bool = True, weekly_rows: int = 300, weeks: int = 8,
+                 start_error: float = 0.05, end_error: float = 0.11) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A concept drift that grows slowly: two-class labels follow ``x1 + 0.5 x2 > 0``,
+    flipped at random with a probability that rises linearly from ``start_error`` at
+    the first production week to ``end_error`` at the last (``ramp=False``: it stays at
+    ``start_error``, the control). The inputs never change. A logistic regression fitted
+    on the reference predicts the positive class's probability."""
+    rng = np.random.default_rng(seed)
+
+    def table(n: int, start: pd.Timestamp, days: int, flip) -> pd.DataFrame:
+        seconds = np.sort(rng.integers(0, days * 86400, n))
+        ts = start + pd.to_timedelta(seconds, unit="s")
+        x = rng.normal(0, 1, (n, 3))
+        share = flip(seconds / (days * 86400))
+        y = ((x[:, 0] + 0.5 * x[:, 1] > 0) ^ (rng.random(n) < share)).astype(int)
+        return pd.DataFrame({"ts": ts, "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2], "y": y})
+
+    reference = table(4000, PRODUCTION_START - pd.Timedelta(days=28), 28,
+                      lambda t: np.full(t.shape, start_error))
+    rise = (lambda t: start_error + (end_error - start_error) * t) if ramp else \
+        (lambda t: np.full(t.shape, start_error))
+    production = table(weekly_rows * weeks, PRODUCTION_START, 7 * weeks, rise)
+    model = LogisticRegression().fit(reference[["x1", "x2", "x3"]], reference["y"])
+    for frame in (reference, production):
+        frame["prediction"] = model.predict_proba(frame[["x1", "x2", "x3"]])[:, 1]
+    return reference, production
+
+
+def make_midweek_change(seed: int = 0, kind: str = "data", weekly_rows: int = 1400,
+                        change: pd.Timestamp = PRODUCTION_START + pd.Timedelta(days=23, hours=12)
+                        ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+    """An abrupt change in the middle of a week (default: Wednesday noon of the fourth
+    production week, 2024-02-28 12:00): from then on ``x1`` shifts by 1 SD (``data``)
+    or the rule's ``x1`` coefficient halves (``concept``). Six production weeks, one
+    group; a linear model fitted on the reference predicts."""
+    rng = np.random.default_rng(seed)
+
+    def table(n: int, start: pd.Timestamp, days: int) -> pd.DataFrame:
+        seconds = np.sort(rng.integers(0, days * 86400, n))
+        ts = start + pd.to_timedelta(seconds, unit="s")
+        after = ts >= change
+        x = rng.normal(0, 1, (n, 3))
+        if kind == "data":
+            x[after, 0] += 1.0
+        slope = np.where(after & (kind == "concept"), 1.5, 3.0)
+        y = slope * x[:, 0] + x[:, 1] + rng.normal(0, 0.5, n)
+        return pd.DataFrame({"ts": ts, "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2], "y": y})
+
+    reference = table(6000, PRODUCTION_START - pd.Timedelta(days=28), 28)
+    production = table(weekly_rows * 6, PRODUCTION_START, 42)
+    from sklearn.linear_model import LinearRegression
+    model = LinearRegression().fit(reference[["x1", "x2", "x3"]], reference["y"])
+    for frame in (reference, production):
+        frame["prediction"] = model.predict(frame[["x1", "x2", "x3"]])
+    return reference, production, change

@@ -12,8 +12,9 @@ from sklearn.tree import DecisionTreeRegressor
 from analysis.attribution.cells import Cell
 from analysis.attribution.domain import _classifier
 from analysis.attribution.encoding import Encoder, _sample, segments_of
-from analysis.attribution.problem import ALL, MIN_ROWS, Problem
+from analysis.attribution.problem import ALL, MIN_ROWS, SAMPLE_CAP, Problem
 from analysis.attribution.reference_model import fit_reference_model
+from analysis.attribution.samples import Side
 from analysis.drift import CATEGORICAL
 
 
@@ -82,56 +83,77 @@ def describe_path(path) -> str:
     return " and ".join(parts)
 
 
-def _concept_regions(cells: list[Cell], p: Problem, encoder: Encoder, g_model,
-                     seed: int) -> list[dict]:
-    """For each concept-flagged cell: retrain on the window (2-fold cross-fitted), fit a
-    shallow tree on the disagreement with the reference model over the shared region,
-    record its rule; rank the features by the trees' importances (rows-weighted)."""
+def _concept_regions(cells: list[Cell], p: Problem, encoder: Encoder, g_model, seed: int,
+                     win: Side) -> list[dict]:
+    """Where the concept changed: per group (all groups together being one), pool the
+    labelled rows of its concept-flagged cells, retrain on them (2-fold cross-fitted),
+    fit a shallow tree on the disagreement with the reference model over the shared
+    region, and record its rule on each of those cells; rank the features by the trees'
+    importances (weighted by the cells' rows). One retraining per group, however many
+    windows it spans."""
     flagged = [c for c in cells if c.concept.get("flagged") and c._where]
     if not flagged or g_model is None:
         return []
     importance: dict[str, float] = {}
     total_rows = 0
-    for c in flagged:
-        rows = c._where["in_win"]
-        win, Xw, pi_win = c._where["win"][rows], c._where["X_win"][rows], c._where["pi_win"]
-        lab = win[p.target].notna().to_numpy()
-        if lab.sum() < 2 * MIN_ROWS:
+    for segment in dict.fromkeys(c.segment for c in flagged):
+        group = [c for c in flagged if c.segment == segment]
+        found = _retrained_rule(group, p, encoder, g_model, seed, win)
+        if found is None:
             continue
-        win, Xw, pi_win = win[lab], Xw[lab], pi_win[lab]
-        # out-of-fold predictions of the retrained model: no row scores itself
-        retrained, new = fit_reference_model(Xw, win[p.target], p.task, encoder.categorical_mask,
-                                             seed, n_folds=2)
-        old = g_model.predict(Xw, np.arange(len(Xw)) % len(g_model.models))
-        if p.task == "regression":
-            d = new - old
-        elif g_model.positive_index is not None and retrained.positive_index is not None \
-                and list(retrained.classes) == list(g_model.classes):
-            d = new[:, retrained.positive_index] - old[:, g_model.positive_index]
-        else:
-            common = [i for i, k in enumerate(g_model.classes) if k in set(retrained.classes)]
-            idx = pd.Index(retrained.classes).get_indexer(g_model.classes[common])
-            d = 0.5 * np.abs(new[:, idx] - old[:, common]).sum(axis=1)
-        design, names = encoder.one_hot(win)
-        tree, rule = disagreement_tree(design, d, 1 - pi_win, names)
-        c.concept["where"] = rule
-        c.concept["retrained_disagreement"] = float(np.average(np.abs(d), weights=1 - pi_win))
-        by_column: dict[str, float] = {}
-        for name, imp in zip(names, tree.feature_importances_):
-            col = name.split(" = ", 1)[0]
-            by_column[col] = by_column.get(col, 0.0) + float(imp)
-        c.concept["feature_importance"] = {k: v for k, v in sorted(
-            by_column.items(), key=lambda kv: -kv[1]) if v > 0}
+        rule, disagreement, by_column = found
+        rows = sum(c.rows for c in group)
+        for c in group:
+            c.concept["where"] = rule
+            c.concept["retrained_disagreement"] = disagreement
+            c.concept["feature_importance"] = by_column
         for col, imp in by_column.items():
             if col in p.features:
-                importance[col] = importance.get(col, 0.0) + imp * c.rows
-        total_rows += c.rows
+                importance[col] = importance.get(col, 0.0) + imp * rows
+        total_rows += rows
     if not total_rows:
         return []
     ranked = sorted(((k, v / total_rows) for k, v in importance.items()), key=lambda kv: -kv[1])
     return [{"feature": k, "importance": v,
              "cells": sum(1 for c in flagged if c.concept.get("feature_importance", {}).get(k, 0) > 0.1)}
             for k, v in ranked if v >= 0.1]
+
+
+def _retrained_rule(group: list[Cell], p: Problem, encoder: Encoder, g_model, seed: int,
+                    win: Side) -> tuple[str, float, dict[str, float]] | None:
+    """The disagreement tree's rule, the mean disagreement and the features' importances
+    over the pooled rows of ``group``'s cells (None: too few labelled rows)."""
+    rows = np.concatenate([c._where["rows"] for c in group])
+    pi_win = np.concatenate([c._where["pi_win"] for c in group])
+    # the rule is a shallow tree: a sample of the pooled rows draws it as well
+    keep = _sample(rows.size, SAMPLE_CAP, np.random.default_rng(seed + 3))
+    rows, pi_win = rows[keep], pi_win[keep]
+    frame = win.frame.iloc[rows]
+    lab = frame[p.target].notna().to_numpy()
+    if lab.sum() < 2 * MIN_ROWS:
+        return None
+    frame, Xw, pi_win = frame[lab], win.X[rows][lab], pi_win[lab]
+    # out-of-fold predictions of the retrained model: no row scores itself
+    retrained, new = fit_reference_model(Xw, frame[p.target], p.task, encoder.categorical_mask,
+                                         seed, n_folds=2)
+    old = g_model.predict(Xw, np.arange(len(Xw)) % len(g_model.models))
+    if p.task == "regression":
+        d = new - old
+    elif g_model.positive_index is not None and retrained.positive_index is not None \
+            and list(retrained.classes) == list(g_model.classes):
+        d = new[:, retrained.positive_index] - old[:, g_model.positive_index]
+    else:
+        common = [i for i, k in enumerate(g_model.classes) if k in set(retrained.classes)]
+        idx = pd.Index(retrained.classes).get_indexer(g_model.classes[common])
+        d = 0.5 * np.abs(new[:, idx] - old[:, common]).sum(axis=1)
+    design, names = encoder.one_hot(frame)
+    tree, rule = disagreement_tree(design, d, 1 - pi_win, names)
+    by_column: dict[str, float] = {}
+    for name, imp in zip(names, tree.feature_importances_):
+        col = name.split(" = ", 1)[0]
+        by_column[col] = by_column.get(col, 0.0) + float(imp)
+    ranked = {k: v for k, v in sorted(by_column.items(), key=lambda kv: -kv[1]) if v > 0}
+    return rule, float(np.average(np.abs(d), weights=1 - pi_win)), ranked
 
 
 def _drifted_features(cells: list[Cell], p: Problem, reference: pd.DataFrame,

@@ -229,20 +229,60 @@ def problem_from_frames(reference: pd.DataFrame, production: pd.DataFrame, *,
     in place: the timestamp column parsed, and a target or prediction column it lacks
     added as missing values (labels not arrived yet).
     """
-    from analysis.tables import column_kinds, looks_like_index, looks_like_timestamp
+    from analysis.tables import column_kinds
 
     notes: list[str] = []
+    _add_missing_outcomes(reference, production, target, prediction, notes)
+    _check_roles(reference, production, target=target, prediction=prediction,
+                 timestamp=timestamp, segment=segment)
+    timestamp = _find_timestamp(production, timestamp, (target, prediction, segment), notes)
+    roles = {c for c in (target, prediction, timestamp, segment) if c is not None}
+    chosen = _choose_features(reference, production, roles, features, exclude, notes)
+    try:
+        kinds = column_kinds(reference, production, chosen)
+    except ValueError as exc:
+        raise AttributionError(str(exc)) from None
+    task = _task(reference, production, target, prediction, task)
+    positive = None
+    if metric is not None:
+        allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+        if metric not in allowed:
+            raise AttributionError(f"--metric {metric} does not apply to {task}; choose one of "
+                                   f"{', '.join(allowed)}")
+    if target is not None and prediction is not None and task == "classification":
+        kind, positive = prediction_kind(reference[target], reference[prediction])
+        if kind == "probability" and not features:
+            _drop_predicted_label(reference, prediction, positive, kinds, notes)
+        if metric == "logloss" and kind != "probability":
+            raise AttributionError(f"--metric logloss needs predicted probabilities; "
+                                   f"{prediction!r} holds labels")
+        metric = metric or default_metric(task, kind)
+        if kind == "probability":
+            notes.append(f"{prediction!r} read as the probability of {target} = {positive!r}")
+    elif target is not None and prediction is not None:
+        metric = metric or "mae"
+        if metric == "mape" and (pd.to_numeric(reference[target], errors="coerce") == 0).any():
+            notes.append("rows whose target is 0 are left out of the MAPE")
+    return Problem(kinds, target, prediction, timestamp, segment, task, metric, positive), notes
+
+
+def _add_missing_outcomes(reference: pd.DataFrame, production: pd.DataFrame, target, prediction,
+                          notes: list[str]) -> None:
+    """A target or prediction the production table lacks: labels (or scores) that have
+    not arrived yet, added as missing values."""
     for role, col in (("target", target), ("prediction", prediction)):
         if col is not None and col in reference.columns and col not in production.columns:
-            # labels (or scores) that have not arrived yet: the rows count as unlabelled
             production[col] = pd.Series(np.nan, index=production.index,
                                         dtype=reference[col].dtype if role == "target"
                                         and pd.api.types.is_float_dtype(reference[col]) else object)
             notes.append(f"the production file has no {role} column {col!r}: its rows count as "
                          + ("unlabelled (concept drift not judged)" if role == "target"
                             else "unscored (the error cannot be decomposed)"))
-    for role, col in (("target", target), ("prediction", prediction), ("timestamp", timestamp),
-                      ("segment", segment)):
+
+
+def _check_roles(reference: pd.DataFrame, production: pd.DataFrame, **roles) -> None:
+    """Every named role's column is in the tables (a timestamp only in production)."""
+    for role, col in roles.items():
         if col is None:
             continue
         where = [n for n, f in (("reference", reference), ("production", production))
@@ -250,8 +290,15 @@ def problem_from_frames(reference: pd.DataFrame, production: pd.DataFrame, *,
         if where:
             raise AttributionError(f"--{role} column {col!r} is not in the {' and '.join(where)} "
                                    f"file (columns: {', '.join(map(str, production.columns[:20]))})")
+
+
+def _find_timestamp(production: pd.DataFrame, timestamp, other_roles, notes: list[str]):
+    """The timestamp column (the one timestamp-like column when none is named), parsed
+    in place."""
+    from analysis.tables import looks_like_timestamp
+
     if timestamp is None:
-        found = [c for c in production.columns if c not in (target, prediction, segment)
+        found = [c for c in production.columns if c not in other_roles
                  and looks_like_timestamp(production[c])]
         if len(found) == 1:
             timestamp = found[0]
@@ -265,86 +312,77 @@ def problem_from_frames(reference: pd.DataFrame, production: pd.DataFrame, *,
             raise AttributionError(f"--timestamp column {timestamp!r} holds no dates "
                                    f"(first value {production[timestamp].iloc[0]!r})")
         production[timestamp] = parsed
-    roles = {c for c in (target, prediction, timestamp, segment) if c is not None}
+    return timestamp
+
+
+def _choose_features(reference: pd.DataFrame, production: pd.DataFrame, roles: set,
+                     features, exclude, notes: list[str]) -> list[str]:
+    """The named features, or every shared column that is not a role, a timestamp, a
+    row index or identifier, or constant within each table (noted)."""
+    from analysis.tables import looks_like_index, looks_like_timestamp
+
     common = [c for c in reference.columns if c in set(production.columns) and c not in roles]
     if features:
         missing = [c for c in features if c not in common]
         if missing:
             raise AttributionError(f"unknown feature(s) {', '.join(map(repr, missing))}: not in "
                                    "both files, or named as a role")
-        chosen = list(features)
-    else:
-        excluded = set(exclude or [])
-        chosen, skipped = [], []
-        for c in common:
-            r, q = reference[c], production[c]
-            if c in excluded:
-                continue
-            if looks_like_timestamp(r) or looks_like_index(r, q):
-                skipped.append(f"{c} (timestamp or row index)")
-            elif looks_like_id(r, q):
-                skipped.append(f"{c} (row identifier)")
-            elif r.nunique(dropna=False) <= 1 and q.nunique(dropna=False) <= 1:
-                skipped.append(f"{c} (constant within each file)")
-            else:
-                chosen.append(c)
-        if skipped:
-            notes.append("not used as features: " + ", ".join(skipped))
+        return list(features)
+    excluded = set(exclude or [])
+    chosen, skipped = [], []
+    for c in common:
+        r, q = reference[c], production[c]
+        if c in excluded:
+            continue
+        if looks_like_timestamp(r) or looks_like_index(r, q):
+            skipped.append(f"{c} (timestamp or row index)")
+        elif looks_like_id(r, q):
+            skipped.append(f"{c} (row identifier)")
+        elif r.nunique(dropna=False) <= 1 and q.nunique(dropna=False) <= 1:
+            skipped.append(f"{c} (constant within each file)")
+        else:
+            chosen.append(c)
+    if skipped:
+        notes.append("not used as features: " + ", ".join(skipped))
     if not chosen:
         raise AttributionError("no feature columns left to compare (the shared columns are all "
                                "roles, timestamps, identifiers or constants)")
-    try:
-        kinds = column_kinds(reference, production, chosen)
-    except ValueError as exc:
-        raise AttributionError(str(exc)) from None
+    return chosen
 
-    if target is not None:
-        inferred = infer_task(reference[target], reference[prediction] if prediction else None)
-        task = task or inferred
-        if task == "regression":
-            for name, col in (("target", target), ("prediction", prediction)):
-                if col is None:
-                    continue
-                for label, frame in (("reference", reference), ("production", production)):
-                    values = frame[col]
-                    bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
-                    if bad.any():
-                        i = int(np.flatnonzero(bad.to_numpy())[0])
-                        raise AttributionError(
-                            f"--{name} column {col!r} must be numeric for a regression; the "
-                            f"{label} file has {int(bad.sum())} non-numeric value(s), first "
-                            f"{values.iloc[i]!r} at data row {i + 1}")
-    else:
-        task = task or "regression"
-    positive = None
-    if metric is not None:
-        allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
-        if metric not in allowed:
-            raise AttributionError(f"--metric {metric} does not apply to {task}; choose one of "
-                                   f"{', '.join(allowed)}")
-    if target is not None and prediction is not None and task == "classification":
-        kind, positive = prediction_kind(reference[target], reference[prediction])
-        if kind == "probability" and not features:
-            # the model's predicted label beside its probability is an output, not an input
-            said = pd.Series(label_text(reference[prediction].ge(0.5).where(
-                reference[prediction].notna())))
-            for c in list(kinds):
-                col = pd.Series(label_text(reference[c]))
-                if col.nunique() == 2 and len(col) >= MIN_ROWS:
-                    hits = col.eq(str(positive)).astype(str).eq(said.astype(str))
-                    if hits.mean() >= 0.99:
-                        kinds.pop(c)
-                        notes.append(f"not used as a feature: {c} (the model's predicted label)")
-            if not kinds:
-                raise AttributionError("no feature columns left to compare")
-        if metric == "logloss" and kind != "probability":
-            raise AttributionError(f"--metric logloss needs predicted probabilities; "
-                                   f"{prediction!r} holds labels")
-        metric = metric or default_metric(task, kind)
-        if kind == "probability":
-            notes.append(f"{prediction!r} read as the probability of {target} = {positive!r}")
-    elif target is not None and prediction is not None:
-        metric = metric or "mae"
-        if metric == "mape" and (pd.to_numeric(reference[target], errors="coerce") == 0).any():
-            notes.append("rows whose target is 0 are left out of the MAPE")
-    return Problem(kinds, target, prediction, timestamp, segment, task, metric, positive), notes
+
+def _task(reference: pd.DataFrame, production: pd.DataFrame, target, prediction, task):
+    """The task (as given, or inferred from the target); a regression's target and
+    prediction must be numeric."""
+    if target is None:
+        return task or "regression"
+    task = task or infer_task(reference[target], reference[prediction] if prediction else None)
+    if task != "regression":
+        return task
+    for name, col in (("target", target), ("prediction", prediction)):
+        if col is None:
+            continue
+        for label, frame in (("reference", reference), ("production", production)):
+            values = frame[col]
+            bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+            if bad.any():
+                i = int(np.flatnonzero(bad.to_numpy())[0])
+                raise AttributionError(
+                    f"--{name} column {col!r} must be numeric for a regression; the "
+                    f"{label} file has {int(bad.sum())} non-numeric value(s), first "
+                    f"{values.iloc[i]!r} at data row {i + 1}")
+    return task
+
+
+def _drop_predicted_label(reference: pd.DataFrame, prediction: str, positive, kinds: dict,
+                          notes: list[str]) -> None:
+    """The model's predicted label beside its probability is an output, not an input."""
+    said = pd.Series(label_text(reference[prediction].ge(0.5).where(reference[prediction].notna())))
+    for c in list(kinds):
+        col = pd.Series(label_text(reference[c]))
+        if col.nunique() == 2 and len(col) >= MIN_ROWS:
+            hits = col.eq(str(positive)).astype(str).eq(said.astype(str))
+            if hits.mean() >= 0.99:
+                kinds.pop(c)
+                notes.append(f"not used as a feature: {c} (the model's predicted label)")
+    if not kinds:
+        raise AttributionError("no feature columns left to compare")

@@ -8,7 +8,8 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.model_selection import KFold
 
-from analysis.attribution.problem import label_text
+from analysis.attribution.problem import MIN_ROWS, Problem, label_text
+from analysis.attribution.samples import Side
 
 
 @dataclass
@@ -147,3 +148,62 @@ def model_loss_and_residual(model: ReferenceModel, predicted: np.ndarray, y: pd.
         return loss, None
     resid = (codes == model.positive_index).astype(float) - predicted[:, model.positive_index]
     return loss, resid
+
+
+def score_reference_model(ref: Side, win: Side, p: Problem, cat_mask: np.ndarray, seed: int,
+                          rng: np.random.Generator, notes: list[str],
+                          say=lambda _m: None) -> ReferenceModel | None:
+    """Fit the independent reference model on the reference sample's labelled rows and
+    fill both sides' ``model`` dict: per-row ``loss`` and ``resid`` (out of fold on the
+    reference; a fold model chosen at random on production), ``pred`` (the prediction
+    as one number; None for more than two classes) and ``loss_adj``/``resid_adj`` (minus
+    what x alone predicts of them under the reference, see :class:`_ExpectedGivenX`).
+    Returns None (and notes why) when there are too few labelled reference rows."""
+    if not p.labelled:
+        return None
+    y_ref = ref.frame[p.target]
+    labelled = y_ref.notna().to_numpy().copy()
+    if ref.loss is not None:
+        labelled &= np.isfinite(ref.loss)
+    if labelled.sum() < MIN_ROWS:
+        notes.append(f"the reference has {int(labelled.sum())} labelled rows: too few "
+                     "to judge concept drift")
+        return None
+    say("fitting the reference model of P(y|x) (3-fold cross-fitting)")
+    model, oof = fit_reference_model(ref.X[labelled], y_ref[labelled], p.task,
+                                     cat_mask, seed)
+    loss, resid = model_loss_and_residual(model, oof, y_ref[labelled])
+    expect = _expected_given_x(model, oof, ref.X[labelled], loss, resid, cat_mask, seed)
+    ref.model = _per_row(len(ref.frame), labelled, model, oof, loss, resid,
+                         loss - expect.reference_loss,
+                         None if resid is None else resid - expect.reference_resid)
+    y_win = win.frame[p.target]
+    lab = y_win.notna().to_numpy().copy()
+    if win.loss is not None:
+        lab &= np.isfinite(win.loss)
+    win.model = _per_row(len(win.frame), lab, model, None, None, None, None, None)
+    if lab.any():
+        which = rng.integers(0, len(model.models), size=int(lab.sum()))
+        pred = model.predict(win.X[lab], which)
+        w_loss, w_resid = model_loss_and_residual(model, pred, y_win[lab])
+        loss_x, resid_x = expect.window(pred, win.X[lab], rng)
+        win.model = _per_row(len(win.frame), lab, model, pred, w_loss, w_resid, w_loss - loss_x,
+                             None if w_resid is None else w_resid - resid_x)
+    return model
+
+
+def _per_row(n: int, rows: np.ndarray, model: ReferenceModel, predicted, loss, resid,
+             loss_adj, resid_adj) -> dict:
+    """Per-row arrays over all ``n`` rows of a side, NaN where ``rows`` is False."""
+    def full(values):
+        out = np.full(n, np.nan)
+        if values is not None:
+            out[rows] = values
+        return out
+
+    scalar = model.task == "regression" or model.positive_index is not None
+    return {"loss": full(loss), "loss_adj": full(loss_adj),
+            "resid": full(resid) if scalar else None,
+            "resid_adj": full(resid_adj) if scalar else None,
+            "pred": full(None if predicted is None else prediction_scale(model, predicted))
+            if scalar else None}

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from analysis.attribution.cells import Cell
 from analysis.attribution.problem import ALL, METRICS, MIN_ROWS, SUPPORT_RATIO, Problem
 from analysis.attribution.windows import _coarser_advice
@@ -121,6 +123,19 @@ def _span(cells: list[Cell]) -> str:
     return f" from the window starting {starts[0]:%Y-%m-%d}"
 
 
+def _since(inv: Investigation, kind: str, cells: list[Cell]) -> str:
+    """' since 2025-06-14' from the earliest dated change of ``kind`` among the groups
+    of ``cells`` (see :func:`analysis.attribution.testing.date_changes`), else the
+    first flagged window's start."""
+    groups = {c.segment for c in cells}
+    dated = sorted(cp["since"] for cp in inv.change_points
+                   if cp["kind"] == kind and cp["segment"] in groups)
+    if not dated:
+        return _span(cells)
+    since = pd.Timestamp(dated[0])
+    return f" since {since:%Y-%m-%d}" + (f" {since:%H:00}" if since.hour else "")
+
+
 def _names(features: list[dict], limit: int = 8) -> str:
     names = [f["feature"] for f in features]
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
@@ -156,13 +171,13 @@ def verdict_text(inv: Investigation) -> str:
                          "in any judged window or group.")
     if data_groups:
         roots = [f["feature"] for f in inv.drifted_features if f.get("role") == "root cause"]
-        parts.append(f"Data drift (P(x) changed){who(data_groups)}{_span(data_cells)}"
+        parts.append(f"Data drift (P(x) changed){who(data_groups)}{_since(inv, 'data', data_cells)}"
                      + (f": {_names(inv.drifted_features)}" if inv.drifted_features else "")
                      + (f" (root cause: {', '.join(roots)})" if roots and len(inv.drifted_features) > 1 else "")
                      + ".")
     if concept_groups:
         names = ", ".join(f["feature"] for f in inv.concept_features[:3])
-        parts.append(f"Concept drift (P(y|x) changed){who(concept_groups)}{_span(concept_cells)}"
+        parts.append(f"Concept drift (P(y|x) changed){who(concept_groups)}{_since(inv, 'concept', concept_cells)}"
                      + (f", along {names}" if names else "") + ".")
     elif inv.judged["concept"] and inv.verdict != "none":
         parts.append("The relationship between inputs and target (P(y|x)) did not change "

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from analysis.attribution.problem import CELL_ROWS, MIN_ROWS, UNITS, AttributionError
-from analysis.heatmap import window_start
+from analysis.heatmap import window_end, window_start
 
 
 def cell_sizes(timestamps, segments=None) -> dict[str, dict[str, float]]:
@@ -83,3 +84,60 @@ def _coarser_advice(sizes: dict | None, unit: str | None) -> str:
             return (f"; choose a coarser window: a {u} holds a median "
                     f"{sizes[u]['window_rows']:,.0f} rows")
     return "; choose window auto to judge the whole period as one window"
+
+
+@dataclass
+class Windows:
+    """The production rows' windows: ``unit`` (None: one window over everything),
+    ``starts`` (one per window; NaT for the single window) and ``of`` (each production
+    row's window, -1 without a parseable timestamp); ``sizes`` from :func:`cell_sizes`;
+    ``stamps`` the parsed timestamps (None without a timestamp column)."""
+
+    unit: str | None
+    starts: np.ndarray
+    of: np.ndarray
+    sizes: dict | None = None
+    stamps: np.ndarray | None = None
+
+    def start(self, w: int) -> pd.Timestamp | None:
+        return None if np.isnat(self.starts[w]) else pd.Timestamp(self.starts[w])
+
+    def end(self, w: int) -> pd.Timestamp | None:
+        start = self.start(w)
+        return None if start is None else pd.Timestamp(window_end(self.starts[w], self.unit))
+
+
+def assign_windows(production: pd.DataFrame, timestamp: str | None, segment: str | None,
+                   segments: np.ndarray, unit: str, notes: list[str]) -> Windows:
+    """Calendar windows of the production rows in UTC (see :func:`choose_unit` for
+    ``auto``); notes say what was chosen and what was left out."""
+    one = np.array([np.datetime64("NaT")])
+    if timestamp is None:
+        return Windows(None, one, np.zeros(len(production), dtype=int))
+    stamps = pd.to_datetime(production[timestamp], errors="coerce", utc=None)
+    if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)   # windows in UTC
+    if stamps.isna().all():
+        raise AttributionError(f"timestamp column {timestamp!r} has no parseable dates")
+    if stamps.isna().any():
+        notes.append(f"{int(stamps.isna().sum()):,} production rows without a parseable "
+                     f"{timestamp} were left out")
+    ok = stamps.notna().to_numpy()
+    ts = stamps.to_numpy(dtype="datetime64[us]")
+    sizes = cell_sizes(stamps[ok], None if segment is None else segments[ok])
+    chosen = unit_for(sizes) if unit == "auto" else choose_unit(stamps[ok], unit)
+    if chosen is None:
+        notes.append(f"too few production rows for calendar windows (a {UNITS[-1]} holds "
+                     f"a median {sizes[UNITS[-1]]['window_rows']:,.0f} rows; at least "
+                     f"{MIN_ROWS} are needed to judge one): judged as one window over "
+                     "the whole production period")
+        return Windows(None, one, np.where(ok, 0, -1), sizes, ts)
+    if unit == "auto":
+        notes.append(f"window: {chosen} (auto: windows that hold enough rows to judge; "
+                     f"{_sizes_text(sizes, chosen, segment)})")
+    starts = np.full(len(production), np.datetime64("NaT"), dtype="datetime64[us]")
+    starts[ok] = window_start(ts[ok], chosen)
+    unique = np.unique(starts[ok])
+    of = np.full(len(production), -1)
+    of[ok] = np.searchsorted(unique, starts[ok])
+    return Windows(chosen, unique, of, sizes, ts)

@@ -1,0 +1,57 @@
+"""The rows the investigation works on: a sample of each side, encoded once, with the
+per-row quantities every cell reads (frozen-bin codes, losses, bootstrap counts)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analysis.attribution.encoding import Encoder, clean_values, segments_of
+from analysis.attribution.problem import BOOTSTRAP, Problem, row_losses
+from analysis.drift import NUMERIC
+
+
+@dataclass
+class Side:
+    """One side's sampled rows (reference, or production over every window).
+
+    ``values`` and ``codes`` hold each feature's cleaned values and its frozen-bin codes;
+    ``loss`` the user's model's per-row loss (None without one); ``model`` the reference
+    model's per-row quantities (see :func:`analysis.attribution.engine.score_reference_model`);
+    ``reps`` the Poisson(1) bootstrap counts of every row, drawn once (``BOOTSTRAP`` x n,
+    small integers stored as uint8), shared by every cell the row belongs to.
+    """
+
+    frame: pd.DataFrame
+    X: np.ndarray
+    segment: np.ndarray
+    values: dict[str, np.ndarray]
+    codes: dict[str, np.ndarray]
+    reps: np.ndarray
+    loss: np.ndarray | None = None
+    model: dict[str, np.ndarray | None] = field(default_factory=dict)
+    window: np.ndarray | None = None      # production: each row's window index
+    position: np.ndarray | None = None    # production: each row's position in the full table
+
+    def replicates(self, rows: np.ndarray) -> np.ndarray:
+        """Bootstrap counts of ``rows`` as floats (B x len(rows))."""
+        return self.reps[:, rows].astype(float)
+
+
+def make_side(frame: pd.DataFrame, p: Problem, encoder: Encoder, bins: dict,
+              rng: np.random.Generator) -> Side:
+    """Encode a sampled table once: model inputs, groups, feature values and codes, the
+    user's model's losses and the bootstrap counts."""
+    frame = frame.reset_index(drop=True)
+    values, codes = {}, {}
+    for col, kind in p.features.items():
+        clean = clean_values(frame[col], kind)
+        values[col] = clean.to_numpy(dtype=float) if kind == NUMERIC else clean.to_numpy(dtype=object)
+        codes[col] = np.asarray(bins[col].codes(clean), dtype=np.int64)
+    loss = None
+    if p.has_model:
+        loss = row_losses(frame[p.target], frame[p.prediction], p.metric, p.positive)
+    reps = np.minimum(rng.poisson(1.0, size=(BOOTSTRAP, len(frame))), 255).astype(np.uint8)
+    return Side(frame, encoder.transform(frame), segments_of(frame, p.segment), values, codes,
+                reps, loss)
