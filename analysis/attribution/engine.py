@@ -11,11 +11,13 @@
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from analysis.attribution.cells import Cell
 from analysis.attribution.domain import fit_shared_domain
@@ -34,6 +36,8 @@ from analysis.attribution.text import _cell_notes, _judged, _perfect, verdict_te
 from analysis.attribution.windows import assign_windows
 from analysis.binning import bins_for
 from analysis.drift import CATEGORICAL, NUMERIC
+
+THREADS = int(os.environ.get("DRIFT_THREADS", "1"))
 
 
 @dataclass
@@ -130,7 +134,19 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
     calendar units of ``problem.timestamp`` (one window over everything without it).
     The expensive parts are fitted once (one domain model, one reference model), so the
     cost follows the rows sampled, not the number of windows x groups.
+
+    The tree models run on ``THREADS`` OpenMP threads (environment variable
+    ``DRIFT_THREADS``, default 1): their many small fits gain little from a second
+    thread, and when other work shares the cores (a dashboard, a second job) OpenMP's
+    spinning threads made them ten times slower.
     """
+    with threadpool_limits(limits=THREADS, user_api="openmp"):
+        return _investigate(reference, production, problem, unit, seed, progress)
+
+
+def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Problem,
+                 unit: str, seed: int, progress: Callable[[str], None] | None) -> Investigation:
+    """:func:`investigate`'s steps (see the module docstring)."""
     say = progress or (lambda _m: None)
     rng = np.random.default_rng(seed)
     p = problem
