@@ -23,7 +23,6 @@ from sklearn.linear_model import Ridge
 
 from analysis import attribution as at
 from analysis.binning import bins_for
-from analysis.drift import CATEGORICAL
 from analysis.formats import decimals_for
 from analysis.queries import Filters, load_frame, time_bounds
 from analysis.store import Store
@@ -65,8 +64,8 @@ def _columns(problem: at.Problem) -> list[str]:
 def load_slices(store: Store, dataset: str, problem: at.Problem,
                 filters: Filters | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     cols = _columns(problem)
-    return (load_frame(store, dataset, "reference", cols, filters),
-            load_frame(store, dataset, "production", cols, filters))
+    return (load_frame(store, dataset, "reference", cols, filters, categories=True),
+            load_frame(store, dataset, "production", cols, filters, categories=True))
 
 
 def _cache_path(store: Store, dataset: str, key: dict) -> Path:

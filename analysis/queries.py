@@ -12,6 +12,8 @@ from typing import Mapping, Sequence
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from analysis.store import Store
 
@@ -98,14 +100,25 @@ def _query(sql: str, params: Sequence = ()) -> pd.DataFrame:
 
 
 def load_frame(store: Store, dataset: str, slice: str, columns: Sequence[str],
-               filters: Filters | None = None) -> pd.DataFrame:
-    """Rows of a slice (selected columns only), filtered; empty frame when no snapshot."""
+               filters: Filters | None = None, categories: bool = False) -> pd.DataFrame:
+    """Rows of a slice (selected columns only), filtered; empty frame when no snapshot.
+
+    ``categories``: text columns as pandas categoricals, dictionary-encoded in Arrow
+    before they reach pandas, so millions of rows of a few distinct labels cost a byte
+    or two each rather than a string each."""
     src = _source(store, dataset, slice)
     if src is None:
         return pd.DataFrame(columns=list(columns))
     where, params = _where(store, dataset, slice, filters)
     cols = ", ".join(quote(c) for c in columns)
-    return _query(f"SELECT {cols} FROM {src}{where}", params)
+    sql = f"SELECT {cols} FROM {src}{where}"
+    if not categories:
+        return _query(sql, params)
+    with duckdb.connect() as con:
+        table = con.execute(sql, list(params)).to_arrow_table()
+    text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    return pa.table({name: pc.dictionary_encode(col) if any(t(col.type) for t in text) else col
+                     for name, col in zip(table.column_names, table.columns)}).to_pandas()
 
 
 def time_bounds(store: Store, dataset: str, slice: str) -> tuple[datetime, datetime] | None:

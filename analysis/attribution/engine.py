@@ -81,6 +81,20 @@ class Investigation:
         }
 
 
+class Steps:
+    """Progress messages numbered "[i/n] stage" (the page's progress bar reads the
+    fraction): the set-up, the two models, one step per window, then the sequences, the
+    dating and the features."""
+
+    def __init__(self, progress: Callable[[str], None] | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def __call__(self, message: str) -> None:
+        self.done = min(self.done + 1, self.total)
+        if self.progress is not None:
+            self.progress(f"[{self.done}/{self.total}] {message}")
+
+
 def _check(reference: pd.DataFrame, production: pd.DataFrame, p: Problem) -> None:
     """Refuse what cannot be investigated; settle the metric and the positive class."""
     if len(reference) == 0:
@@ -147,13 +161,13 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
 def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Problem,
                  unit: str, seed: int, progress: Callable[[str], None] | None) -> Investigation:
     """:func:`investigate`'s steps (see the module docstring)."""
-    say = progress or (lambda _m: None)
     rng = np.random.default_rng(seed)
     p = problem
     _check(reference, production, p)
     notes: list[str] = []
     full_segments = segments_of(production, p.segment)
     windows = assign_windows(production, p.timestamp, p.segment, full_segments, unit, notes)
+    say = Steps(progress, len(windows.starts) + 7)   # the last step ends with the result
     _drop_empty_features(reference, p, notes)
 
     # ---- 1. samples of both sides, encoded once

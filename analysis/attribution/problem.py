@@ -73,8 +73,12 @@ def label_text(values) -> np.ndarray:
     """Labels as comparable text: 1, 1.0 and "1" all read "1", True reads "True";
     missing values are None. Classes, segments and predicted labels are compared in
     this form, so a column that pandas read as float (because some values are missing)
-    still matches the same column read as integers."""
+    still matches the same column read as integers. A categorical column is
+    converted through its categories (each distinct label once)."""
     s = pd.Series(values).reset_index(drop=True)
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        labels = np.append(label_text(pd.Series(s.cat.categories)), None).astype(object)
+        return labels[s.cat.codes.to_numpy()]     # code -1 (missing) takes the last: None
     missing = s.isna().to_numpy()
     if pd.api.types.is_bool_dtype(s):
         out = s.astype(str).to_numpy(dtype=object)

@@ -160,12 +160,14 @@ def score_reference_model(ref: Side, win: Side, p: Problem, cat_mask: np.ndarray
     what x alone predicts of them under the reference, see :class:`_ExpectedGivenX`).
     Returns None (and notes why) when there are too few labelled reference rows."""
     if not p.labelled:
+        say("no target: no reference model of P(y|x)")
         return None
     y_ref = ref.frame[p.target]
     labelled = y_ref.notna().to_numpy().copy()
     if ref.loss is not None:
         labelled &= np.isfinite(ref.loss)
     if labelled.sum() < MIN_ROWS:
+        say("too few labelled reference rows for a reference model of P(y|x)")
         notes.append(f"the reference has {int(labelled.sum())} labelled rows: too few "
                      "to judge concept drift")
         return None

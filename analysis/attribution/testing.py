@@ -87,8 +87,8 @@ def judge_all(judge: CellJudge, say=lambda _m: None) -> tuple[list[Cell], list[s
     by_window: list[list[Cell]] = []
     for w in range(n):
         start = judge.windows.start(w)
-        say(f"[{w + 1}/{n}] " + ("all production" if start is None else
-                                f"window {start:%Y-%m-%d %H:%M}") + ": judging its cells")
+        say(("all production" if start is None else f"window {start:%Y-%m-%d %H:%M}")
+            + f" ({w + 1} of {n}): judging its cells")
         cells = [judge.cell(w, ALL, examined=True)]
         cells += [judge.cell(w, g, examined=False) for g in judge.segments]
         by_window.append([c for c in cells if c is not None])
