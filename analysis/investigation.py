@@ -408,8 +408,15 @@ def cell_text(cell: dict, result: dict) -> str:
         lines.append(f"The inputs changed: a classifier tells the window from the reference with "
                      f"AUC {data['auc']:.2f}" + (f"; drifted features: {', '.join(feats)}" if feats else "")
                      + ".")
+    elif data.get("examined") is False:
+        lines.append(f"Not examined in detail (domain AUC {data['auc']:.2f}): neither its window "
+                     "(all groups) nor its group's sequence of windows showed drift, so its own "
+                     "tests were not run.")
     else:
         lines.append(f"The inputs did not change beyond noise (domain AUC {data['auc']:.2f}).")
+    if data.get("series_flagged") and not data.get("auc_flagged") and not feats:
+        lines.append("Its inputs drifted as part of its group's sequence of windows, though "
+                     "not enough in this window alone to show beyond noise.")
     concept = cell["concept"]
     if not concept.get("judged"):
         lines.append(f"Concept drift was not judged: {CONCEPT_NOT_JUDGED.get(concept.get('reason'), 'too few labelled rows')}.")
@@ -423,6 +430,10 @@ def cell_text(cell: dict, result: dict) -> str:
                                            if concept.get("where") else "") + ".")
     else:
         lines.append("The relationship to the target (P(y|x)) did not change beyond noise.")
+    if concept.get("series_flagged") and not any(
+            concept.get(f"{k}_flagged") for k in ("loss", "bias", "slope")):
+        lines.append("The concept change shows in the group's sequence of windows (a gradual "
+                     "drift), not in this window alone.")
     d = cell.get("decomposition")
     if d and d["reference"]["value"] is not None:
         k = decimals_for(d["reference"]["value"])

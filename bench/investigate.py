@@ -27,8 +27,10 @@ in a fresh Python process so its peak memory is its own; the process reads the d
 
 Per case the table gives rows, cells, seconds and peak memory of each method, whether
 the verdicts (overall and every cell's) equal those of ``before``, and the ratios
-``before / ours`` (to be >= 5) and ``ours / plain`` (to be <= 4). The last line is JSON:
-one object per case. Not a test.
+``before / ours`` (to be >= 5) and ``ours / plain`` (to be <= 4). Every method runs on
+one OpenMP thread, so the ratios compare methods (the threads are a separate matter:
+see :func:`analysis.attribution.investigate`). The last line is JSON: one object per
+case. Not a test.
 """
 from __future__ import annotations
 
@@ -212,10 +214,13 @@ def plain_baseline(reference: pd.DataFrame, production: pd.DataFrame, problem) -
 # --------------------------------------------------------------------------- the run
 
 def run(kind: str, folder: Path, method: str) -> dict:
-    env = None
+    import os
+
+    # one OpenMP thread for every method (ours uses one anyway), so the ratios compare
+    # the methods, not the threading
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if method == "before":
-        import os
-        env = {**os.environ, "PYTHONPATH": f"{before_code()}:{ROOT}"}
+        env["PYTHONPATH"] = f"{before_code()}:{ROOT}"
     result = DATA / "bench-result.json"
     result.unlink(missing_ok=True)
     out = subprocess.run([sys.executable, "-c", RUN, kind, str(folder), method, str(result)],

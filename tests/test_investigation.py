@@ -94,3 +94,20 @@ def test_cell_text_says_why_concept_was_not_judged():
     assert "Concept drift was not judged: fewer than 50 labelled rows where this cell's " \
            "inputs overlap the reference's" in text
     assert "no or too few labels" not in text
+
+
+def test_cell_text_says_when_a_cell_was_not_examined_or_flagged_by_its_sequence():
+    base = {"segment": "south", "start": "2025-04-01T00:00:00", "end": "2025-05-01T00:00:00",
+            "rows": 900, "notes": [], "decomposition": None}
+    quiet = {**base, "verdict": "none",
+             "data": {"judged": True, "examined": False, "flagged": False, "auc": 0.51},
+             "concept": {"judged": True, "flagged": False}}
+    text = inv.cell_text(quiet, {"segment": "region", "metric_label": "mean absolute error"})
+    assert "Not examined in detail (domain AUC 0.51)" in text
+    gradual = {**base, "verdict": "concept",
+               "data": {"judged": True, "examined": True, "flagged": False, "auc": 0.5},
+               "concept": {"judged": True, "flagged": True, "series_flagged": True,
+                           "loss_change": 0.02, "loss_change_interval": [0.0, 0.04],
+                           "reference_model_error": 0.1}}
+    text = inv.cell_text(gradual, {"segment": "region", "metric_label": "mean absolute error"})
+    assert "sequence of windows (a gradual drift)" in text
