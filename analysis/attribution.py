@@ -79,6 +79,8 @@ from analysis.binning import bins_for
 from analysis.drift import CATEGORICAL, NUMERIC
 from analysis.formats import decimals_for, window_label
 from analysis.heatmap import window_end, window_start
+from analysis.monitoring.cbpe import (ASSUMPTIONS, CBPE, binary_matrix,
+                                      estimate_from_confidence, looks_like_probability)
 from analysis.stats import holm
 from analysis.tables import InputError
 
@@ -689,6 +691,8 @@ class Cell:
     decomposition: dict | None = None
     verdict: str = "none"
     notes: list[str] = field(default_factory=list)
+    #: accuracy estimated without labels (CBPE) when the prediction is a probability
+    estimated: dict | None = None
     # internals used after the Holm step
     _data_tests: list = field(default_factory=list, repr=False)
     _concept_tests: list = field(default_factory=list, repr=False)
@@ -704,7 +708,17 @@ class Cell:
             "rows": int(self.rows), "labelled_rows": int(self.labelled_rows),
             "verdict": self.verdict, "data": self.data, "concept": self.concept,
             "decomposition": self.decomposition, "notes": list(self.notes),
+            **_estimate_keys(self.estimated),
         }
+
+
+def _estimate_keys(estimated: dict | None) -> dict:
+    """``estimated_accuracy`` and its 95 % interval ``estimated_accuracy_ci`` ([low,
+    high]); None when the prediction is not a probability."""
+    if not estimated or estimated.get("value") is None:
+        return {"estimated_accuracy": None, "estimated_accuracy_ci": None}
+    return {"estimated_accuracy": estimated["value"],
+            "estimated_accuracy_ci": [estimated["low"], estimated["high"]]}
 
 
 def segments_of(frame: pd.DataFrame, segment: str | None) -> np.ndarray:
@@ -735,6 +749,9 @@ class Investigation:
     notes: list[str]
     reference_rows: int
     production_rows: int
+    #: overall accuracy estimated without labels, and how (None: not a probability)
+    estimated: dict | None = None
+    estimation: dict | None = None
 
     def to_dict(self) -> dict:
         p = self.problem
@@ -754,6 +771,8 @@ class Investigation:
                            "weight_clip": CLIP, "support_ratio": SUPPORT_RATIO,
                            "min_rows": MIN_ROWS, "bootstrap": BOOTSTRAP},
             "notes": self.notes,
+            **_estimate_keys(self.estimated),
+            "estimation": self.estimation,
         }
 
 
@@ -853,6 +872,32 @@ def _support_aware(e_iw: tuple, loss_win: np.ndarray, outside: np.ndarray,
     with np.errstate(invalid="ignore", divide="ignore"):
         reps = (1 - (win_reps @ out) / totals) * e_iw[1] + (win_reps @ (out * loss_win)) / totals
     return point, reps
+
+
+def _cbpe_confidence(reference: pd.DataFrame, production: pd.DataFrame, p: Problem
+                     ) -> tuple[np.ndarray | None, dict | None]:
+    """Per production row, the probability that the model is right (CBPE,
+    :mod:`analysis.monitoring.cbpe`), when the prediction column holds a two-class
+    probability; calibrated on the reference when it has labels. (None, None) otherwise."""
+    if p.prediction is None or p.task != "classification":
+        return None, None
+    p_ref = pd.to_numeric(reference[p.prediction], errors="coerce")
+    p_prod = pd.to_numeric(production[p.prediction], errors="coerce")
+    if not looks_like_probability(pd.concat([p_ref, p_prod]).to_numpy(dtype=float)):
+        return None, None
+    model = CBPE()
+    if p.target is not None and p.positive is not None:
+        y = label_text(reference[p.target])
+        labels = np.where(pd.isna(y), np.nan, (y == str(p.positive)).astype(float))
+        model.fit(binary_matrix(p_ref.to_numpy(dtype=float)), labels)
+    how = ("calibrated on the reference's labels (isotonic)" if model.calibrated else
+           "taken as calibrated (no labelled reference to calibrate them)")
+    note = (f"accuracy estimated without labels from {p.prediction!r} (CBPE: each prediction "
+            f"counts as right with its probability, {how}; assumes P(y|x) unchanged; "
+            "'estimated_accuracy' and its 95 % interval in every cell)")
+    return model.confidence(binary_matrix(p_prod.to_numpy(dtype=float))), {
+        "method": "CBPE", "calibrated": model.calibrated, "threshold": 0.5, "note": note,
+        "assumptions": ASSUMPTIONS}
 
 
 def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Problem,
@@ -986,6 +1031,9 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
     # reference and each cell's window: the decomposition's levels are anchored to them,
     # so they are the numbers the other pages show (see _anchored)
     levels = _LossLevels(reference, production, p, seg_prod) if p.has_model else None
+    confidence, estimation = _cbpe_confidence(reference, production, p)
+    if estimation is not None:
+        notes.append(estimation["note"])
     # float64 so the replicate sums are matrix-vector products without conversion
     ref_replicates = rng.poisson(1.0, size=(BOOTSTRAP, len(ref))).astype(float)
 
@@ -1048,6 +1096,10 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
             if full_rows == 0:
                 continue
             cell = Cell(seg, start, end, full_rows, _window=w)
+            if confidence is not None:
+                conf = confidence[rows_w] if seg == ALL else \
+                    confidence[rows_w][seg_prod[rows_w] == seg]
+                cell.estimated = estimate_from_confidence(conf).to_dict()
             cells.append(cell)
             new_group = seg != ALL and not in_ref.any()
             if new_group:
@@ -1084,8 +1136,9 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
         notes.append("no target column: concept drift (P(y|x)) is not judged; the verdict is "
                      "data or none from the inputs alone")
     if not p.has_model:
-        notes.append("no " + ("prediction" if p.labelled else "target or prediction") +
-                     " column: the model's error change cannot be decomposed")
+        missing = "prediction" if p.labelled else \
+            ("target" if p.prediction else "target or prediction")
+        notes.append(f"no {missing} column: the model's error change cannot be decomposed")
     notes.extend(_cell_notes(cells, p))
     if decomposition is not None and _perfect(decomposition["reference"]["value"], p.metric):
         notes.append(f"the model's reference {METRICS[p.metric]} is perfect "
@@ -1099,6 +1152,9 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
         "concept" if has_concept else "none" if judged["data"] else "not_judged"
     inv = Investigation(verdict, "", p, unit, judged, drifted, concept_features, decomposition,
                         cells, notes, len(reference), len(production))
+    if confidence is not None:
+        inv.estimated = estimate_from_confidence(confidence[window_of >= 0]).to_dict()
+        inv.estimation = {k: v for k, v in estimation.items() if k != "note"}
     inv.summary = verdict_text(inv)
     return inv
 
@@ -1833,6 +1889,11 @@ def problem_from_frames(reference: pd.DataFrame, production: pd.DataFrame, *,
                             f"{label} file has {int(bad.sum())} non-numeric value(s), first "
                             f"{values.iloc[i]!r} at data row {i + 1}")
     else:
+        if prediction is not None and task is None and looks_like_probability(
+                pd.to_numeric(reference[prediction], errors="coerce").to_numpy(dtype=float)):
+            task = "classification"
+            notes.append(f"no target: {prediction!r} (numbers in [0, 1]) read as the positive "
+                         "class's probability, predicting it at 0.5 or more")
         task = task or "regression"
     positive = None
     if metric is not None:

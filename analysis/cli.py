@@ -207,6 +207,10 @@ def cell_notes(result: dict) -> list[str]:
 def format_investigation(result: dict) -> str:
     """The human-readable report of ``investigate``."""
     lines = [f"verdict: {result['verdict'].upper().replace('_', ' ')}", "", result["summary"], ""]
+    if result.get("estimated_accuracy") is not None:
+        low, high = result["estimated_accuracy_ci"]
+        lines += [f"estimated accuracy without labels (CBPE, 95% interval): "
+                  f"{result['estimated_accuracy']:.4f}  [{low:.4f}, {high:.4f}]", ""]
     d = result["decomposition"]
     if d:
         lines.append(f"decomposition of the {result['metric_label']} over the production period "

@@ -9,6 +9,5 @@
 * :mod:`analysis.monitoring.figures`: that page's charts.
 """
 from analysis.monitoring.cbpe import CBPE, Estimate
-from analysis.monitoring.live import LiveMonitor, LiveReport
 
-__all__ = ["CBPE", "Estimate", "LiveMonitor", "LiveReport"]
+__all__ = ["CBPE", "Estimate"]

@@ -71,6 +71,8 @@ def _reason(err: dict) -> str:
         return "a batch holds at least 1 record"
     if kind == "extra_forbidden":
         return "unknown field: not part of the request"
+    if kind == "missing" and tuple(err.get("loc", ())) == ("body",):
+        return "empty request body: send one record, or {\"instances\": [...]}"
     if kind == "missing":
         return "field required"
     return err.get("msg", "invalid")
