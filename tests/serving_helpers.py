@@ -81,7 +81,7 @@ def iris_store(folder: Path, minutes: int = 6, rows: int = 200, shift_from: int 
         shifted = shift_from is not None and minute >= shift_from
         X, truth = sampler.draw(rows, shift if shifted else None)
         t0 = pd.Timestamp(start) + pd.Timedelta(minutes=minute)
-        stamps = t0 + pd.to_timedelta(np.sort(rng.uniform(0, 59, rows)), unit="s")
+        stamps = t0 + pd.to_timedelta(np.sort(rng.integers(0, 59_000_000, rows)), unit="us")
         ids = [f"m{minute}-{i:04d}" for i in range(rows)]
         out, _, _, _ = predict_rows(model, X, 0, ids)
         for row, ts in zip(out, stamps):
@@ -92,6 +92,8 @@ def iris_store(folder: Path, minutes: int = 6, rows: int = 200, shift_from: int 
         frame = table.to_pandas()
         frame["truth"] = truth
         frames.append(frame)
+    if not frames:
+        return store, pd.DataFrame()
     production = pd.concat(frames, ignore_index=True)
     labelled = production.sample(frac=label_share, random_state=seed) if label_share else \
         production.iloc[:0]

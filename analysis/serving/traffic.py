@@ -1,8 +1,9 @@
 """Traffic for a running service: Iris records at a steady rate, an input shift from a
 chosen moment, and true labels for a share of them, sent later.
 
-Records are Iris flowers drawn at random with measurement noise (normal, sd
-:data:`JITTER` cm, rounded to 0.01 cm). Shifts, from ``shift_at`` seconds on:
+Records are Iris flowers drawn at random, measured again: normal noise of sd
+:data:`JITTER` cm, rounded to 0.1 cm as the Iris data is. Shifts, from ``shift_at``
+seconds on:
 
 ``petal-scale``
     petal lengths and widths read 40 % too large (a miscalibrated instrument, or another
@@ -10,9 +11,10 @@ Records are Iris flowers drawn at random with measurement noise (normal, sd
     like a virginica: the model is confidently wrong, and no label-free estimate can tell
     (the relation between inputs and labels changed).
 ``new-cluster``
-    flowers from the band where versicolor and virginica overlap (petal length 4.5 to
-    5.1 cm), few in the training data, arrive in numbers (a new cultivar). Labels are
-    their true species; the model is unsure there, and says so.
+    flowers from where versicolor and virginica overlap (petal length 4.5 to 5.1 cm and
+    width 1.5 to 1.9 cm; 25 of the 150 training flowers), arrive in numbers (a new
+    cultivar). Labels are their true species; the model is less sure there, says so,
+    and is wrong more often.
 
 Bounded: at most :data:`MAX_RATE` requests/s for at most :data:`MAX_DURATION` s, and to a
 loopback address unless ``allow_remote``.
@@ -31,9 +33,10 @@ import numpy as np
 from analysis.scenarios import iris
 
 SHIFTS = ("petal-scale", "new-cluster")
-JITTER = 0.05
+JITTER = 0.1
 PETAL_SCALE = 1.4
-OVERLAP_BAND = (4.5, 5.1)
+OVERLAP_LENGTH = (4.5, 5.1)
+OVERLAP_WIDTH = (1.5, 1.9)
 MAX_RATE = 5000.0
 MAX_DURATION = 3600.0
 MAX_IN_FLIGHT = 64
@@ -61,8 +64,9 @@ class RecordSampler:
         self.X = frame[list(iris.FEATURES)].to_numpy(float)
         self.y = frame[iris.TARGET].to_numpy()
         pl = self.X[:, iris.FEATURES.index("petal_length")]
-        self.band = np.flatnonzero((pl >= OVERLAP_BAND[0]) & (pl <= OVERLAP_BAND[1])
-                                   & (self.y != "setosa"))
+        pw = self.X[:, iris.FEATURES.index("petal_width")]
+        self.band = np.flatnonzero((pl >= OVERLAP_LENGTH[0]) & (pl <= OVERLAP_LENGTH[1])
+                                   & (pw >= OVERLAP_WIDTH[0]) & (pw <= OVERLAP_WIDTH[1]))
         self.rng = np.random.default_rng(seed)
 
     def draw(self, n: int, shift: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +78,7 @@ class RecordSampler:
         X = self.X[pick] + self.rng.normal(0.0, JITTER, size=(n, len(iris.FEATURES)))
         if shift == "petal-scale":
             X[:, 2:] *= PETAL_SCALE
-        X = np.maximum(np.round(X, 2), 0.01)
+        X = np.maximum(np.round(X, 1), 0.1)
         return X, self.y[pick]
 
 
