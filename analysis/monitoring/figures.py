@@ -19,18 +19,24 @@ def window_text(start, unit: str) -> str:
     return pd.Timestamp(start).strftime(_TICK.get(unit, "%Y-%m-%d %H:%M"))
 
 
-def _layout(fig: go.Figure, title: str, height: int, unit: str) -> go.Figure:
+def _layout(fig: go.Figure, title: str, height: int, unit: str, starts=()) -> go.Figure:
+    """Title on top, legend under the plot (long legends never cover the title), ticks
+    at the windows' own starts (at most about 12 labelled)."""
     fig.update_layout(title=dict(text=title, x=0.0, xanchor="left"), height=height, font=FONT,
-                      template="plotly_white", margin=dict(l=60, r=60, t=100, b=50),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.04, xanchor="right",
-                                  x=1))
-    fig.update_xaxes(title_text=f"window start ({unit}, UTC)", tickformat=_TICK.get(unit))
+                      template="plotly_white", margin=dict(l=60, r=60, t=60, b=40),
+                      legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0))
+    fig.update_xaxes(title_text=f"window start ({unit}, UTC)")
+    starts = sorted(pd.to_datetime(pd.Series(list(starts))).dropna().unique())
+    if starts:
+        step = max(1, int(np.ceil(len(starts) / 12)))
+        shown = starts[::-1][::step][::-1]          # always label the newest window
+        fig.update_xaxes(tickmode="array", tickvals=shown,
+                         ticktext=[window_text(t, unit) for t in shown])
     return fig
 
 
-def _centres(windows: pd.DataFrame) -> pd.Series:
-    start = pd.to_datetime(windows["window_start"])
-    return start + (pd.to_datetime(windows["window_end"]) - start) / 2
+def _starts(windows: pd.DataFrame) -> pd.Series:
+    return pd.to_datetime(windows["window_start"])
 
 
 def performance_figure(windows: pd.DataFrame, reference: dict, unit: str) -> go.Figure:
@@ -38,7 +44,7 @@ def performance_figure(windows: pd.DataFrame, reference: dict, unit: str) -> go.
     labels arrived (points with their Wilson intervals), the reference's accuracy, and
     the label coverage per window (bars, right axis)."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    x = _centres(windows)
+    x = _starts(windows)
     coverage = 100 * windows["label_coverage"].astype(float)
     fig.add_bar(x=x, y=coverage, name="label coverage (%, right axis)",
                 marker_color="rgba(150,150,150,0.25)", secondary_y=True,
@@ -66,10 +72,10 @@ def performance_figure(windows: pd.DataFrame, reference: dict, unit: str) -> go.
                       annotation_text=f"reference {ref['value']:.3f}",
                       annotation_position="bottom left")
     _layout(fig, "Accuracy per window: estimated without labels, and realized where labels "
-                 "arrived", 420, unit)
+                 "arrived", 470, unit, x)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], secondary_y=False)
-    fig.update_yaxes(title_text="labelled rows (%)", range=[0, 100], showgrid=False,
-                     secondary_y=True)
+    fig.update_yaxes(title_text="labelled rows (%)", range=[0, 102], showgrid=False,
+                     tickvals=[0, 20, 40, 60, 80, 100], secondary_y=True)
     return fig
 
 
@@ -91,7 +97,8 @@ def feature_drift_figure(features: pd.DataFrame, unit: str) -> go.Figure:
                 customdata=np.column_stack([g["verdict"], g["p_adjusted"].astype(float)]),
                 hovertemplate=f"{name}<br>%{{x}}<br>statistic %{{y:.4f}}<br>adjusted p "
                               "%{customdata[1]:.4f}<br>%{customdata[0]}<extra></extra>")
-    _layout(fig, "Input drift per feature against the reference (filled: drift)", 380, unit)
+    _layout(fig, "Input drift per feature against the reference (filled: drift)", 420, unit,
+            features["window_start"] if len(features) else ())
     fig.update_yaxes(title_text="drift statistic", rangemode="tozero")
     return fig
 
@@ -112,8 +119,8 @@ def prediction_figure(shares: pd.DataFrame, reference: dict, unit: str) -> go.Fi
         fig.add_bar(x=labels, y=values, name=c, marker_color=PALETTE[i % len(PALETTE)],
                     hovertemplate=f"{c}: %{{y:.1%}}<extra></extra>")
     fig.update_layout(barmode="stack")
-    _layout(fig, "Predicted classes per window (prediction drift)", 360, unit)
-    fig.update_xaxes(type="category", tickformat=None)
+    _layout(fig, "Predicted classes per window (prediction drift)", 400, unit)
+    fig.update_xaxes(type="category", title_text=f"reference, then window start ({unit}, UTC)")
     fig.update_yaxes(title_text="share of predictions", tickformat=".0%", range=[0, 1])
     return fig
 
@@ -122,7 +129,7 @@ def multivariate_figure(windows: pd.DataFrame, unit: str) -> go.Figure:
     """The domain classifier's AUC per window with its 95 % interval; 0.5 means the
     window's inputs cannot be told from the reference's."""
     fig = go.Figure()
-    x = _centres(windows)
+    x = _starts(windows)
     auc = windows["auc"].astype(float)
     drift = windows["multivariate"].eq("drift")
     fig.add_scatter(x=x, y=auc, mode="lines+markers", name="domain classifier AUC",
@@ -137,7 +144,6 @@ def multivariate_figure(windows: pd.DataFrame, unit: str) -> go.Figure:
                   annotation_text="0.5: no difference", annotation_position="bottom left")
     fig.add_hline(y=AUC_MIN, line=dict(color=PALETTE[3], dash="dot"),
                   annotation_text=f"{AUC_MIN}: drift threshold", annotation_position="top left")
-    _layout(fig, "Multivariate drift: can a classifier tell the window from the reference? "
-                 "(red: drift)", 360, unit)
+    _layout(fig, "Multivariate drift: domain classifier AUC (red: drift)", 400, unit, x)
     fig.update_yaxes(title_text="AUC (95 % interval)", range=[0.3, 1.02])
     return fig

@@ -453,22 +453,38 @@ def headline(report: LiveReport, now: datetime | None = None) -> list[tuple[str,
               freshness_text(report.last_timestamp, now))]
     if not len(w):
         return cards
-    last = w.iloc[-1]
-    when = f"latest {report.unit} ({window_table(report).iloc[0]['window']} UTC)"
+    # the newest window large enough to judge (the current one is often still filling)
+    full = w[w["rows"] >= MIN_ROWS]
+    last = full.iloc[-1] if len(full) else w.iloc[-1]
+    fmt = {"minute": "%H:%M", "hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}[report.unit]
+    when = (f"{report.unit} from {pd.Timestamp(last['window_start']).strftime(fmt)} UTC, "
+            f"the newest with at least {MIN_ROWS} rows" if len(full) else
+            f"newest {report.unit}, {int(last['rows'])} rows")
     if report.spec.has_probabilities:
         est = last["estimated_accuracy"]
         cards.append(("Estimated accuracy", "—" if not np.isfinite(est) else f"{est:.3f}",
                       f"{when}: 95 % interval {_acc(est, last['estimated_low'], last['estimated_high'])}"
                       "; from the model's calibrated probabilities, no labels needed"))
-    real = last["realized_accuracy"]
-    cards.append(("Realized accuracy", "—" if not np.isfinite(real) else f"{real:.3f}",
-                  f"{when}: {int(last['labelled']):,} labelled of {int(last['rows']):,} rows "
-                  f"({_pct(last['label_coverage'])})"))
+    # labels arrive late: the newest window that has some
+    with_labels = w[w["labelled"] > 0]
+    lab = with_labels.iloc[-1] if len(with_labels) else last
+    lab_when = pd.Timestamp(lab["window_start"]).strftime(fmt)
+    labels = (f"{report.unit} from {lab_when} UTC, the newest with labels: "
+              f"{int(lab['labelled']):,} labelled of {int(lab['rows']):,} rows "
+              f"({_pct(lab['label_coverage'])})")
+    if report.spec.task == "regression":
+        mae = lab["realized_mae"]
+        cards.append(("Realized MAE", "—" if not np.isfinite(mae) else f"{mae:,.3f}", labels))
+    else:
+        real = lab["realized_accuracy"]
+        cards.append(("Realized accuracy", "—" if not np.isfinite(real) else f"{real:.3f}",
+                      labels))
     auc = last["auc"]
     cards.append(("Domain classifier AUC", "—" if not np.isfinite(auc) else f"{auc:.3f}",
                   f"{when}: {last['multivariate']}; 0.5 = inputs like the reference's"))
     judged = int(last["judged_features"])
     cards.append(("Drifted features", f"{int(last['drifted_features'])} of {judged}"
-                  if judged else "not judged",
-                  f"{when}: {last['drifted_list'] or 'none'}"))
+                  if judged else "—",
+                  f"{when}: {last['drifted_list'] or 'none'}" if judged else
+                  f"{when}: not judged (fewer than {MIN_ROWS} rows)"))
     return cards

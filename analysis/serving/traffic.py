@@ -206,8 +206,15 @@ async def run_traffic(url: str, rate: float = 20.0, duration: float = 60.0,
 
 
 def run(url: str, **kwargs) -> TrafficReport:
-    """:func:`run_traffic` from synchronous code (its own event loop)."""
-    return asyncio.run(run_traffic(url, **kwargs))
+    """:func:`run_traffic` from synchronous code (its own event loop, in a thread of its
+    own when this thread already runs one)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run_traffic(url, **kwargs))
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run_traffic(url, **kwargs)).result()
 
 
 def format_report(report: TrafficReport) -> str:
