@@ -6,10 +6,12 @@ NannyML's CBPE on shifted traffic.
 
 1. Without ``--url`` it starts ``python -m analysis serve`` on a fresh store (a temporary
    folder) at 127.0.0.1 on a free port.
-2. A real HTTP load generator drives ``POST /predict`` for ``--duration`` seconds on
-   loopback: Debian's ``wrk`` (installed with apt-get when missing and possible), else
-   ``hey``, else an async Python client (slower: it measures itself as much as the
-   server). Bodies rotate over the 150 Iris flowers. A Lua script counts the 200s.
+2. Two runs of ``--duration`` seconds each on loopback against ``POST /predict``:
+   as fast as it goes (Debian's ``wrk``, ``--connections`` connections, bodies rotating
+   over the 150 Iris flowers, a Lua script counting the 200s; without wrk an async
+   Python client), then at a fixed offered rate (``--rate``, default 1,000 requests/s,
+   Debian's ``hey`` with ``--workers`` rate-limited workers, every request's latency
+   from its CSV). wrk and hey are installed with apt-get when missing and possible.
 3. The service is stopped (SIGTERM: it drains and compacts) and the rows in the store
    are counted: ``lost = acknowledged - logged`` (never negative: requests in flight when
    the load stopped may be logged without their answer being counted).
@@ -19,8 +21,9 @@ NannyML's CBPE on shifted traffic.
    virtual environment, ``bench/nannyml_env.py``) and with the realized accuracy.
 
 Prints a table per part and, last, one JSON line with ``requests_per_s``, ``p50_ms``,
-``p99_ms``, ``acknowledged``, ``logged``, ``lost``, CPU seconds of client and server, and
-the CBPE comparison. Loopback only; every process it starts, it stops.
+``p99_ms`` (of the fixed-rate run), ``max_requests_per_s`` and ``max_p99_ms`` (of the
+run as fast as it goes), ``acknowledged``, ``logged``, ``lost`` (both runs), CPU seconds
+of client and server, the machine's load average, and the CBPE comparison. Loopback only; every process it starts, it stops.
 """
 from __future__ import annotations
 
@@ -162,6 +165,39 @@ def run_wrk(url: str, duration: float, connections: int, threads: int, workdir: 
             "raw": text}
 
 
+def ensure_hey() -> str | None:
+    if not shutil.which("hey") and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing Debian's hey (apt-get)", file=sys.stderr)
+        subprocess.run(["apt-get", "install", "-y", "-q", "hey"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return shutil.which("hey")
+
+
+def run_hey(url: str, duration: float, rate: float, workers: int, workdir: Path) -> dict:
+    """A fixed offered rate: ``workers`` each limited to ``rate / workers`` requests/s;
+    every request's latency from hey's CSV output."""
+    import numpy as np
+    body = workdir / "body.json"
+    body.write_text(bodies()[0])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(["hey", "-z", f"{int(duration)}s", "-c", str(workers),
+                          "-q", f"{rate / workers:g}", "-m", "POST", "-T", "application/json",
+                          "-D", str(body), "-t", "5", "-o", "csv", url + "/predict"],
+                         capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    lines = [ln.split(",") for ln in out.stdout.strip().splitlines()[1:] if ln]
+    seconds = np.array([float(x[0]) for x in lines])
+    codes = [x[6] for x in lines]
+    counts = {c: codes.count(c) for c in set(codes)}
+    q = np.quantile(seconds * 1000, [0.5, 0.9, 0.99]) if len(seconds) else [None] * 3
+    return {"tool": "hey", "offered_rate": rate, "requests": len(lines), "codes": counts,
+            "acknowledged": counts.get("200", 0), "socket_errors": 0,
+            "p50_ms": round(float(q[0]), 3), "p90_ms": round(float(q[1]), 3),
+            "p99_ms": round(float(q[2]), 3),
+            "max_ms": round(float(seconds.max() * 1000), 3) if len(seconds) else None,
+            "client_cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+
+
 def run_python_client(url: str, duration: float, connections: int) -> dict:
     """Fallback without wrk: the project's async traffic client at its top rate."""
     from analysis.serving import traffic
@@ -198,6 +234,14 @@ def load_phase(args, workdir: Path) -> dict:
               file=sys.stderr)
         res = run_python_client(url, args.duration, args.connections)
     res["server_cpu_s"] = cpu_seconds(proc.pid) - server_cpu0 if proc else None
+    res["requests_per_s"] = res["acknowledged"] / args.duration
+    # the same service at a fixed offered rate: the latency a client sees at that load
+    fixed = None
+    if args.rate and ensure_hey():
+        cpu0 = cpu_seconds(proc.pid) if proc else None
+        fixed = run_hey(url, args.duration, args.rate, args.workers, workdir)
+        fixed["server_cpu_s"] = cpu_seconds(proc.pid) - cpu0 if proc else None
+        fixed["requests_per_s"] = fixed["acknowledged"] / args.duration
     metrics = urllib.request.urlopen(url + "/metrics").read().decode()
     batches = re.search(r"model_service_wal_batch_records_count (\S+)", metrics)
     records = re.search(r"model_service_wal_batch_records_sum (\S+)", metrics)
@@ -211,10 +255,10 @@ def load_phase(args, workdir: Path) -> dict:
         time.sleep(3)
         health = json.loads(urllib.request.urlopen(url + "/health").read())
         logged, pending = health["rows_logged"] - logged_before, health["rows_pending"]
-    res.update(logged=logged, pending_after_stop=pending,
-               lost=max(0, res["acknowledged"] - logged),
-               requests_per_s=res["acknowledged"] / args.duration)
-    return res
+    acknowledged = res["acknowledged"] + (fixed["acknowledged"] if fixed else 0)
+    return {"max": res, "fixed": fixed, "acknowledged": acknowledged, "logged": logged,
+            "pending_after_stop": pending, "lost": max(0, acknowledged - logged),
+            "exit_code": res.get("exit_code")}
 
 
 def cbpe_phase(args, workdir: Path) -> dict:
@@ -287,6 +331,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--rate", type=float, default=1000.0,
+                        help="offered requests/s of the fixed-rate run (hey; 0 to skip)")
+    parser.add_argument("--workers", type=int, default=20, help="hey workers")
     parser.add_argument("--no-cbpe", action="store_true", help="skip the CBPE comparison")
     parser.add_argument("--cbpe-rate", type=float, default=50.0)
     parser.add_argument("--cbpe-duration", type=float, default=40.0)
@@ -299,23 +346,42 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="api-load-") as tmp:
         workdir = Path(tmp)
         load = load_phase(args, workdir)
-        print(f"load: {load['tool']}, {args.connections} connections, {args.duration:g} s, "
-              f"POST /predict on loopback, every answer logged durably (fsync)")
-        rows = [("requests/s (acknowledged)", f"{load['requests_per_s']:,.0f}"),
-                ("latency p50 / p90 / p99 / max (ms)",
-                 f"{load['p50_ms']} / {load['p90_ms']} / {load['p99_ms']} / {load['max_ms']}"),
-                ("acknowledged (200)", f"{load['acknowledged']:,}"),
-                ("other answers, socket errors", f"{ {k: v for k, v in load['codes'].items() if k != '200'} }, {load['socket_errors']}"),
-                ("logged (in the store after the stop)", f"{load['logged']:,}"),
-                ("lost (acknowledged, not logged)", f"{load['lost']:,}"),
-                ("fsyncs, records per fsync", f"{load['fsyncs']:,}, {load['records_per_fsync']:.1f}"
-                 if load.get("fsyncs") else "-"),
-                ("CPU s: client, server", f"{load['client_cpu_s']:.1f}, "
-                 f"{load['server_cpu_s']:.1f}" if load.get("server_cpu_s") is not None else "-")]
-        width = max(len(r[0]) for r in rows)
-        for name, value in rows:
-            print(f"  {name:<{width}}  {value}")
-        result = {k: v for k, v in load.items() if k != "raw"}
+        runs = [("as fast as it goes", load["max"])]
+        if load["fixed"]:
+            runs.append((f"at a fixed {args.rate:g} requests/s", load["fixed"]))
+        print(f"POST /predict on loopback for {args.duration:g} s per run, every answer logged "
+              "durably (fsync before 200)")
+        for title, r in runs:
+            other = {k: v for k, v in r["codes"].items() if k != "200"}
+            rows = [("load generator", f"{r['tool']}"
+                     + (f", {args.connections} connections" if r["tool"] == "wrk" else
+                        f", {args.workers} workers" if r["tool"] == "hey" else "")),
+                    ("requests/s (acknowledged)", f"{r['requests_per_s']:,.0f}"),
+                    ("latency p50 / p90 / p99 / max (ms)",
+                     f"{r['p50_ms']} / {r['p90_ms']} / {r['p99_ms']} / {r['max_ms']}"),
+                    ("acknowledged (200)", f"{r['acknowledged']:,}"),
+                    ("other answers, socket errors", f"{other or 'none'}, {r['socket_errors']}"),
+                    ("CPU s: client, server", f"{r['client_cpu_s']:.1f}, "
+                     + (f"{r['server_cpu_s']:.1f}" if r.get("server_cpu_s") is not None else "-"))]
+            if r.get("fsyncs"):
+                rows.append(("fsyncs, records per fsync (both runs so far)",
+                             f"{r['fsyncs']:,}, {r['records_per_fsync']:.1f}"))
+            print(f"\n{title}:")
+            width = max(len(x[0]) for x in rows)
+            for name, value in rows:
+                print(f"  {name:<{width}}  {value}")
+        print(f"\nafter stopping the service (SIGTERM, exit {load['exit_code']}): acknowledged "
+              f"{load['acknowledged']:,}, logged {load['logged']:,}, lost {load['lost']:,}")
+        headline = load["fixed"] or load["max"]
+        result = {"requests_per_s": round(headline["requests_per_s"], 1),
+                  "p50_ms": headline["p50_ms"], "p99_ms": headline["p99_ms"],
+                  "acknowledged": load["acknowledged"], "logged": load["logged"],
+                  "lost": load["lost"],
+                  "max_requests_per_s": round(load["max"]["requests_per_s"], 1),
+                  "max_p99_ms": load["max"]["p99_ms"],
+                  "runs": {"max": {k: v for k, v in load["max"].items() if k != "raw"},
+                           "fixed": load["fixed"]},
+                  "machine": {"cores": os.cpu_count(), "load_average": os.getloadavg()}}
         if not args.no_cbpe:
             cbpe = cbpe_phase(args, workdir)
             result["cbpe"] = cbpe

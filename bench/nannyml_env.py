@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 VENV = Path(__file__).resolve().parent / ".venv-nannyml"
-PACKAGES = ["nannyml==0.13.1"]
+# NannyML 0.13.1 imports statsmodels without declaring it
+PACKAGES = ["nannyml==0.13.1", "statsmodels==0.15.0"]
 
 
 def nannyml_python() -> Path:
