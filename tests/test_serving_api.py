@@ -247,3 +247,15 @@ def test_openapi_documents_the_endpoints_and_the_cap(service):
     spec = client.get("/openapi.json").json()
     assert {"/predict", "/feedback", "/health", "/metrics"} <= set(spec["paths"])
     assert f"1 to {BATCH_CAP}" in json.dumps(spec)
+
+
+def test_traffic_refuses_what_it_must_not_send():
+    from analysis.serving import traffic
+    for kwargs, text in (({"url": "http://10.0.0.5:8000"}, "not a loopback"),
+                         ({"url": "http://127.0.0.1:1", "rate": 0}, "--rate"),
+                         ({"url": "http://127.0.0.1:1", "duration": 7200}, "--duration"),
+                         ({"url": "http://127.0.0.1:1", "shift_at": 3}, "needs --shift"),
+                         ({"url": "http://127.0.0.1:1", "shift": "upside-down"}, "unknown shift")):
+        with pytest.raises(traffic.TrafficError, match=text):
+            traffic.run(**kwargs)
+    assert traffic.is_loopback("http://localhost:8000") and traffic.is_loopback("http://[::1]:80")

@@ -134,6 +134,10 @@ async def run_traffic(url: str, rate: float = 20.0, duration: float = 60.0,
         raise TrafficError("--feedback-share must be between 0 and 1")
     if shift is not None and shift not in SHIFTS:
         raise TrafficError(f"unknown shift {shift!r}; choose one of {', '.join(SHIFTS)}")
+    if shift is None and shift_at is not None:
+        raise TrafficError("--shift-at needs --shift (petal-scale or new-cluster)")
+    if shift_at is not None and not 0 <= shift_at <= duration:
+        raise TrafficError(f"--shift-at must be between 0 and the duration ({duration:g} s)")
     if shift is not None and shift_at is None:
         shift_at = 0.0
     base = url.rstrip("/")
