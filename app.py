@@ -17,6 +17,8 @@ PAGES = [
      "drift? Any two cells compared"),
     ("pages/6_Data_vs_concept.py", "Data vs concept", "new inputs (data drift) or new outcomes "
      "for the same inputs (concept drift)?"),
+    ("pages/7_Live_monitoring.py", "Live monitoring", "is a live model's traffic drifting, and "
+     "what does it probably cost before labels arrive?"),
     ("pages/5_Upload.py", "Upload", "add your own CSV or Parquet snapshot, validated before "
      "anything is stored"),
 ]

@@ -24,7 +24,8 @@ CACHE = dict(ttl=900, max_entries=64, show_spinner=False)
 NAVIGATION = [("app.py", "Home"), ("pages/1_Overview.py", "Overview"),
               ("pages/2_Feature_drift.py", "Feature drift"), ("pages/3_Heatmap.py", "Drift heatmap"),
               ("pages/4_Segments.py", "Segments"),
-              ("pages/6_Data_vs_concept.py", "Data vs concept"), ("pages/5_Upload.py", "Upload")]
+              ("pages/6_Data_vs_concept.py", "Data vs concept"),
+              ("pages/7_Live_monitoring.py", "Live monitoring"), ("pages/5_Upload.py", "Upload")]
 
 
 def store() -> Store:
@@ -348,3 +349,17 @@ def job_panel(kind: str, path: Path, params: dict, label: str, key: str,
                 st.rerun()
 
     st.fragment(watch, run_every=1.0 if was_running else None, key=f"{key}.fragment")()
+
+
+# -- live monitoring -----------------------------------------------------------------
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _live_monitor(root: str, dataset: str, reference_key: str):
+    from analysis.monitoring.live import LiveMonitor
+    return LiveMonitor(Store(root), dataset)
+
+
+def live_monitor(ctx: "Context"):
+    """The dataset's :class:`analysis.monitoring.live.LiveMonitor`, one per reference
+    (it keeps the windows it computed, so a refresh computes only the newest)."""
+    from analysis.monitoring.live import reference_key
+    return _live_monitor(ctx.root, ctx.dataset, reference_key(ctx.store, ctx.dataset))

@@ -9,6 +9,11 @@ report     write a postmortem bundle (zip: HTML report, charts as PNG, their dat
 investigate  data drift versus concept drift per segment x window, with the error's
            decomposition (exit 1 with --fail-on when that kind of drift is found)
 demo       build the rental-pricing demo store
+datasets   list the store's datasets with rows per slice (counting rows a model service
+           logged and has not compacted yet)
+serve      a model behind a REST API (``--scenario iris``), every prediction logged durably
+           into the store
+traffic    send bounded traffic to a running service, with an input shift and labels
 
 Exit codes: 0 success, 2 bad input (one-line message on stderr); ``investigate
 --fail-on`` exits 1 when the drift it names is found and 3 when what it names could not
@@ -202,6 +207,10 @@ def cell_notes(result: dict) -> list[str]:
 def format_investigation(result: dict) -> str:
     """The human-readable report of ``investigate``."""
     lines = [f"verdict: {result['verdict'].upper().replace('_', ' ')}", "", result["summary"], ""]
+    if result.get("estimated_accuracy") is not None:
+        low, high = result["estimated_accuracy_ci"]
+        lines += [f"estimated accuracy without labels (CBPE, 95% interval): "
+                  f"{result['estimated_accuracy']:.4f}  [{low:.4f}, {high:.4f}]", ""]
     d = result["decomposition"]
     if d:
         lines.append(f"decomposition of the {result['metric_label']} over the production period "
@@ -303,6 +312,45 @@ def cmd_demo(args) -> int:
     store = Store(args.store)
     rental.build_store(store, int(rental.DEFAULT_REFERENCE_ROWS * args.scale),
                        int(rental.DEFAULT_PRODUCTION_ROWS * args.scale))
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from analysis.catalog import datasets_table, format_datasets
+
+    rows = datasets_table(Store(args.store))
+    print(json.dumps(rows, indent=2) if args.json else format_datasets(rows))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from analysis.serving.server import serve
+    from analysis.serving.service import ServiceConfig
+
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port {args.port} is not a port number")
+    serve(ServiceConfig(store=Path(args.store), scenario=args.scenario,
+                        commit_delay=args.commit_delay_ms / 1000.0,
+                        compact_interval=args.compact_interval),
+          host=args.host, port=args.port)
+    return 0
+
+
+def cmd_traffic(args) -> int:
+    from analysis.serving.traffic import TrafficError, format_report, run
+
+    try:
+        report = run(args.url, rate=args.rate, duration=args.duration, shift_at=args.shift_at,
+                     shift=args.shift, feedback_share=args.feedback_share,
+                     feedback_delay=args.feedback_delay, seed=args.seed,
+                     allow_remote=args.allow_remote)
+    except TrafficError as exc:
+        raise InputError(str(exc)) from None
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    if report.sent and report.acknowledged == 0:
+        print("error: no request was acknowledged: is the service running at "
+              f"{args.url}?", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -413,6 +461,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0,
                    help="size multiplier (1.0 = 180k reference + 540k production rows)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("datasets", help="list datasets with row counts per slice")
+    _store_option(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("serve", help="serve a model behind a REST API, logging every "
+                                     "prediction into the store")
+    p.add_argument("--scenario", choices=["iris"], default="iris",
+                   help="the model to serve (iris: scikit-learn's Iris data, dataset iris-api)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    _store_option(p)
+    p.add_argument("--commit-delay-ms", type=float, default=2.0,
+                   help="group commit: under load, wait at most this long for more records "
+                        "per fsync (default: %(default)s)")
+    p.add_argument("--compact-interval", type=float, default=1.0,
+                   help="seconds between compactions of logged rows into snapshots "
+                        "(default: %(default)s)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("traffic", help="send bounded traffic to a running service")
+    p.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8000")
+    p.add_argument("--rate", type=float, default=20.0, help="requests per second "
+                                                            "(default: %(default)s)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds (default: %(default)s)")
+    p.add_argument("--shift-at", type=float, help="seconds after the start when the input "
+                                                  "shift begins (default: 0 with --shift)")
+    p.add_argument("--shift", choices=["petal-scale", "new-cluster"],
+                   help="petal-scale: petal lengths and widths read 40%% too large; "
+                        "new-cluster: flowers from the versicolor/virginica overlap")
+    p.add_argument("--feedback-share", type=float, default=0.0,
+                   help="share of acknowledged predictions whose true label is sent "
+                        "(default: %(default)s)")
+    p.add_argument("--feedback-delay", type=float, default=2.0,
+                   help="mean seconds before a label is sent (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a URL that is not a loopback address")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_traffic)
     return parser
 
 

@@ -159,10 +159,11 @@ def row_counts(store: Store, dataset: str, filters: Filters | None = None) -> di
 
 
 def _error_sql(prediction: str, target: str) -> str:
-    y, p = quote(target), quote(prediction)
+    # TRY_CAST: a classifier's labels (text) give no MAE rather than a type error
+    y, p = f"TRY_CAST({quote(target)} AS DOUBLE)", f"TRY_CAST({quote(prediction)} AS DOUBLE)"
     return (f"avg(abs({y} - {p})) AS mae, "
             f"100 * avg(CASE WHEN {y} <> 0 THEN abs({y} - {p}) / abs({y}) END) AS mape, "
-            f"count({y}) AS labelled")
+            f"count({quote(target)}) AS labelled")
 
 
 def reference_error(store: Store, dataset: str, filters: Filters | None = None) -> dict:

@@ -5,6 +5,15 @@ Layout on disk (one directory per store)::
     <store>/<dataset>/dataset.json              name, task, column roles
     <store>/<dataset>/snapshots/<id>.parquet    the rows of one snapshot
     <store>/<dataset>/snapshots/<id>.json       id, slice, rows, source, loaded_at, sha256
+    <store>/<dataset>/labels/<id>.parquet       late labels: id column -> target (optional)
+    <store>/<dataset>/labels/<id>.json          their manifest
+
+A snapshot's manifest may list snapshots it ``replaces`` (a live service rolls many small
+snapshots up into one): readers then see the merged snapshot and no longer the parts,
+whose files are deleted later (:meth:`Store.purge_replaced`), so a reader that listed
+them a moment before can still read them. Labels that arrive after their rows (a model
+service's feedback) are kept apart, keyed by the dataset's ``id`` column, and joined by
+the readers that use them.
 
 DuckDB is the engine that reads it (``read_parquet`` over a slice's snapshot files, see
 :mod:`analysis.queries`). Why Parquet files and not tables in one ``.duckdb`` file:
@@ -22,6 +31,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -57,6 +67,10 @@ class Roles:
     prediction: str | None = None
     target: str | None = None
     id: str | None = None
+    #: class label -> column holding the model's predicted probability of that class
+    probabilities: dict[str, str] = field(default_factory=dict)
+    #: columns kept with the rows but not analysed (model version, flags...)
+    extra: list[str] = field(default_factory=list)
 
     @property
     def features(self) -> dict[str, str]:
@@ -67,7 +81,7 @@ class Roles:
     @property
     def columns(self) -> list[str]:
         cols = [self.id, self.timestamp, *self.segments, *self.numeric, *self.categorical,
-                self.prediction, self.target]
+                self.prediction, self.target, *self.probabilities.values(), *self.extra]
         return [c for c in cols if c]
 
     def validate(self) -> None:
@@ -85,9 +99,11 @@ class Roles:
         if unknown:
             raise StoreError(f"unknown role keys: {', '.join(sorted(unknown))}")
         roles = cls(**{k: raw[k] for k in raw})
-        for key in ("segments", "numeric", "categorical"):
+        for key in ("segments", "numeric", "categorical", "extra"):
             if not isinstance(getattr(roles, key), list):
                 raise StoreError(f"role {key!r} must be a list of column names")
+        if not isinstance(roles.probabilities, dict):
+            raise StoreError("role 'probabilities' must map each class to a column name")
         return roles
 
     def to_dict(self) -> dict:
@@ -113,6 +129,9 @@ class Snapshot:
     sha256: str
     path: Path
     warnings: list[str] = field(default_factory=list)
+    #: free-form facts about the snapshot: ``replaces`` (ids it merged), ``wal`` (the
+    #: write-ahead-log position it covers), ``first`` / ``last`` timestamps...
+    meta: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -131,6 +150,54 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_parquet(folder: Path, table: pa.Table) -> tuple[str, Path]:
+    """Write ``table`` as ``<new id>.parquet`` in ``folder`` atomically; (id, path)."""
+    part_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
+    path = folder / f"{part_id}.parquet"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{part_id}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return part_id, path
+
+
+def _all_manifests(folder: Path) -> list[Snapshot]:
+    out = []
+    for manifest in sorted(folder.glob("*.json")):
+        try:
+            raw = json.loads(manifest.read_text())
+        except FileNotFoundError:   # purged between listing and reading
+            continue
+        out.append(Snapshot(path=manifest.with_suffix(".parquet"), **raw))
+    return out
+
+
+def _read_manifests(folder: Path) -> list[Snapshot]:
+    """The manifests in ``folder`` that no other one replaces."""
+    parts = _all_manifests(folder)
+    replaced = {r for s in parts for r in s.meta.get("replaces", ())}
+    return [s for s in parts if s.id not in replaced]
+
+
+def _replaced(folder: Path, older_than: float) -> list[str]:
+    """Ids in ``folder`` replaced by a manifest written at least ``older_than`` s ago."""
+    out = []
+    now = time.time()
+    for manifest in sorted(folder.glob("*.json")):
+        try:
+            raw = json.loads(manifest.read_text())
+            age = now - manifest.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age >= older_than:
+            out.extend(raw.get("meta", {}).get("replaces", ()))
+    return [p for p in out if (folder / f"{p}.json").exists()]
 
 
 def _now() -> str:
@@ -192,13 +259,10 @@ class Store:
 
     # -- snapshots -----------------------------------------------------------------
     def snapshots(self, dataset: str, slice: str | None = None) -> list[Snapshot]:
-        folder = self.root / dataset / "snapshots"
-        out = []
-        for manifest in sorted(folder.glob("*.json")):
-            raw = json.loads(manifest.read_text())
-            snap = Snapshot(path=manifest.with_suffix(".parquet"), **raw)
-            if slice is None or snap.slice == slice:
-                out.append(snap)
+        """The dataset's snapshots (of ``slice``), in load order; a snapshot another one
+        ``replaces`` is left out."""
+        out = [s for s in _read_manifests(self.root / dataset / "snapshots")
+               if slice is None or s.slice == slice]
         return sorted(out, key=lambda s: (s.loaded_at, s.id))
 
     def files(self, dataset: str, slice: str) -> list[Path]:
@@ -208,8 +272,14 @@ class Store:
         return [s.path for s in self.snapshots(dataset, slice)]
 
     def add_snapshot(self, dataset: str, slice: str, table: pa.Table, source: str,
-                     warnings: list[str] | None = None) -> Snapshot:
-        """Store ``table`` as a new snapshot of ``slice``; refuses a duplicate of stored content."""
+                     warnings: list[str] | None = None, meta: dict | None = None,
+                     check_duplicate: bool = True) -> Snapshot:
+        """Store ``table`` as a new snapshot of ``slice``; refuses a duplicate of stored
+        content (unless ``check_duplicate`` is False: a writer whose rows are unique by
+        construction, such as a service logging request ids, skips reading every
+        manifest). ``meta`` is kept in the manifest; ``meta["replaces"]`` (snapshot ids)
+        makes this snapshot stand for those, atomically: readers see either the parts or
+        this one, never both."""
         if slice not in SLICES:
             raise StoreError(f"slice must be one of {SLICES}, got {slice!r}")
         ds = self.dataset(dataset)
@@ -220,25 +290,56 @@ class Store:
             raise StoreError("snapshot has no rows")
         table = table.select(ds.roles.columns)
         digest = table_sha256(table)
-        for snap in self.snapshots(dataset):
-            if snap.sha256 == digest:
-                raise StoreError(f"this content is already stored as snapshot {snap.id} "
-                                 f"({snap.source}, {snap.rows} rows)")
-        snap_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
+        if check_duplicate:
+            for snap in self.snapshots(dataset):
+                if snap.sha256 == digest:
+                    raise StoreError(f"this content is already stored as snapshot {snap.id} "
+                                     f"({snap.source}, {snap.rows} rows)")
         folder = self.root / dataset / "snapshots"
-        parquet_path = folder / f"{snap_id}.parquet"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{snap_id}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-            os.replace(tmp, parquet_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        snap_id, parquet_path = _write_parquet(folder, table)
         snap = Snapshot(snap_id, slice, table.num_rows, source, _now(), digest, parquet_path,
-                        list(warnings or []))
+                        list(warnings or []), dict(meta or {}))
         _write_atomic(folder / f"{snap_id}.json", json.dumps(snap.to_dict(), indent=2).encode())
         return snap
+
+    def purge_replaced(self, dataset: str, older_than: float = 60.0) -> list[str]:
+        """Delete the files of snapshots (and label parts) that another one replaced at
+        least ``older_than`` seconds ago; returns their ids. The delay lets a reader that
+        listed the parts just before the merge finish reading them."""
+        gone = []
+        for folder in (self.root / dataset / "snapshots", self.root / dataset / "labels"):
+            for part in _replaced(folder, older_than):
+                (folder / f"{part}.json").unlink(missing_ok=True)
+                (folder / f"{part}.parquet").unlink(missing_ok=True)
+                gone.append(part)
+        return gone
+
+    # -- late labels ---------------------------------------------------------------
+    def add_labels(self, dataset: str, table: pa.Table, source: str,
+                   meta: dict | None = None) -> Snapshot:
+        """Store labels that arrived after their rows: ``table`` holds the dataset's id
+        column, its target column and ``labelled_at``. Same atomic write as a snapshot
+        (slice ``labels``); ``meta["replaces"]`` works as for snapshots."""
+        roles = self.dataset(dataset).roles
+        if not (roles.id and roles.target):
+            raise StoreError(f"dataset {dataset!r} needs an id and a target column for labels")
+        missing = [c for c in (roles.id, roles.target) if c not in table.column_names]
+        if missing:
+            raise StoreError(f"labels lack columns: {', '.join(missing)}")
+        if table.num_rows == 0:
+            raise StoreError("no labels")
+        folder = self.root / dataset / "labels"
+        folder.mkdir(parents=True, exist_ok=True)
+        part_id, path = _write_parquet(folder, table)
+        part = Snapshot(part_id, "labels", table.num_rows, source, _now(), "", path, [],
+                        dict(meta or {}))
+        _write_atomic(folder / f"{part_id}.json", json.dumps(part.to_dict(), indent=2).encode())
+        return part
+
+    def labels(self, dataset: str) -> list[Snapshot]:
+        """The dataset's label parts (see :meth:`add_labels`), in load order."""
+        out = _read_manifests(self.root / dataset / "labels")
+        return sorted(out, key=lambda s: (s.loaded_at, s.id))
 
     def remove_snapshot(self, dataset: str, snapshot_id: str) -> Snapshot:
         for snap in self.snapshots(dataset):
@@ -257,7 +358,8 @@ class Store:
         prefix = dataset if dataset else "*"
         items = sorted(
             (str(p.relative_to(self.root)), p.stat().st_mtime_ns)
-            for pattern in (f"{prefix}/dataset.json", f"{prefix}/snapshots/*.json")
+            for pattern in (f"{prefix}/dataset.json", f"{prefix}/snapshots/*.json",
+                            f"{prefix}/labels/*.json")
             for p in self.root.glob(pattern)
         ) if self.root.is_dir() else []
         return hashlib.sha1(repr(items).encode()).hexdigest()[:16]

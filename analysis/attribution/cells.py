@@ -51,6 +51,8 @@ class Cell:
     decomposition: dict | None = None
     verdict: str = "none"
     notes: list[str] = field(default_factory=list)
+    #: accuracy estimated without labels (CBPE) when the prediction is a probability
+    estimated: dict | None = None
     # internals used after the Holm step
     _data_tests: list = field(default_factory=list, repr=False)
     _concept_tests: list = field(default_factory=list, repr=False)
@@ -67,7 +69,17 @@ class Cell:
             "rows": int(self.rows), "labelled_rows": int(self.labelled_rows),
             "verdict": self.verdict, "data": self.data, "concept": self.concept,
             "decomposition": self.decomposition, "notes": list(self.notes),
+            **estimate_keys(self.estimated),
         }
+
+
+def estimate_keys(estimated: dict | None) -> dict:
+    """``estimated_accuracy`` and its 95 % interval ``estimated_accuracy_ci`` ([low,
+    high]); None when the prediction is not a probability."""
+    if not estimated or estimated.get("value") is None:
+        return {"estimated_accuracy": None, "estimated_accuracy_ci": None}
+    return {"estimated_accuracy": estimated["value"],
+            "estimated_accuracy_ci": [estimated["low"], estimated["high"]]}
 
 
 def binned_feature_test(ref_codes: np.ndarray, win_codes: np.ndarray, n_bins: int,

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from analysis.attribution.cells import Cell
+from analysis.attribution.cells import Cell, estimate_keys
 from analysis.attribution.domain import fit_shared_domain
 from analysis.attribution.encoding import Encoder, _sample, clean_values, segments_of
-from analysis.attribution.estimates import _LossLevels, _overall_decomposition
+from analysis.attribution.estimates import _LossLevels, _overall_decomposition, cbpe_confidence
 from analysis.attribution.features import _concept_regions, _drifted_features
 from analysis.attribution.problem import (ALL, ALPHA, AUC_MIN, BIAS_MIN, BOOTSTRAP, CLIP,
                                           CLASSIFICATION_METRICS, CONCEPT_MIN, METRICS,
@@ -36,6 +36,7 @@ from analysis.attribution.text import _cell_notes, _judged, _perfect, verdict_te
 from analysis.attribution.windows import assign_windows
 from analysis.binning import bins_for
 from analysis.drift import CATEGORICAL, NUMERIC
+from analysis.monitoring.cbpe import estimate_from_confidence
 
 THREADS = int(os.environ.get("DRIFT_THREADS", "1"))
 
@@ -58,6 +59,9 @@ class Investigation:
     production_rows: int
     change_points: list[dict] = field(default_factory=list)
     sequences: list[dict] = field(default_factory=list)
+    #: overall accuracy estimated without labels, and how (None: not a probability)
+    estimated: dict | None = None
+    estimation: dict | None = None
 
     def to_dict(self) -> dict:
         p = self.problem
@@ -78,6 +82,8 @@ class Investigation:
                            "weight_clip": CLIP, "support_ratio": SUPPORT_RATIO,
                            "min_rows": MIN_ROWS, "bootstrap": BOOTSTRAP},
             "notes": self.notes,
+            **estimate_keys(self.estimated),
+            "estimation": self.estimation,
         }
 
 
@@ -192,9 +198,12 @@ def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Pro
     # reference and each cell's window: the decomposition's levels are anchored to them,
     # so they are the numbers the other pages show (see _anchored)
     levels = _LossLevels(reference, production, p, full_segments) if p.has_model else None
+    confidence, estimation = cbpe_confidence(reference, production, p)
+    if estimation is not None:
+        notes.append(estimation["note"])
 
     # ---- 4. and 5. the cells, and when the changes began
-    judge = CellJudge(p, ref, win, domain, bins, windows, levels, full_segments)
+    judge = CellJudge(p, ref, win, domain, bins, windows, levels, full_segments, confidence)
     cells, tests = judge_all(judge, say)
     say("dating the changes")
     change_points = date_changes(judge, cells)
@@ -215,6 +224,9 @@ def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Pro
     inv = Investigation(_overall_verdict(cells, judged), "", p, windows.unit, judged, drifted,
                         concept_features, decomposition, cells, notes, len(reference),
                         len(production), change_points, [_sequence(t) for t in tests])
+    if confidence is not None:
+        inv.estimated = estimate_from_confidence(confidence[windows.of >= 0]).to_dict()
+        inv.estimation = {k: v for k, v in estimation.items() if k != "note"}
     inv.summary = verdict_text(inv)
     return inv
 
@@ -225,8 +237,9 @@ def _problem_notes(p: Problem, decomposition: dict | None) -> list[str]:
         out.append("no target column: concept drift (P(y|x)) is not judged; the verdict is "
                    "data or none from the inputs alone")
     if not p.has_model:
-        out.append("no " + ("prediction" if p.labelled else "target or prediction") +
-                   " column: the model's error change cannot be decomposed")
+        missing = "prediction" if p.labelled else \
+            ("target" if p.prediction else "target or prediction")
+        out.append(f"no {missing} column: the model's error change cannot be decomposed")
     if decomposition is not None and _perfect(decomposition["reference"]["value"], p.metric):
         out.append(f"the model's reference {METRICS[p.metric]} is perfect "
                    f"({decomposition['reference']['value']:g}): its reference predictions look "

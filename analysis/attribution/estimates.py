@@ -8,7 +8,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from analysis.attribution.encoding import segments_of
-from analysis.attribution.problem import ALL, Problem, metric_level, row_losses
+from analysis.attribution.problem import ALL, Problem, label_text, metric_level, row_losses
 
 
 def weighted_mean(values: np.ndarray, weights: np.ndarray, replicates: np.ndarray | None = None):
@@ -176,3 +176,31 @@ def _overall_decomposition(p: Problem, mixture: list[tuple[int, dict]]) -> dict 
 
     return _decompose(p.metric, mix("lp"), mix("lq"), mix("e_sa"), mix("e_iw"), mix("sr"),
                       mix("sw"))
+
+
+def cbpe_confidence(reference: pd.DataFrame, production: pd.DataFrame, p: Problem
+                    ) -> tuple[np.ndarray | None, dict | None]:
+    """Per production row, the probability that the model is right (CBPE,
+    :mod:`analysis.monitoring.cbpe`), when the prediction column holds a two-class
+    probability; calibrated on the reference when it has labels. (None, None) otherwise."""
+    from analysis.monitoring.cbpe import ASSUMPTIONS, CBPE, binary_matrix, looks_like_probability
+
+    if p.prediction is None or p.task != "classification":
+        return None, None
+    p_ref = pd.to_numeric(reference[p.prediction], errors="coerce")
+    p_prod = pd.to_numeric(production[p.prediction], errors="coerce")
+    if not looks_like_probability(pd.concat([p_ref, p_prod]).to_numpy(dtype=float)):
+        return None, None
+    model = CBPE()
+    if p.target is not None and p.positive is not None:
+        y = label_text(reference[p.target])
+        labels = np.where(pd.isna(y), np.nan, (y == str(p.positive)).astype(float))
+        model.fit(binary_matrix(p_ref.to_numpy(dtype=float)), labels)
+    how = ("calibrated on the reference's labels (isotonic)" if model.calibrated else
+           "taken as calibrated (no labelled reference to calibrate them)")
+    note = (f"accuracy estimated without labels from {p.prediction!r} (CBPE: each prediction "
+            f"counts as right with its probability, {how}; assumes P(y|x) unchanged; "
+            "'estimated_accuracy' and its 95 % interval in every cell)")
+    return model.confidence(binary_matrix(p_prod.to_numpy(dtype=float))), {
+        "method": "CBPE", "calibrated": model.calibrated, "threshold": 0.5, "note": note,
+        "assumptions": ASSUMPTIONS}

@@ -246,7 +246,7 @@ def problem_from_frames(reference: pd.DataFrame, production: pd.DataFrame, *,
         kinds = column_kinds(reference, production, chosen)
     except ValueError as exc:
         raise AttributionError(str(exc)) from None
-    task = _task(reference, production, target, prediction, task)
+    task = _task(reference, production, target, prediction, task, notes)
     positive = None
     if metric is not None:
         allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
@@ -354,10 +354,19 @@ def _choose_features(reference: pd.DataFrame, production: pd.DataFrame, roles: s
     return chosen
 
 
-def _task(reference: pd.DataFrame, production: pd.DataFrame, target, prediction, task):
+def _task(reference: pd.DataFrame, production: pd.DataFrame, target, prediction, task,
+          notes: list[str]):
     """The task (as given, or inferred from the target); a regression's target and
-    prediction must be numeric."""
+    prediction must be numeric. Without a target, a prediction of numbers in [0, 1] is
+    read as a two-class probability (its accuracy can then be estimated, see CBPE)."""
     if target is None:
+        from analysis.monitoring.cbpe import looks_like_probability
+
+        if prediction is not None and task is None and looks_like_probability(
+                pd.to_numeric(reference[prediction], errors="coerce").to_numpy(dtype=float)):
+            notes.append(f"no target: {prediction!r} (numbers in [0, 1]) read as the positive "
+                         "class's probability, predicting it at 0.5 or more")
+            return "classification"
         return task or "regression"
     task = task or infer_task(reference[target], reference[prediction] if prediction else None)
     if task != "regression":

@@ -19,6 +19,7 @@ from analysis.attribution.domain import SharedDomain, group_pi
 from analysis.attribution.problem import ALL, MIN_ROWS, Problem
 from analysis.attribution.samples import Side
 from analysis.attribution.windows import Windows
+from analysis.monitoring.cbpe import estimate_from_confidence
 
 
 class CellJudge:
@@ -26,9 +27,11 @@ class CellJudge:
     and the user's model's full-table loss levels."""
 
     def __init__(self, p: Problem, ref: Side, win: Side, domain: SharedDomain, bins: dict,
-                 windows: Windows, levels, full_segments: np.ndarray):
+                 windows: Windows, levels, full_segments: np.ndarray,
+                 confidence: np.ndarray | None = None):
         self.p, self.ref, self.win, self.domain, self.bins = p, ref, win, domain, bins
         self.windows, self.levels, self.full_segments = windows, levels, full_segments
+        self.confidence = confidence   # CBPE: each production row's chance of being right
         self.segments = sorted(set(ref.segment) | set(win.segment)) if p.segment else []
 
     def cell(self, w: int, segment: str, examined: bool) -> Cell | None:
@@ -39,6 +42,11 @@ class CellJudge:
         if in_full == 0:
             return None
         cell = Cell(segment, self.windows.start(w), self.windows.end(w), in_full, _window=w)
+        if self.confidence is not None:
+            conf = self.confidence[full_rows]
+            if segment != ALL:
+                conf = conf[self.full_segments[full_rows] == segment]
+            cell.estimated = estimate_from_confidence(conf).to_dict()
         sample = np.flatnonzero(self.win.window == w)
         in_ref = np.ones(len(self.ref.frame), bool) if segment == ALL else self.ref.segment == segment
         in_win = np.ones(sample.size, bool) if segment == ALL else self.win.segment[sample] == segment
