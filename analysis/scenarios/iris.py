@@ -72,9 +72,11 @@ class PlausibleRanges:
 
     The rule: with ``lo`` and ``hi`` the smallest and largest training value of a
     feature and ``m`` the margin (:data:`EDGE_MARGIN`, 10 %), a value ``x`` is plausible
-    when ``lo - m (hi - lo) <= x <= hi + m (hi - lo)``. Values outside are served, but
-    counted and flagged, never refused (an unusual flower is still a flower; a negative
-    or non-finite length is invalid input and refused before this rule is applied).
+    when ``lo - m (hi - lo) <= x <= hi + m (hi - lo)``, the lower bound raised to 0 when
+    every training value is at least 0 (a length: a negative one is never plausible).
+    Values outside are served, but counted and flagged, never refused (an unusual or
+    mistyped measurement still gets its prediction; a non-finite number is not a
+    measurement and is refused before this rule is applied).
     """
 
     low: dict[str, float]
@@ -87,7 +89,7 @@ class PlausibleRanges:
         for f in features:
             lo, hi = float(frame[f].min()), float(frame[f].max())
             pad = margin * (hi - lo)
-            low[f], high[f] = lo - pad, hi + pad
+            low[f], high[f] = (lo - pad if lo < 0 else max(lo - pad, 0.0)), hi + pad
         return cls(low, high, margin)
 
     def violations(self, X: np.ndarray, features) -> tuple[np.ndarray, np.ndarray]:

@@ -55,8 +55,6 @@ def _reason(err: dict) -> str:
         return f"malformed JSON{where}: {err.get('ctx', {}).get('error', err.get('msg'))}"
     if kind == "finite_number":
         return "NaN and infinity are not lengths: give a finite number of cm"
-    if kind == "greater_than_equal":
-        return "a length cannot be negative"
     if kind == "model_attributes_type" or kind == "dict_type":
         return "expected a JSON object: one record, or {\"instances\": [...]}"
     if kind == "float_type" and given is None:

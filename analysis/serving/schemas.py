@@ -1,8 +1,9 @@
 """Request and response models: what the API accepts and what leaves it.
 
 Validation happens here, at the edge, before anything is computed or logged: a number
-must be a JSON number (not a string, not ``null``, not a boolean), finite and not
-negative (a length in cm); no field may be missing or extra; a batch holds 1 to
+must be a JSON number (not a string, not ``null``, not a boolean) and finite (a length
+in cm; a negative one is served and flagged by the edge rule, see
+:class:`analysis.scenarios.iris.PlausibleRanges`); no field may be missing or extra; a batch holds 1 to
 :data:`BATCH_CAP` records. Anything else is answered 422 with the field and the reason.
 """
 from __future__ import annotations
@@ -16,8 +17,8 @@ BATCH_CAP = 100
 #: longest request id accepted by ``POST /feedback``
 ID_LENGTH = 64
 
-Length = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0,
-                                description="a length in cm: a finite JSON number, not negative",
+Length = Annotated[float, Field(strict=True, allow_inf_nan=False,
+                                description="a length in cm: a finite JSON number",
                                 examples=[5.1])]
 
 
