@@ -27,6 +27,7 @@ from analysis.engine import (MISSING_SEGMENT, UNIT_CODES, connect_slice, epoch_u
 from analysis.profiles import ensure_codes
 from analysis.queries import Filters, parquet_source
 from analysis.reference_bins import FrozenBins, bin_expr, frozen_bins, n_bins
+from analysis.stats import pool_moments
 from analysis.store import Store
 
 COLUMNS = ["window", "segment", "feature", "bin", "n"]
@@ -337,24 +338,6 @@ def _codes_expr(t, bins: FrozenBins, segments: list[str], segment: str | None,
              .mutate(feature=ibis.literal(i, type="int16")) for i in range(len(bins.coarse))]
     union = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
     return union.select("cell", "feature", "bin", "n")
-
-
-def pool_moments(n, mean, m2) -> tuple[float, float, float]:
-    r"""Pool per-part (count, mean, M2) into the whole's (count, mean, population variance).
-
-    Chan et al.'s parallel formula, which loses no precision to cancellation:
-    :math:`N = \sum n_i`, :math:`\bar x = \sum n_i \bar x_i / N`,
-    :math:`M_2 = \sum M_{2,i} + \sum n_i (\bar x_i - \bar x)^2`, variance
-    :math:`M_2 / N` (NaN mean and variance when N = 0). Parts with no values are ignored.
-    """
-    n = np.asarray(n, dtype=float)
-    keep = n > 0
-    n, mean, m2 = n[keep], np.asarray(mean, float)[keep], np.asarray(m2, float)[keep]
-    total = n.sum()
-    if total == 0:
-        return 0.0, np.nan, np.nan
-    pooled = float(np.dot(n, mean) / total)
-    return float(total), pooled, float((m2.sum() + np.dot(n, (mean - pooled) ** 2)) / total)
 
 
 def reference_moments(store: Store, dataset: str, segment: str | None,

@@ -35,11 +35,11 @@ import numpy as np
 import pandas as pd
 
 from analysis import noise, stats
-from analysis.counts import (binned_counts, day_counts, pool_moments, reference_moments,
-                             whole_counts)
+from analysis.counts import binned_counts, day_counts, reference_moments, whole_counts
 from analysis.drift import TESTS, FeatureDrift, judge_distance
 from analysis.queries import Filters
 from analysis.reference_bins import FrozenBins, frozen_bins, n_bins
+from analysis.stats import pool_moments
 from analysis.store import Store
 
 METRICS = {
@@ -345,7 +345,7 @@ def drift_rule(metric: str, min_rows: int = noise.MIN_ROWS, alpha: float = noise
 
 def pooled_std(moments: pd.DataFrame, segments: list[str] | None) -> dict[str, float]:
     """Population sd of each feature over the chosen segments, pooled from per-segment
-    (n, mean, variance) by :func:`analysis.counts.pool_moments` (M2 = variance x n)."""
+    (n, mean, variance) by :func:`analysis.stats.pool_moments` (M2 = variance x n)."""
     part = moments if segments is None else moments[moments["segment"].isin(segments)]
     out = {}
     for feature, g in part.groupby("feature"):

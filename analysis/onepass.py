@@ -15,7 +15,7 @@ those arrays with numpy, the features spread over a few threads:
   split them into the fine bins by ``searchsorted``: counts, min, max and sums without
   any per-value arithmetic;
 * ``moments``: two passes per segment column (means, then squared deviations), as
-  exact as the engine's ``var_pop``.
+  exact as the engine's ``var_pop``; all rows pooled from one segment column's.
 
 The bins are the same as the engine's because the arithmetic is (the bounds reproduce
 ``floor((x - a) / w)`` exactly; the literals in the engine's SQL parse to the same
@@ -41,6 +41,7 @@ from analysis.codes import CELL_SHIFT, CODES_DAY, extend_dictionary, profile_pat
 from analysis.engine import epoch_us, new_con
 from analysis.queries import quote
 from analysis.reference_bins import FrozenBins, n_bins
+from analysis.stats import pool_moments
 
 #: microseconds per unit of an Arrow timestamp; days per unit of a day count
 _US_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
@@ -126,8 +127,7 @@ def _feature(feature: str, index: int, rows: Rows, bins: FrozenBins, groupings: 
         fine = fine_summary(x, ok, bins.fine[feature])
         fine = fine.append_column("feature", pa.array(np.full(fine.num_rows, list(
             bins.fine).index(feature), np.int16))).select(FINE_SCHEMA.names)
-        moments = [moments_table(x, ok, feature, g) for g in groupings if g.group is not None]
-        moments.insert(0, moments_table(x, ok, feature, None))
+        moments = _moments(x, ok, feature, [g for g in groupings if g.labels is not None])
     else:
         codes = categorical_codes(*rows.categorical[feature], coarse)
         fine, moments = None, []
@@ -135,15 +135,30 @@ def _feature(feature: str, index: int, rows: Rows, bins: FrozenBins, groupings: 
     return codes, days, fine, moments
 
 
+def _moments(x: np.ndarray, ok: np.ndarray, feature: str, groupings: list[Cells]) -> list:
+    """The moments rows of one feature: all rows (pooled from the first segment column's
+    values when there is one, :func:`analysis.stats.pool_moments`), then per value of
+    every segment column."""
+    parts = [(g, segment_moments(x, ok, g)) for g in groupings]
+    if parts:
+        total, mean, variance = pool_moments(*parts[0][1])
+        whole = np.array([total]), np.array([mean]), np.array([variance * total])
+    else:
+        whole = overall_moments(x, ok)
+    return [moments_table(feature, "", ["all"], np.array([x.size]), *whole)] + [
+        moments_table(feature, g.column, g.labels, g.sizes, *m) for g, m in parts]
+
+
 def numeric_codes(x: np.ndarray, ok: np.ndarray, bins: NumericBins) -> np.ndarray:
     """Coarse bin of every value: the number of edges <= x, missing (not finite) last;
     the engine's ``x < edge`` tree gives the same (one comparison per edge here, which
     vectorises better than a binary search over nine edges)."""
-    codes = np.zeros(x.size, np.int16)
+    count = np.zeros(x.size, np.int8)   # at most nine edges: bytes add fastest
     above = np.empty(x.size, bool)
     for edge in bins.edges:
         np.greater_equal(x, edge, out=above)
-        codes += above
+        np.add(count, above.view(np.int8), out=count)
+    codes = count.astype(np.int16)
     codes[~ok] = len(bins.edges) + 1
     return codes
 
@@ -179,33 +194,42 @@ def fine_summary(x: np.ndarray, ok: np.ndarray, bins: FineBins) -> pa.Table:
                      "sum": pa.array(sums, mask=nulls)})
 
 
-def moments_table(x: np.ndarray, ok: np.ndarray, feature: str, cells: Cells | None
+def segment_moments(x: np.ndarray, ok: np.ndarray, cells: Cells
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Count, mean and M2 (sum of squared deviations from the mean) of the present
+    values in each segment value of ``cells``: two passes, as exact as the engine's
+    ``var_pop`` (NaN mean and M2 where a value has no present row)."""
+    complete = ok.all()
+    size = len(cells.labels)
+    n = cells.sizes if complete else np.bincount(cells.group, weights=ok, minlength=size
+                                                 ).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(cells.group, weights=x if complete else np.where(ok, x, 0.0),
+                           minlength=size) / n
+    m2 = _squared_deviations(x, None if complete else ok, cells.group, mean)
+    return n, mean, np.where(n > 0, m2, np.nan)
+
+
+def overall_moments(x: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Count, mean and M2 of all present values (as one-element arrays)."""
+    values = x if ok.all() else x[ok]
+    if not values.size:
+        return np.array([0]), np.array([np.nan]), np.array([np.nan])
+    mean = values.sum() / values.size
+    deviation = values - mean
+    return np.array([values.size]), np.array([mean]), np.array([np.dot(deviation, deviation)])
+
+
+def moments_table(feature: str, column: str, labels: list, sizes: np.ndarray, n, mean, m2
                   ) -> pa.Table:
-    """Count, mean and M2 (sum of squared deviations) of the present values of
-    ``feature`` in each segment value of ``cells`` that has rows (all rows: one 'all'
-    row), two passes each; mean and M2 are NULL where a segment has no value."""
-    if cells is None:
-        values = x if ok.all() else x[ok]
-        n = np.array([values.size])
-        mean = np.array([values.sum() / values.size if values.size else np.nan])
-        deviation = values - mean[0]
-        m2 = np.array([np.dot(deviation, deviation)])
-        labels, column, keep = ["all"], "", np.array([0])
-    else:
-        complete = ok.all()
-        size, labels, column = len(cells.labels), cells.labels, cells.column
-        n = cells.sizes if complete else np.bincount(cells.group, weights=ok, minlength=size
-                                                     ).astype(np.int64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.bincount(cells.group, weights=x if complete else np.where(ok, x, 0.0),
-                               minlength=size) / n
-        m2 = _squared_deviations(x, None if complete else ok, cells.group, mean)
-        keep = np.flatnonzero(cells.sizes)
+    """The profile's moments rows of one feature and segment ``column`` ('' for all
+    rows): one per label with rows (``sizes``), NULL mean and M2 where n is 0."""
+    keep = np.flatnonzero(sizes)
     empty = n[keep] == 0
     return pa.table({"segcol": pa.array([column] * keep.size, pa.string()),
                      "segment": pa.array([labels[k] for k in keep], pa.string()),
                      "feature": pa.array([feature] * keep.size, pa.string()),
-                     "n": pa.array(n[keep].astype(np.int64)),
+                     "n": pa.array(np.asarray(n)[keep].astype(np.int64)),
                      "mean": pa.array(mean[keep], mask=empty),
                      "m2": pa.array(m2[keep], mask=empty)})
 

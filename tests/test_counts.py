@@ -108,20 +108,6 @@ def test_reference_moments_pooled_from_profiles(snapshots_store):
                 assert row["var"] == pytest.approx(x.var(), rel=1e-10)
 
 
-def test_pool_moments_is_the_variance_of_the_whole():
-    rng = np.random.default_rng(4)
-    parts = [rng.normal(1e6, 1, 50), rng.normal(1e6 + 3, 2, 70), np.array([])]
-    n = [p.size for p in parts]
-    mean = [p.mean() if p.size else np.nan for p in parts]
-    m2 = [((p - p.mean()) ** 2).sum() if p.size else 0.0 for p in parts]
-    total, pooled_mean, var = counts.pool_moments(n, mean, m2)
-    whole = np.concatenate(parts)
-    assert total == whole.size
-    assert pooled_mean == pytest.approx(whole.mean(), rel=1e-15)
-    assert var == pytest.approx(whole.var(), rel=1e-9)
-    assert np.isnan(counts.pool_moments([0], [np.nan], [0.0])[1])
-
-
 def test_profiles_of_a_dataset_without_segment_columns(snapshots_store):
     from analysis.store import Roles
     store = snapshots_store

@@ -213,12 +213,16 @@ def test_fine_summary_and_moments_against_numpy():
         assert (table.loc[b, "lo"], table.loc[b, "hi"]) == (values.min(), values.max())
         assert table.loc[b, "sum"] == pytest.approx(values.sum(), rel=1e-12)
     group = rng.integers(0, 3, x.size)
-    cells = onepass.Cells(0, "g", group, np.arange(3), None, group, ["(missing)", "a", "b"],
+    labels = ["(missing)", "a", "b"]
+    cells = onepass.Cells(0, "g", group, np.arange(3), None, group, labels,
                           np.bincount(group, minlength=3))
-    moments = onepass.moments_table(x, ok, "f", cells).to_pandas().set_index("segment")
-    for k, label in enumerate(["(missing)", "a", "b"]):
+    n, mean, m2 = onepass.segment_moments(x, ok, cells)
+    for k in range(3):
         values = x[ok & (group == k)]
-        assert moments.loc[label, "n"] == values.size
-        assert moments.loc[label, "mean"] == pytest.approx(values.mean(), rel=1e-12)
-        assert moments.loc[label, "m2"] == pytest.approx(((values - values.mean()) ** 2).sum(),
-                                                         rel=1e-10)
+        assert n[k] == values.size
+        assert mean[k] == pytest.approx(values.mean(), rel=1e-12)
+        assert m2[k] == pytest.approx(((values - values.mean()) ** 2).sum(), rel=1e-10)
+    overall = onepass.overall_moments(x, ok)
+    assert overall[2][0] == pytest.approx(((x[ok] - x[ok].mean()) ** 2).sum(), rel=1e-12)
+    table = onepass.moments_table("f", "g", labels, np.array([0, 5, 5]), n, mean, m2)
+    assert table.column("segment").to_pylist() == ["a", "b"]   # values with rows only
