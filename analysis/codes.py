@@ -6,8 +6,11 @@ reference gets new ones):
 * ``<id>.parquet``, its *codes*: per row, the day (``__day``), the segment columns,
   for each segment column an integer cell ``__cell<i>`` = days since 1970 x 2**20 + the
   value's index in the folder's segment dictionary (grouping on one integer is faster
-  than on a date and a string), and the coarse bin index of every feature (``b0``,
-  ``b1``... in ``bins.coarse`` order, laid out as ``bins.counts``);
+  than on a date and a string), and the coarse bin index of every feature (in
+  ``bins.coarse`` order, laid out as ``bins.counts``), three to an int32 column, a byte
+  each (:func:`code_slots`: writing a Parquet value costs about the same whatever it
+  holds, so a third of the values cost a third less, and reading one back is a shift
+  and a mask);
 * ``<id>.days.parquet``, ``<id>.fine.parquet``, ``<id>.moments.parquet`` and
   ``<id>.profile.json``, its *profile* (:mod:`analysis.profiles`);
 * ``segments.json``: the append-only value -> index dictionary of every segment column.
@@ -24,11 +27,12 @@ from pathlib import Path
 import ibis
 
 from analysis.engine import MISSING_SEGMENT, copy_to, new_con, write_text_atomic
-from analysis.reference_bins import FrozenBins, bin_expr, bins_folder
+from analysis.reference_bins import FrozenBins, bin_expr, bins_folder, n_bins
 from analysis.store import Store
 
 CODES_DAY = "__day"
-CODES_FORMAT = 3          # bump when the layout of a codes file changes
+CODES_FORMAT = 4          # bump when the layout of a codes file changes
+CODES_PER_COLUMN = 3      # byte-wide codes per int32 column (a fourth would reach the sign)
 CELL_SHIFT = 1 << 20      # cell = days since 1970 * CELL_SHIFT + segment index
 PROFILE_PARTS = ("days", "fine", "moments")
 
@@ -36,6 +40,27 @@ PROFILE_PARTS = ("days", "fine", "moments")
 def codes_folder(store: Store, dataset: str, bins: FrozenBins) -> Path:
     """The folder of the codes and profiles written with ``bins``."""
     return bins_folder(store, dataset) / f"codes-{bins.token}-v{CODES_FORMAT}"
+
+
+def code_slots(bins: FrozenBins) -> list[tuple[str, int | None]]:
+    """Where each feature's coarse code lives in a codes file, in ``bins.coarse`` order:
+    ``(column, shift)``, the code being ``(column >> shift) & 255``; a feature with more
+    than 256 bins has a column ``w<j>`` of its own (shift None)."""
+    slots, packed = [], 0
+    for j, fbins in enumerate(bins.coarse.values()):
+        if n_bins(fbins) > 256:
+            slots.append((f"w{j}", None))
+            continue
+        slots.append((f"c{packed // CODES_PER_COLUMN}", 8 * (packed % CODES_PER_COLUMN)))
+        packed += 1
+    return slots
+
+
+def code_expr(t, slot: tuple[str, int | None]):
+    """The Ibis expression of one feature's code in the codes table ``t``."""
+    column, shift = slot
+    code = t[column] if shift is None else (t[column] >> shift) & 255
+    return code.cast("int32")  # one type for every feature, as unions want
 
 
 def profile_paths(folder: Path, snap_id: str) -> dict[str, Path]:
@@ -106,6 +131,7 @@ def write_codes(folder: Path, snap, path: Path, roles, bins: FrozenBins) -> None
                              if k > 0], else_=0) if len(dictionary[column]) > 1 else 0
         columns[column] = value
         columns[f"__cell{i}"] = day_number * CELL_SHIFT + index
-    for index, (feature, fbins) in enumerate(bins.coarse.items()):
-        columns[f"b{index}"] = bin_expr(t[feature], fbins)
+    for (column, shift), (feature, fbins) in zip(code_slots(bins), bins.coarse.items()):
+        code = bin_expr(t[feature], fbins).cast("int32")
+        columns[column] = code if not shift else columns[column] | (code << shift)
     copy_to(con.con, str(ibis.to_sql(t.select(**columns), dialect="duckdb")), path)

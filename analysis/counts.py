@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.binning import FineBins, NumericBins
-from analysis.codes import CELL_SHIFT, CODES_DAY, codes_folder, profile_paths
+from analysis.codes import (CELL_SHIFT, CODES_DAY, code_expr, code_slots, codes_folder,
+                            profile_paths)
 from analysis.engine import (MISSING_SEGMENT, UNIT_CODES, connect_slice, epoch_us, local_con,
                              present, run, to_frame, view)
 from analysis.profiles import ensure_codes
@@ -334,8 +335,9 @@ def _codes_expr(t, bins: FrozenBins, segments: list[str], segment: str | None,
     else:
         cell = t[CODES_DAY].delta(ibis.date(1970, 1, 1), unit="day").cast("int64") * \
             CELL_SHIFT if by_day else ibis.literal(0, type="int64")
-    parts = [t.group_by(cell=cell, bin=t[f"b{i}"]).aggregate(n=ibis._.count())
-             .mutate(feature=ibis.literal(i, type="int16")) for i in range(len(bins.coarse))]
+    parts = [t.group_by(cell=cell, bin=code_expr(t, slot)).aggregate(n=ibis._.count())
+             .mutate(feature=ibis.literal(i, type="int16"))
+             for i, slot in enumerate(code_slots(bins))]
     union = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
     return union.select("cell", "feature", "bin", "n")
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis.binning import CategoricalBins, FineBins, NumericBins
-from analysis.codes import CELL_SHIFT, CODES_DAY, extend_dictionary, profile_paths, write_meta
+from analysis.codes import (CELL_SHIFT, CODES_DAY, code_slots, extend_dictionary, profile_paths,
+                            write_meta)
 from analysis.engine import epoch_us, new_con
 from analysis.queries import quote
 from analysis.reference_bins import FrozenBins, n_bins
@@ -96,19 +98,70 @@ class Cells:
     sizes: np.ndarray | None = None
 
 
-def write_snapshot(folder: Path, snap, codes_path: Path, roles, bins: FrozenBins,
+def write_snapshots(folder: Path, snaps: list, roles, bins: FrozenBins, progress=None,
+                    workers: int | None = None) -> None:
+    """Write the codes file and profile of each of ``snaps`` (the caller holds the codes
+    lock), a few snapshots at a time.
+
+    Snapshots are read one after the other, each extending the segment dictionary in
+    snapshot order (indices then do not depend on which snapshot finishes first); each
+    is then binned and written in a worker thread while the next one is read."""
+    workers = min(len(snaps), workers or _workers())
+    if workers <= 1:
+        for snap in snaps:
+            write_snapshot(folder, snap, roles, bins)
+            _tell(progress, snap)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        running: deque = deque()
+        for snap in snaps:
+            rows = read_rows(snap.path, roles, threads=False)
+            dictionary = extend_dictionary(folder, {c: _used_values(*rows.segments[c])
+                                                    for c in roles.segments})
+            running.append((snap, pool.submit(_write_rows, folder, snap, rows, dictionary,
+                                              roles, bins, 1)))
+            while len(running) >= workers or (running and running[0][1].done()):
+                done, future = running.popleft()
+                future.result()
+                _tell(progress, done)
+        for done, future in running:
+            future.result()
+            _tell(progress, done)
+
+
+def _tell(progress, snap) -> None:
+    if progress:
+        progress(f"binned and profiled snapshot {snap.id} ({snap.rows:,} rows)")
+
+
+def _workers() -> int:
+    """Threads for the features of one snapshot, or for snapshots side by side: numpy
+    and the Parquet reader and writer release the GIL, so threads use the cores."""
+    return min(4, os.cpu_count() or 1)
+
+
+def write_snapshot(folder: Path, snap, roles, bins: FrozenBins,
                    workers: int | None = None) -> None:
-    """Write one snapshot's codes file and profile from one read of its rows (the
-    caller holds the codes lock; the profile's ``profile.json`` is written last)."""
-    rows = read_rows(snap.path, roles)
+    """Write one snapshot's codes file and profile from one read of its rows, its
+    features spread over ``workers`` threads (the caller holds the codes lock; the
+    profile's ``profile.json`` is written last)."""
+    workers = workers or _workers()
+    rows = read_rows(snap.path, roles, threads=workers > 1)
     dictionary = extend_dictionary(folder, {c: _used_values(*rows.segments[c])
                                             for c in roles.segments})
+    _write_rows(folder, snap, rows, dictionary, roles, bins, workers)
+
+
+def _write_rows(folder: Path, snap, rows: Rows, dictionary: dict, roles, bins: FrozenBins,
+                workers: int) -> None:
+    """Bin the snapshot's ``rows``, then write its codes file and profile."""
     groupings = _groupings(rows, roles.segments, dictionary)
     features = list(bins.coarse)
-    with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(workers) as pool:
         parts = list(pool.map(lambda f: _feature(f, features.index(f), rows, bins, groupings),
                               features))
-    _write_codes(codes_path, rows, roles.segments, groupings, [p[0] for p in parts])
+    _write_codes(folder / f"{snap.id}.parquet", rows, roles.segments, groupings,
+                 [p[0] for p in parts], bins, threads=workers)
     paths = profile_paths(folder, snap.id)
     _write_table(paths["days"], [t for p in parts for t in p[1]], DAYS_SCHEMA)
     _write_table(paths["fine"], [p[2] for p in parts if p[2] is not None], FINE_SCHEMA)
@@ -124,10 +177,11 @@ def _feature(feature: str, index: int, rows: Rows, bins: FrozenBins, groupings: 
         x = rows.numeric[feature]
         ok = np.isfinite(x)
         codes = numeric_codes(x, ok, coarse)
-        fine = fine_summary(x, ok, bins.fine[feature])
+        moments = _moments(x, ok, feature, [g for g in groupings if g.labels is not None])
+        # last: x is not needed after this, so a copy of our own is sorted in place
+        fine = fine_summary(x, ok, bins.fine[feature], overwrite=x.flags.writeable)
         fine = fine.append_column("feature", pa.array(np.full(fine.num_rows, list(
             bins.fine).index(feature), np.int16))).select(FINE_SCHEMA.names)
-        moments = _moments(x, ok, feature, [g for g in groupings if g.labels is not None])
     else:
         codes = categorical_codes(*rows.categorical[feature], coarse)
         fine, moments = None, []
@@ -150,16 +204,16 @@ def _moments(x: np.ndarray, ok: np.ndarray, feature: str, groupings: list[Cells]
 
 
 def numeric_codes(x: np.ndarray, ok: np.ndarray, bins: NumericBins) -> np.ndarray:
-    """Coarse bin of every value: the number of edges <= x, missing (not finite) last;
-    the engine's ``x < edge`` tree gives the same (one comparison per edge here, which
-    vectorises better than a binary search over nine edges)."""
-    count = np.zeros(x.size, np.int8)   # at most nine edges: bytes add fastest
+    """Coarse bin of every value (uint8): the number of edges <= x, missing (not
+    finite) last; the engine's ``x < edge`` tree gives the same (one comparison per
+    edge here, which vectorises better than a binary search over nine edges)."""
+    codes = np.zeros(x.size, np.uint8)   # at most nine edges: bytes add fastest
     above = np.empty(x.size, bool)
     for edge in bins.edges:
         np.greater_equal(x, edge, out=above)
-        np.add(count, above.view(np.int8), out=count)
-    codes = count.astype(np.int16)
-    codes[~ok] = len(bins.edges) + 1
+        np.add(codes, above.view(np.uint8), out=codes)
+    np.logical_not(ok, out=above)
+    codes[above] = len(bins.edges) + 1
     return codes
 
 
@@ -168,15 +222,25 @@ def categorical_codes(values: list, index: np.ndarray, bins: CategoricalBins) ->
     value is looked up once (a level, else other); NULL is missing."""
     position = {c: i for i, c in enumerate(bins.categories)}
     other = len(bins.categories)
-    lookup = np.array([position.get(v, other) for v in values] + [other + 1], np.int16)
+    lookup = np.array([position.get(v, other) for v in values] + [other + 1],
+                      np.uint8 if other + 2 <= 256 else np.int16)
     return lookup[index]  # index -1 takes the trailing missing entry
 
 
-def fine_summary(x: np.ndarray, ok: np.ndarray, bins: FineBins) -> pa.Table:
+def fine_summary(x: np.ndarray, ok: np.ndarray, bins: FineBins, overwrite: bool = False
+                 ) -> pa.Table:
     """Count, min, max and sum of the present values in each non-empty fine bin, and
     the count of missing values in bin ``bins.n`` (no min, max or sum): columns bin, n,
-    lo, hi, sum, as the engine's GROUP BY gives them."""
-    values = np.sort(x[ok] if not ok.all() else x)
+    lo, hi, sum, as the engine's GROUP BY gives them. ``overwrite``: sort ``x`` in place
+    (a fresh copy costs as much as the sort, in page faults)."""
+    if not ok.all():
+        values = x[ok]
+        values.sort()
+    elif overwrite:
+        values = x
+        values.sort()
+    else:
+        values = np.sort(x)
     edges = np.searchsorted(values, bins.lower_bounds(), side="left")
     starts = np.concatenate([[0], edges])
     ends = np.concatenate([edges, [values.size]])
@@ -324,7 +388,7 @@ def _used_values(values: list, index: np.ndarray) -> list:
     return [v for v, u in zip(values, used) if u]
 
 
-def read_rows(path: Path, roles) -> Rows:
+def read_rows(path: Path, roles, threads: bool = True) -> Rows:
     """The role columns of one snapshot file as :class:`Rows`, read once.
 
     Columns of the store's own types (naive timestamps or dates, text, integer or float
@@ -333,14 +397,17 @@ def read_rows(path: Path, roles) -> Rows:
     meta = pq.read_metadata(path)
     schema = meta.schema.to_arrow_schema()
     kind = {f: schema.field(f).type for f in [roles.timestamp, *roles.segments,
-                                               *roles.numeric, *roles.categorical]}
+                                               *roles.numeric, *roles.categorical] if f}
     text = [c for c in (*roles.segments, *roles.categorical) if _is_text(kind[c])]
     fast = [c for c in kind if c in text or (c in roles.numeric and _is_number(kind[c]))
             or (c == roles.timestamp and _is_plain_time(kind[c]))]
-    table = pq.read_table(path, columns=fast, read_dictionary=text)
+    table = pq.read_table(path, columns=fast, read_dictionary=text, use_threads=threads)
     slow = _cast_by_engine(path, roles, [c for c in kind if c not in fast])
     column = {**{c: table.column(c) for c in fast}, **slow}
-    if roles.timestamp in fast:
+    if roles.timestamp is None:
+        day, dated, first, last = np.zeros(meta.num_rows, np.int64), np.zeros(
+            meta.num_rows, bool), None, None
+    elif roles.timestamp in fast:
         day, dated, first, last = _days(column[roles.timestamp])
     else:
         day, dated, first, last = slow["__days"]
@@ -429,8 +496,21 @@ def _cast_by_engine(path: Path, roles, columns: list[str]) -> dict:
     return out
 
 
+def _packed(codes: list[np.ndarray], slots: list) -> dict[str, np.ndarray]:
+    """The codes columns (int32) holding every feature's ``codes`` at its slot."""
+    out: dict[str, np.ndarray] = {}
+    for code, (column, shift) in zip(codes, slots):
+        value = code.astype(np.int32)
+        if shift:
+            value <<= shift
+            out[column] |= value
+        else:
+            out[column] = value
+    return out
+
+
 def _write_codes(path: Path, rows: Rows, segments: list[str], groupings: list[Cells],
-                 codes: list[np.ndarray]) -> None:
+                 codes: list[np.ndarray], bins: FrozenBins, threads: int = 1) -> None:
     """The codes file, laid out as the engine writes it (:mod:`analysis.codes`)."""
     undated = ~rows.dated
     columns = {CODES_DAY: pa.array(rows.day.astype(np.int32), mask=undated).cast(pa.date32())}
@@ -440,10 +520,10 @@ def _write_codes(path: Path, rows: Rows, segments: list[str], groupings: list[Ce
             pa.array(index.astype(np.int32), mask=index < 0), pa.array(values, pa.string()))
         cell = rows.day * CELL_SHIFT + groupings[i].group
         columns[f"__cell{i}"] = pa.array(cell, mask=undated)
-    for j, feature_codes in enumerate(codes):
-        columns[f"b{j}"] = pa.array(feature_codes)
+    for column, code in _packed(codes, code_slots(bins)).items():
+        columns[column] = pa.array(code)
     table = pa.table(columns)
-    with duckdb.connect() as con:
+    with duckdb.connect(config={"threads": max(1, threads)}) as con:
         con.execute("SET enable_progress_bar = false")
         con.register("codes_rows", table)
         _replace(path, lambda tmp: con.execute(

@@ -35,8 +35,9 @@ from pathlib import Path
 import ibis
 
 from analysis import onepass
-from analysis.codes import (CELL_SHIFT, CODES_DAY, codes_folder, leftovers, profile_complete,
-                            profile_paths, write_codes, write_meta)
+from analysis.codes import (CELL_SHIFT, CODES_DAY, code_expr, code_slots, codes_folder,
+                            leftovers, profile_complete, profile_paths, write_codes,
+                            write_meta)
 from analysis.engine import (MISSING_SEGMENT, compiled, copy_to, epoch_us, new_con, present,
                              view)
 from analysis.queries import parquet_source
@@ -78,22 +79,22 @@ def ensure_codes(store: Store, dataset: str, bins: FrozenBins, progress=None,
         fcntl.flock(lock, fcntl.LOCK_EX)
         for entry in leftovers(folder, current):
             entry.unlink(missing_ok=True)
-        for snap, path in zip(snaps, out):
-            _ensure_one(folder, snap, path, roles, bins, method, progress)
+        missing = [snap for snap, path in zip(snaps, out)
+                   if not (path.is_file() and profile_complete(folder, snap.id))]
+        if method == "onepass":
+            onepass.write_snapshots(folder, missing, roles, bins, progress)
+        else:
+            for snap in missing:
+                _write_with_engine(folder, snap, folder / f"{snap.id}.parquet", roles,
+                                   bins, progress)
     return out
 
 
-def _ensure_one(folder: Path, snap, path: Path, roles, bins: FrozenBins, method: str,
-                progress) -> None:
-    """Write whatever of one snapshot's codes and profile is missing (lock held)."""
+def _write_with_engine(folder: Path, snap, path: Path, roles, bins: FrozenBins,
+                       progress) -> None:
+    """Write whatever of one snapshot's codes and profile is missing with the engine's
+    writers (lock held)."""
     has_codes, has_profile = path.is_file(), profile_complete(folder, snap.id)
-    if has_codes and has_profile:
-        return
-    if method == "onepass":
-        onepass.write_snapshot(folder, snap, path, roles, bins)
-        if progress:
-            progress(f"binned and profiled snapshot {snap.id} ({snap.rows:,} rows)")
-        return
     if not has_codes:
         write_codes(folder, snap, path, roles, bins)
         if progress:
@@ -152,9 +153,9 @@ def _write_days(con, codes_path: Path, path: Path, roles, bins: FrozenBins) -> N
     else:
         cells = [(-1, codes[CODES_DAY].delta(ibis.date(1970, 1, 1), unit="day").cast("int64")
                   * CELL_SHIFT)]
-    parts = [codes.group_by(cell=cell, bin=codes[f"b{j}"]).aggregate(n=ibis._.count())
+    parts = [codes.group_by(cell=cell, bin=code_expr(codes, slot)).aggregate(n=ibis._.count())
              .mutate(seg=ibis.literal(i, type="int16"), feature=ibis.literal(j, type="int16"))
-             for i, cell in cells for j in range(len(bins.coarse))]
+             for i, cell in cells for j, slot in enumerate(code_slots(bins))]
     days = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
     copy_to(con.con, str(ibis.to_sql(days.select("seg", "cell", "feature", "bin", "n"),
                                      dialect="duckdb")), path)

@@ -62,3 +62,13 @@ def test_leftovers_are_files_of_snapshots_gone(tmp_path):
         (tmp_path / name).write_text("")
     assert sorted(p.name for p in codes.leftovers(tmp_path, {"s1"})) == ["s2.days.parquet"]
     assert codes.leftovers(tmp_path / "absent", set()) == []
+
+
+def test_codes_share_columns_three_to_a_column_unless_wide():
+    from analysis.binning import CategoricalBins, NumericBins
+    from analysis.reference_bins import FrozenBins
+    coarse = {"a": NumericBins((1.0,)), "b": NumericBins((1.0, 2.0)),
+              "wide": CategoricalBins(tuple(f"v{i}" for i in range(300))),
+              "c": CategoricalBins(("x",)), "d": NumericBins(())}
+    assert codes.code_slots(FrozenBins("t", coarse, {})) == [
+        ("c0", 0), ("c0", 8), ("w2", None), ("c0", 16), ("c1", 0)]

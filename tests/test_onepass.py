@@ -89,16 +89,17 @@ def _compare(dataset, ours, theirs, bins):
     assert json.loads((a / "segments.json").read_text()) == \
         json.loads((b / "segments.json").read_text())
     for snap in ours.snapshots(dataset):
-        mine, engine = pq.read_table(a / f"{snap.id}.parquet"), pq.read_table(b / f"{snap.id}.parquet")
+        mine, engine = (pq.read_table(folder / f"{snap.id}.parquet") for folder in (a, b))
         assert mine.schema.names == engine.schema.names
         for name in mine.schema.names:  # row order is the snapshot's in both
             assert mine.column(name).to_pylist() == engine.column(name).to_pylist(), name
         p, q = codes.profile_paths(a, snap.id), codes.profile_paths(b, snap.id)
         assert json.loads(p["meta"].read_text()) == json.loads(q["meta"].read_text())
         key = ["seg", "cell", "feature", "bin"]
-        assert _sorted(pq.read_table(p["days"]), key).equals(_sorted(pq.read_table(q["days"]), key))
+        assert _sorted(pq.read_table(p["days"]), key).equals(
+            _sorted(pq.read_table(q["days"]), key))
         key = ["feature", "bin"]
-        mine, engine = _sorted(pq.read_table(p["fine"]), key), _sorted(pq.read_table(q["fine"]), key)
+        mine, engine = (_sorted(pq.read_table(paths["fine"]), key) for paths in (p, q))
         assert mine[key + ["n", "lo", "hi"]].equals(engine[key + ["n", "lo", "hi"]])
         np.testing.assert_allclose(mine["sum"], engine["sum"], rtol=1e-12, atol=1e-12)
         key = ["segcol", "segment", "feature"]
@@ -161,6 +162,23 @@ def test_one_pass_casts_other_types_as_the_engine(tmp_path):
     ours, bins = _written(store, "t", "onepass", tmp_path / "ours")
     theirs, _ = _written(store, "t", "engine", tmp_path / "engine")
     _compare("t", ours, theirs, bins)
+
+
+def test_one_pass_with_a_category_of_many_levels(tmp_path):
+    """More than 256 bins: that feature's codes get a column of their own."""
+    rng = np.random.default_rng(4)
+    store = Store(tmp_path / "wide")
+    store.create_dataset("w", Roles(timestamp="ts", numeric=["x"], categorical=["many"]))
+    for slice_, start in (("reference", "2025-01-01"), ("production", "2025-02-01")):
+        n = 3000
+        store.add_snapshot("w", slice_, pa.table({
+            "ts": pa.array(pd.date_range(start, periods=n, freq="h")),
+            "x": rng.normal(size=n), "many": [f"m{v}" for v in rng.integers(0, 400, n)]}),
+            slice_)
+    ours, bins = _written(store, "w", "onepass", tmp_path / "ours")
+    theirs, _ = _written(store, "w", "engine", tmp_path / "engine")
+    _compare("w", ours, theirs, bins)
+    assert ("w1", None) in codes.code_slots(bins)
 
 
 def test_ingest_writes_the_new_snapshots_codes_and_profile(tmp_path, monkeypatch):
