@@ -45,7 +45,7 @@ from analysis.queries import quote
 from analysis.reference_bins import FrozenBins, n_bins
 from analysis.stats import pool_moments
 
-#: microseconds per unit of an Arrow timestamp; days per unit of a day count
+#: microseconds per unit of an Arrow timestamp (ns: divided instead); units per day
 _US_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
 _UNITS_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000,
                   "ns": 86_400_000_000_000}
