@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analysis import aggregate, export, formats, heatmap, jobs, queries, report, summary
+from analysis import (counts, export, formats, heatmap, jobs, queries, reference_bins, report,
+                      summary)
 from analysis.drift import common_note, display_columns, display_table
 from analysis.ingest import default_dataset
 from analysis.noise import percentile_name
@@ -180,23 +181,23 @@ def sidebar() -> Context | None:
             if len(chosen) < len(values):
                 segments.append((column, tuple(sorted(chosen))))
         key = (start, end, tuple(segments))
-        counts = row_counts(str(st_store.root), version, dataset, key)
-        st.caption(f"Reference: {counts['reference']:,} rows · "
-                   f"production (filtered): {counts['production']:,} rows")
+        sizes = row_counts(str(st_store.root), version, dataset, key)
+        st.caption(f"Reference: {sizes['reference']:,} rows · "
+                   f"production (filtered): {sizes['production']:,} rows")
         st.download_button(
             "⬇ Postmortem bundle", key="sidebar.bundle", on_click="ignore",
             data=lambda: report.build_bundle(st_store, dataset, _filters(key)),
             file_name=f"postmortem-{dataset}.zip", mime="application/zip",
             help="A zip for the postmortem: an HTML report (what was compared, findings, "
                  "charts with captions), the charts as PNG and their data as CSV, for the "
-                 "filters above.", disabled=counts["production"] == 0)
+                 "filters above.", disabled=sizes["production"] == 0)
     return Context(st_store, dataset, _filters(key), key)
 
 
 # -- heatmap and segments ----------------------------------------------------------
 @st.cache_data(**CACHE)
 def frozen_bins(root: str, version: str, dataset: str):
-    return aggregate.frozen_bins(Store(root), dataset)
+    return reference_bins.frozen_bins(Store(root), dataset)
 
 
 @st.cache_data(**CACHE)
@@ -206,19 +207,19 @@ def coarse_cube(root: str, version: str, dataset: str, segment):
     on this."""
     store_ = Store(root)
     return heatmap.build_cube(store_, dataset, segment, "coarse", "day",
-                              bins=aggregate.frozen_bins(store_, dataset))
+                              bins=reference_bins.frozen_bins(store_, dataset))
 
 
 @st.cache_data(**CACHE)
 def fine_cube(root: str, version: str, dataset: str, segment, unit: str, start, end):
     store_ = Store(root)
     return heatmap.build_cube(store_, dataset, segment, "fine", unit, Filters(start, end),
-                              bins=aggregate.frozen_bins(store_, dataset))
+                              bins=reference_bins.frozen_bins(store_, dataset))
 
 
 @st.cache_data(**CACHE)
 def reference_moments(root: str, version: str, dataset: str, segment):
-    return aggregate.reference_moments(Store(root), dataset, segment)
+    return counts.reference_moments(Store(root), dataset, segment)
 
 
 @st.cache_data(**CACHE)

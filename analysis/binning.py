@@ -14,6 +14,7 @@ Reproduces Evidently 0.7's ``get_binned_data``: see :func:`evidently_shares`.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -169,7 +170,7 @@ class FineBins:
     Bin index of x: the interval s with a_s <= x < a_{s+1} (the first and last intervals
     open outwards), then ``floor((x - a_s) / w_s)`` clipped to [0, per_interval - 1],
     w_s = (a_{s+1} - a_s) / per_interval. The same arithmetic runs in the engine
-    (:func:`analysis.aggregate.bin_expr`), so both put every value in the same bin. A
+    (:func:`analysis.reference_bins.bin_expr`), so both put every value in the same bin. A
     trailing bin counts missing values, as for :class:`NumericBins`.
     """
 
@@ -208,6 +209,19 @@ class FineBins:
         out = np.bincount(self.index(arr[~missing]), minlength=self.n).astype(float)
         return np.append(out, float(missing.sum()))
 
+    def lower_bounds(self) -> np.ndarray:
+        """The smallest float in each bin 1..n-1 (bin 0 starts at -inf): a sorted sample
+        is split into the bins by ``searchsorted`` on these, with no per-value arithmetic.
+
+        Exact because :meth:`index` never decreases as x grows: every step (a comparison,
+        a correctly rounded subtraction and division by a positive width, floor, clip)
+        is monotone, and crossing an anchor moves to the next interval's bins. So bin c
+        holds exactly the x with ``bounds[c-1] <= x < bounds[c]``; each bound is found by
+        bisection over the ordered bit patterns of the finite doubles (a bin no double
+        reaches gets the next bin's bound, hence no values).
+        """
+        return _lower_bounds(self)
+
     def coarse_map(self, coarse: "NumericBins") -> np.ndarray | None:
         """The ``coarse`` bin of each fine bin (missing to missing), or None when some
         fine bin straddles a coarse edge.
@@ -234,3 +248,39 @@ def fine_bins(reference_min: float, deciles, reference_max: float,
     if anchors.size == 1:  # constant reference: one unit-wide interval around it
         anchors = np.array([anchors[0] - 0.5, anchors[0] + 0.5])
     return FineBins(tuple(float(v) for v in anchors), per_interval)
+
+
+_SIGN = np.uint64(1 << 63)
+
+
+def _ordered(x: np.ndarray) -> np.ndarray:
+    """Finite doubles -> uint64 keys in the same order (sign bit set for x >= 0,
+    every bit flipped for x < 0)."""
+    bits = np.asarray(x, dtype=np.float64).view(np.uint64)
+    return np.where(bits & _SIGN, ~bits, bits | _SIGN)
+
+
+def _unordered(keys: np.ndarray) -> np.ndarray:
+    """The doubles of :func:`_ordered` keys."""
+    bits = np.where(keys & _SIGN, keys & ~_SIGN, ~keys)
+    return bits.view(np.float64)
+
+
+@functools.lru_cache(maxsize=256)
+def _lower_bounds(bins: FineBins) -> np.ndarray:
+    """:meth:`FineBins.lower_bounds`, computed once per bins (64 vectorised bisection
+    steps over the bins' ordered keys)."""
+    target = np.arange(1, bins.n)
+    big = np.finfo(np.float64).max
+    lo = np.full(target.size, _ordered(np.array([-big]))[0])   # index < target here
+    hi = np.full(target.size, _ordered(np.array([big]))[0])    # index >= target here
+    with np.errstate(over="ignore", invalid="ignore"):
+        while True:
+            open_ = hi - lo > 1
+            if not open_.any():
+                break
+            mid = lo + (hi - lo) // np.uint64(2)
+            above = bins.index(_unordered(mid)) >= target
+            hi = np.where(open_ & above, mid, hi)
+            lo = np.where(open_ & ~above, mid, lo)
+    return _unordered(hi)

@@ -1,6 +1,6 @@
 """Feature x window drift grids from binned counts (the heatmap and segments pages).
 
-The engine returns long binned counts (:mod:`analysis.aggregate`); here they become
+The engine returns long binned counts (:mod:`analysis.counts`); here they become
 dense numpy cubes ``[window, segment, bin]`` and every statistic is computed from them.
 Roll-ups are sums: "all groups" sums the segment axis, weeks and months sum days.
 
@@ -35,10 +35,11 @@ import numpy as np
 import pandas as pd
 
 from analysis import noise, stats
-from analysis.aggregate import (FrozenBins, binned_counts, day_counts, frozen_bins, n_bins,
-                                pool_moments, reference_moments, whole_counts)
+from analysis.counts import binned_counts, day_counts, reference_moments, whole_counts
 from analysis.drift import TESTS, FeatureDrift, judge_distance
 from analysis.queries import Filters
+from analysis.reference_bins import FrozenBins, frozen_bins, n_bins
+from analysis.stats import pool_moments
 from analysis.store import Store
 
 METRICS = {
@@ -344,7 +345,7 @@ def drift_rule(metric: str, min_rows: int = noise.MIN_ROWS, alpha: float = noise
 
 def pooled_std(moments: pd.DataFrame, segments: list[str] | None) -> dict[str, float]:
     """Population sd of each feature over the chosen segments, pooled from per-segment
-    (n, mean, variance) by :func:`analysis.aggregate.pool_moments` (M2 = variance x n)."""
+    (n, mean, variance) by :func:`analysis.stats.pool_moments` (M2 = variance x n)."""
     part = moments if segments is None else moments[moments["segment"].isin(segments)]
     out = {}
     for feature, g in part.groupby("feature"):
@@ -389,7 +390,7 @@ def binned_drift_table(store: Store, dataset: str, filters: Filters | None = Non
     fine bins; the rest: Jensen-Shannon on the coarse bins. Distinct values are counted
     from the fine bins (a bin whose min equals its max holds one value), which is exact
     whenever a column has 5 values or fewer. Fine and coarse counts of production
-    (filtered) and reference come from :func:`analysis.aggregate.whole_counts`: summed
+    (filtered) and reference come from :func:`analysis.counts.whole_counts`: summed
     from the snapshots' profiles, binning rows only of snapshots the time range cuts
     (``profiles=False``: binning every row, as when no profile exists yet).
     """

@@ -293,7 +293,7 @@ def validate(parsed: Parsed, roles: Roles, store: Store | None = None,
 
 
 def _against_reference(con, store: Store, dataset: str, roles: Roles, cols: set) -> list[Finding]:
-    from analysis.aggregate import frozen_bins
+    from analysis.reference_bins import frozen_bins
 
     if not store.snapshots(dataset, "reference"):
         return []
@@ -352,6 +352,7 @@ class IngestResult:
     findings: list[Finding]
     roles: Roles
     created: bool = False
+    profiled: bool = False   # the snapshot's bin codes and profile were written
 
     @property
     def errors(self) -> list[Finding]:
@@ -434,7 +435,23 @@ def commit(store: Store, prepared: Prepared, task: str = "regression") -> Ingest
         if result.created:  # leave the store as it was
             store.drop_dataset(prepared.dataset)
         raise
+    result.profiled = _profile(store, prepared.dataset, result.findings)
     return result
+
+
+def _profile(store: Store, dataset: str, findings: list[Finding]) -> bool:
+    """Write the new snapshot's bin codes and profile now, in one pass over its rows
+    (:func:`analysis.profiles.prepare_dataset`), so the first heatmap of new data needs
+    no pass of its own. The snapshot is stored either way: should this fail, a warning
+    says so and the first page that needs them writes them."""
+    from analysis.profiles import prepare_dataset
+
+    try:
+        return prepare_dataset(store, dataset)
+    except Exception as exc:  # noqa: BLE001 - the snapshot is stored; say why, go on
+        findings.append(Finding("warning", "profile", "bin codes and profile not written "
+                                f"now ({exc}); the first page that needs them writes them"))
+        return False
 
 
 def ingest(store: Store, dataset: str, slice: str, path: str | Path,

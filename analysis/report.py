@@ -16,7 +16,6 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis import __version__, heatmap
-from analysis.aggregate import frozen_bins
 from analysis.drift import TESTS
 from analysis.export import figure_bytes
 from analysis.figures import (category_shares, decomposition_figure, distribution_figure,
@@ -25,6 +24,7 @@ from analysis.figures import (category_shares, decomposition_figure, distributio
 from analysis.formats import selection
 from analysis.queries import (Filters, reference_error, row_counts, segment_window_metrics,
                               time_bounds)
+from analysis.reference_bins import frozen_bins
 from analysis.stats import EmptySampleError
 from analysis.store import Store
 from analysis.summary import feature_samples, filtered_drift_table, window_summary

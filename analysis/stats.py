@@ -424,3 +424,21 @@ def holm(p_values) -> np.ndarray:
     vals[order] = adjusted
     out[ok] = vals
     return out
+
+
+def pool_moments(n, mean, m2) -> tuple[float, float, float]:
+    r"""Pool per-part (count, mean, M2) into the whole's (count, mean, population variance).
+
+    Chan et al.'s parallel formula, which loses no precision to cancellation:
+    :math:`N = \sum n_i`, :math:`\bar x = \sum n_i \bar x_i / N`,
+    :math:`M_2 = \sum M_{2,i} + \sum n_i (\bar x_i - \bar x)^2`, variance
+    :math:`M_2 / N` (NaN mean and variance when N = 0). Parts with no values are ignored.
+    """
+    n = np.asarray(n, dtype=float)
+    keep = n > 0
+    n, mean, m2 = n[keep], np.asarray(mean, float)[keep], np.asarray(m2, float)[keep]
+    total = n.sum()
+    if total == 0:
+        return 0.0, np.nan, np.nan
+    pooled = float(np.dot(n, mean) / total)
+    return float(total), pooled, float((m2.sum() + np.dot(n, (mean - pooled) ** 2)) / total)

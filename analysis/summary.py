@@ -4,11 +4,11 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis import noise
-from analysis.aggregate import frozen_bins
 from analysis.drift import (TESTS, ReferenceProfile, describe_tests, drift_table,
                             holm_adjusted)
 from analysis.formats import error, of_total, rows
 from analysis.queries import Filters, load_frame, load_windows, window_metrics
+from analysis.reference_bins import frozen_bins
 from analysis.stats import EmptySampleError
 from analysis.store import Store
 

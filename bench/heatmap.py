@@ -94,22 +94,22 @@ def phase_floor(store_dir: str) -> dict:
 def phase_codes(store_dir: str) -> dict:
     """Write the bin codes from scratch (what a new production snapshot or a new
     reference costs once)."""
-    from analysis import aggregate
+    from analysis import codes, profiles, reference_bins
     from analysis.store import Store
     from bench.widegen import DATASET
     store = Store(store_dir)
-    bins = aggregate.frozen_bins(store, DATASET)
-    folder = aggregate._codes_folder(store, DATASET, bins)
+    bins = reference_bins.frozen_bins(store, DATASET)
+    folder = codes.codes_folder(store, DATASET, bins)
     for path in folder.iterdir():
         path.unlink()
     t = time.perf_counter()
     for slice_ in ("reference", "production"):
-        aggregate.ensure_codes(store, DATASET, bins, slice=slice_)
+        profiles.ensure_codes(store, DATASET, bins, slice=slice_)
     return {"codes_s": time.perf_counter() - t, "peak_rss_mb": _peak_mb()}
 
 
 def phase_ours(store_dir: str) -> dict:
-    from analysis import aggregate, heatmap
+    from analysis import counts, heatmap, reference_bins
     from analysis.store import Store
     from bench.widegen import DATASET, GROUPS
     store = Store(store_dir)
@@ -118,7 +118,7 @@ def phase_ours(store_dir: str) -> dict:
     import ibis
     ibis.duckdb.connect().disconnect()
     t0 = time.perf_counter()
-    bins = aggregate.frozen_bins(store, DATASET)  # persisted: a file read
+    bins = reference_bins.frozen_bins(store, DATASET)  # persisted: a file read
     t1 = time.perf_counter()
     cube = heatmap.build_cube(store, DATASET, "user_group", "coarse", "day", bins=bins)
     t2 = time.perf_counter()
@@ -137,7 +137,7 @@ def phase_ours(store_dir: str) -> dict:
     peak = _peak_mb()  # of the heatmap itself, before the recount below
     t = time.perf_counter()
     for slice_ in ("production", "reference"):
-        aggregate.day_counts_from_codes(store, DATASET, bins, "user_group", slice=slice_)
+        counts.day_counts_from_codes(store, DATASET, bins, "user_group", slice=slice_)
     from_codes = time.perf_counter() - t + (t3 - t2)
     return {"heatmap_cold_s": t3 - t0, "heatmap_from_codes_s": from_codes,
             "edges_read_s": t1 - t0, "aggregate_s": t2 - t1,
@@ -149,11 +149,11 @@ def phase_pandas(store_dir: str) -> dict:
     import numpy as np
     import pandas as pd
 
-    from analysis import aggregate, stats
+    from analysis import reference_bins, stats
     from analysis.store import Store
     from bench.widegen import DATASET, GROUPS
     store = Store(store_dir)
-    bins = aggregate.frozen_bins(store, DATASET).coarse
+    bins = reference_bins.frozen_bins(store, DATASET).coarse
     t0 = time.perf_counter()
     cols = ["ts", "user_group", *bins]
     prod = pd.concat([pd.read_parquet(p, columns=cols) for p in store.files(DATASET, "production")],
@@ -178,13 +178,13 @@ def phase_ours_1m(store_dir: str) -> dict:
     import ibis
 
     import analysis.drift  # noqa: F401  (loaded in a running dashboard)
-    from analysis import aggregate, heatmap
+    from analysis import heatmap, reference_bins
     from analysis.queries import Filters
     from analysis.store import Store
     from bench.widegen import DATASET
     ibis.duckdb.connect().disconnect()
     store = Store(store_dir)
-    bins = aggregate.frozen_bins(store, DATASET)
+    bins = reference_bins.frozen_bins(store, DATASET)
     end = _one_million_end(store)
     t = time.perf_counter()
     table = heatmap.binned_drift_table(store, DATASET, Filters(end=end), bins=bins)
@@ -245,7 +245,7 @@ def run_phase(name: str, store_dir: Path) -> dict:
 
 
 def ensure_store(rows: int) -> Path:
-    from analysis import aggregate
+    from analysis import profiles, reference_bins
     from analysis.store import Store
     from bench import widegen
     folder = ROOT / "bench" / "data" / f"wide-{rows}"
@@ -257,11 +257,11 @@ def ensure_store(rows: int) -> Path:
         print(f"built in {time.perf_counter() - t:.0f} s", flush=True)
         (folder / ".complete").write_text("ok")
     t = time.perf_counter()
-    bins = aggregate.frozen_bins(store, widegen.DATASET)
+    bins = reference_bins.frozen_bins(store, widegen.DATASET)
     print(f"reference bin edges (computed once, persisted): {time.perf_counter() - t:.2f} s")
     t = time.perf_counter()
     for slice_ in ("reference", "production"):
-        aggregate.ensure_codes(store, widegen.DATASET, bins, slice=slice_)
+        profiles.ensure_codes(store, widegen.DATASET, bins, slice=slice_)
     print(f"bin codes and profiles of every snapshot (once per snapshot and reference; "
           f"0 when already written): {time.perf_counter() - t:.2f} s")
     from analysis import heatmap

@@ -47,5 +47,5 @@ if [ "$(cat data/store/.demo.sha256 2>/dev/null)" != "$demo" ]; then
   echo "$demo" > data/store/.demo.sha256
 fi
 step "checking every snapshot's bin codes and profile (written once per snapshot)"
-.venv/bin/python -c "from analysis.aggregate import prepare; from analysis.store import Store; prepare(Store('data/store'), progress=lambda m: None)"
+.venv/bin/python -c "from analysis.profiles import prepare; from analysis.store import Store; prepare(Store('data/store'), progress=lambda m: None)"
 step "set-up done"

@@ -29,6 +29,52 @@ def ground_truth() -> dict:
     return rental.ground_truth()
 
 
+@pytest.fixture(scope="module")
+def bins(demo_store):
+    """The demo's frozen reference bins."""
+    from analysis.reference_bins import frozen_bins
+    return frozen_bins(demo_store, rental.ground_truth()["dataset"])
+
+
+@pytest.fixture(scope="module")
+def raw(demo_store):
+    """The demo's reference and production rows (timestamp, segments, features)."""
+    from analysis.queries import load_frame
+    dataset = rental.ground_truth()["dataset"]
+    roles = demo_store.dataset(dataset).roles
+    cols = [roles.timestamp, *roles.segments, *roles.features]
+    return (load_frame(demo_store, dataset, "reference", cols),
+            load_frame(demo_store, dataset, "production", cols))
+
+
+@pytest.fixture(scope="module")
+def snapshots_store(tmp_path_factory):
+    """Time-ordered snapshots (three production, two reference) with missing values in
+    every column kind, so profile sums meet cut snapshots, NaN and NULL segments."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    from analysis.store import Roles, Store
+    rng = np.random.default_rng(11)
+
+    def table(n, start, shift=0.0):
+        x = rng.normal(shift, 1, n)
+        x[rng.random(n) < 0.02] = np.nan
+        return pa.Table.from_pandas(pd.DataFrame({
+            "ts": pd.date_range(start, periods=n, freq="17min"),
+            "g": rng.choice(["a", "b", None], n),
+            "x": x, "k": rng.poisson(2 + shift, n).astype(float),
+            "c": rng.choice(["u", "v", "w", None], n)}))
+
+    store = Store(tmp_path_factory.mktemp("snapshots"))
+    store.create_dataset("d", Roles(timestamp="ts", segments=["g"], numeric=["x", "k"],
+                                    categorical=["c"]))
+    store.add_snapshot("d", "reference", table(3000, "2025-01-01"), source="r1")
+    store.add_snapshot("d", "reference", table(2000, "2025-02-10"), source="r2")
+    for i, start in enumerate(("2025-03-01", "2025-04-01", "2025-05-01")):
+        store.add_snapshot("d", "production", table(2500, start, 0.3 * i), source=f"p{i}")
+    return store
+
 
 @pytest.fixture(scope="session")
 def demo_investigation(demo_store) -> dict:

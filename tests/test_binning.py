@@ -125,3 +125,16 @@ def test_fine_bins_sum_to_coarse_bins_when_they_refine_them():
     d = np.quantile(counts, np.arange(1, 10) / 10)
     assert fine_bins(counts.min(), d, counts.max()).coarse_map(NumericBins(tuple(np.unique(d)))) \
         is None
+
+
+def test_fine_lower_bounds_split_values_as_the_arithmetic_does():
+    from analysis.binning import fine_bins
+    rng = np.random.default_rng(12)
+    for values in (rng.lognormal(0, 2, 3000), np.round(rng.uniform(-50, 50, 3000), 1),
+                   rng.normal(-1e6, 1, 3000), np.r_[rng.normal(size=2000), -1e-300, 1e-300]):
+        fine = fine_bins(values.min(), np.quantile(values, np.arange(1, 10) / 10), values.max())
+        bounds = fine.lower_bounds()
+        probe = np.concatenate([values, bounds, np.nextafter(bounds, -np.inf),
+                                np.nextafter(bounds, np.inf), [-1e308, 1e308]])
+        with np.errstate(over="ignore"):
+            assert np.array_equal(fine.index(probe), np.searchsorted(bounds, probe, "right"))

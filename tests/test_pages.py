@@ -107,12 +107,12 @@ def test_empty_store_explains_what_to_do(tmp_path, monkeypatch):
 
 
 def test_heatmap_drill_down_shows_the_cell(demo_store):
-    from analysis import aggregate, heatmap
+    from analysis import heatmap, reference_bins
     at = _open("pages/3_Heatmap.py")
     at.selectbox(key="heatmap.cell_feature").set_value("neighborhood")
     at.selectbox(key="heatmap.cell_window").set_value("2025-07-01").run()
     assert not at.exception
-    bins = aggregate.frozen_bins(demo_store, "rental_pricing")
+    bins = reference_bins.frozen_bins(demo_store, "rental_pricing")
     cube = heatmap.build_cube(demo_store, "rental_pricing", "user_group", "coarse", "day", bins=bins)
     cells = heatmap.grid(heatmap.select(cube, "month"), "psi", bins)
     value = cells[(cells.feature == "neighborhood") &

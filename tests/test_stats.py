@@ -311,3 +311,17 @@ def test_noise_levels_fall_with_sample_size():
     levels = [noise.binned_noise_level("psi", shares, m) for m in (60, 120, 480, 5000)]
     assert levels == sorted(levels, reverse=True)
     assert noise.binned_noise_level("psi", [1000, 0, 0], 80) == 0.0  # one bin: no noise
+
+
+def test_pool_moments_is_the_variance_of_the_whole():
+    rng = np.random.default_rng(4)
+    parts = [rng.normal(1e6, 1, 50), rng.normal(1e6 + 3, 2, 70), np.array([])]
+    n = [p.size for p in parts]
+    mean = [p.mean() if p.size else np.nan for p in parts]
+    m2 = [((p - p.mean()) ** 2).sum() if p.size else 0.0 for p in parts]
+    total, pooled_mean, var = stats.pool_moments(n, mean, m2)
+    whole = np.concatenate(parts)
+    assert total == whole.size
+    assert pooled_mean == pytest.approx(whole.mean(), rel=1e-15)
+    assert var == pytest.approx(whole.var(), rel=1e-9)
+    assert np.isnan(stats.pool_moments([0], [np.nan], [0.0])[1])
