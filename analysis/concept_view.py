@@ -184,3 +184,17 @@ def importance_label(result: dict) -> str:
     unit = unit_of(result.get("target") or "")
     return ("permutation importance (increase of the mean absolute error when shuffled"
             + (f", {unit})" if unit else ")"))
+
+
+def change_points_table(result: dict) -> pd.DataFrame:
+    """When each group's drift began (from the investigation's ``change_points``):
+    group, kind of drift, the first day (or hour) of the change, and the window it was
+    found in; empty when nothing drifted or there are no timestamps."""
+    rows = []
+    for cp in result.get("change_points") or []:
+        since = pd.Timestamp(cp["since"])
+        rows.append({"group": "all groups" if cp["segment"] == "all" else cp["segment"],
+                     "drift": "data (P(x))" if cp["kind"] == "data" else "concept (P(y|x))",
+                     "since": f"{since:%Y-%m-%d %H:00}" if cp["unit"] == "hour" else f"{since:%Y-%m-%d}",
+                     "found in the window starting": window_label(cp.get("window"))})
+    return pd.DataFrame(rows, columns=["group", "drift", "since", "found in the window starting"])

@@ -31,9 +31,10 @@ result = ui.stored_result(path)
 if result is None:
     ui.job_panel("investigation", path, params, "Investigating every group and window",
                  "concept.job", start_label="Run the investigation",
-                 intro="The investigation for these filters is on its way: a domain classifier "
-                       "and an independent model of the target per window, and the tests of "
-                       "every group × window cell. It runs in the background and is kept in "
+                 intro="The investigation for these filters is on its way: one domain "
+                       "classifier and one independent model of the target for all windows, "
+                       "then the tests of the windows, of the groups where flagged, and of "
+                       "each group's windows as a sequence. It runs in the background and is kept in "
                        "the store, so you can browse other pages meanwhile (about a minute on "
                        "the demo on a quiet machine).")
     st.stop()
@@ -88,6 +89,14 @@ if status is None:
             format="percent", min_value=0.0, max_value=1.0)})
 else:
     st.write(status)
+began = view.change_points_table(result)
+if not began.empty:
+    st.subheader("When it began")
+    st.dataframe(began, hide_index=True, height=formats.table_height(len(began)))
+    st.caption("Dated inside the first window with drift (or the one before it) from the "
+               "rows' own evidence: the change point of the domain classifier's score for "
+               "data drift, of the reference model's error for concept drift.")
+
 for note in result["notes"]:
     st.caption(f"ℹ️ {note}")
 

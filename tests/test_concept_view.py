@@ -143,3 +143,18 @@ def test_rule_and_axis_labels():
     assert "below 0.01" in view.feature_rule(_result(thresholds={"alpha": 0.01, "psi_min": 0.1}))
     assert view.importance_label({"task": "regression", "target": "rent_eur"}).endswith(", EUR)")
     assert "nats" in view.importance_label({"task": "classification", "target": "y"})
+
+
+def test_change_points_table_names_group_kind_and_day():
+    result = {"change_points": [
+        {"segment": "all", "kind": "data", "unit": "day", "since": "2024-02-28T00:00:00",
+         "window": "2024-02-26T00:00:00"},
+        {"segment": "south", "kind": "concept", "unit": "hour", "since": "2024-02-28T13:00:00",
+         "window": "2024-02-28T00:00:00"}]}
+    table = view.change_points_table(result)
+    assert table.to_dict("records") == [
+        {"group": "all groups", "drift": "data (P(x))", "since": "2024-02-28",
+         "found in the window starting": view.window_label("2024-02-26T00:00:00")},
+        {"group": "south", "drift": "concept (P(y|x))", "since": "2024-02-28 13:00",
+         "found in the window starting": view.window_label("2024-02-28T00:00:00")}]
+    assert view.change_points_table({"change_points": []}).empty

@@ -175,13 +175,13 @@ def test_roles_inferred_for_a_new_dataset_and_printed(tmp_path):
     path = tmp_path / "new.csv"
     _frame(20).to_csv(path, index=False)
     roles = infer_roles(read_snapshot(path).table)
-    assert roles.to_dict() == {**ROLES, "id": None}
+    assert roles.to_dict() == {**ROLES, "id": None, "extra": [], "probabilities": {}}
     out = subprocess.run([sys.executable, "-m", "analysis", "ingest", "--store",
                           str(tmp_path / "s"), "--dataset", "fresh", "--slice", "reference",
                           str(path)], capture_output=True, text=True, cwd=tmp_path,
                          env=CLI_ENV)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.splitlines()[0].split("inferred roles: ")[1]) == {**ROLES, "id": None}
+    assert json.loads(out.stdout.splitlines()[0].split("inferred roles: ")[1]) == {**ROLES, "id": None, "extra": [], "probabilities": {}}
     assert "stored 20 rows" in out.stdout.splitlines()[-1]
 
 
