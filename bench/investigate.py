@@ -64,7 +64,15 @@ if kind == "store" and method == "ours":
     result = investigate_store(Store(where), "rental_pricing", path=__import__("pathlib").Path(sys.argv[4]))
 else:
     import pandas as pd
-    if kind == "store":
+    if kind == "store" and method == "before":
+        # the frames this code would load, exported once by the current code (the old
+        # code cannot read today's store)
+        spec = json.load(open(f"{where}/frames/problem.json"))
+        from analysis.attribution import Problem
+        problem = Problem(**spec)
+        ref = pd.read_parquet(f"{where}/frames/reference.parquet")
+        prod = pd.read_parquet(f"{where}/frames/production.parquet")
+    elif kind == "store":
         from analysis import queries
         from analysis.investigation import store_problem
         from analysis.store import Store
@@ -159,7 +167,30 @@ def ensure_case(name: str) -> tuple[str, Path, int]:
         print(f"building the demo at scale {spec} in {folder} (once)", flush=True)
         subprocess.run([sys.executable, "-m", "analysis", "demo", "--store", str(folder),
                         "--scale", str(spec)], check=True, cwd=ROOT)
+    if not (folder / "frames" / "production.parquet").is_file():
+        export_frames(folder)
     return kind, folder, 720_000 * spec
+
+
+def export_frames(folder: Path) -> None:
+    """The demo's two slices and its problem as files the code before the shared fit can
+    read (its store reader does not know today's store)."""
+    from analysis.investigation import load_slices, store_problem
+    from analysis.store import Store
+
+    store = Store(folder)
+    problem = store_problem(store, "rental_pricing")
+    ref, prod = load_slices(store, "rental_pricing", problem)
+    out = folder / "frames"
+    out.mkdir(exist_ok=True)
+    for name, frame in (("reference", ref), ("production", prod)):
+        # plain strings, as the old loader gave them
+        frame.astype({c: str for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)}
+                     ).to_parquet(out / f"{name}.parquet")
+    (out / "problem.json").write_text(json.dumps({
+        "features": problem.features, "target": problem.target,
+        "prediction": problem.prediction, "timestamp": problem.timestamp,
+        "segment": problem.segment, "task": problem.task, "metric": problem.metric}))
 
 
 def before_code() -> Path:

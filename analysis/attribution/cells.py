@@ -60,6 +60,7 @@ class Cell:
     _rep: dict = field(default_factory=dict, repr=False)
     _where: dict = field(default_factory=dict, repr=False)
     _examined: bool = True
+    _held_concept_tests: list = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
         return {
@@ -149,6 +150,19 @@ def judge_data(cell: Cell, p: Problem, ref: Side, win: Side, rows: CellRows, bin
             "from the reference")
 
 
+def examine(cell: Cell, p: Problem, ref: Side, win: Side, rows: CellRows, bins: dict) -> None:
+    """Examine a cell judged cheaply: run its feature tests and put its tests (AUC,
+    features, and the concept tests already computed) in the Holm families."""
+    for col, kind in p.features.items():
+        cell.data["features"][col] = binned_feature_test(
+            ref.codes[col][rows.ref], win.codes[col][rows.win], len(bins[col].labels),
+            ref.values[col][rows.ref], win.values[col][rows.win], kind)
+    cell.data["examined"] = cell._examined = True
+    cell._data_tests = [("auc", cell.data["auc_p"], cell.data["auc"] >= AUC_MIN)] + [
+        (col, f["p_value"], f["psi"] >= PSI_MIN) for col, f in cell.data["features"].items()]
+    cell._concept_tests, cell._held_concept_tests = cell._held_concept_tests, []
+
+
 def decompose_cell(cell: Cell, p: Problem, ref: Side, win: Side, rows: CellRows) -> None:
     """The user's model's error change in the cell split into a data and a concept part
     (see :func:`analysis.attribution.estimates._decompose`)."""
@@ -230,6 +244,7 @@ def judge_concept(cell: Cell, p: Problem, ref: Side, win: Side, rows: CellRows,
         tests += _residual_tests(concept, gr, gw, r_rows, w_rows, t_r, t_w, rr, rw, floors)
     cell.concept = concept
     cell._concept_tests = tests if examined else []
+    cell._held_concept_tests = [] if examined else tests
 
 
 def _se(replicates: np.ndarray, floor: float) -> float:

@@ -166,7 +166,9 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
 
 def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Problem,
                  unit: str, seed: int, progress: Callable[[str], None] | None) -> Investigation:
-    """:func:`investigate`'s steps (see the module docstring)."""
+    """:func:`investigate`'s steps (see the module docstring). Longer than most
+    functions on purpose: it is the method's table of contents, one call per step, so
+    the order can be read in one place."""
     rng = np.random.default_rng(seed)
     p = problem
     _check(reference, production, p)

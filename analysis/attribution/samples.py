@@ -55,3 +55,4 @@ def make_side(frame: pd.DataFrame, p: Problem, encoder: Encoder, bins: dict,
     reps = np.minimum(rng.poisson(1.0, size=(BOOTSTRAP, len(frame))), 255).astype(np.uint8)
     return Side(frame, encoder.transform(frame), segments_of(frame, p.segment), values, codes,
                 reps, loss)
+

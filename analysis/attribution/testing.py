@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.attribution import series
-from analysis.attribution.cells import (Cell, CellRows, decompose_cell, holm_step,
+from analysis.attribution.cells import (Cell, CellRows, decompose_cell, examine, holm_step,
                                         judge_concept, judge_data, settle)
 from analysis.attribution.domain import SharedDomain, group_pi
 from analysis.attribution.problem import ALL, MIN_ROWS, Problem
@@ -85,7 +85,7 @@ class CellJudge:
         judge_concept(cell, p, self.ref, self.win, rows, examined)
         if p.has_model and self.ref.model and cell.concept.get("reason") != "labels":
             decompose_cell(cell, p, self.ref, self.win, rows)
-        cell._where = {"rows": rows.win, "pi_win": rows.pi_win}
+        cell._where = {"rows": rows.win, "pi_win": rows.pi_win, "cell_rows": rows}
 
 
 def judge_all(judge: CellJudge, say=lambda _m: None) -> tuple[list[Cell], list[series.SeriesTest]]:
@@ -113,18 +113,14 @@ def judge_all(judge: CellJudge, say=lambda _m: None) -> tuple[list[Cell], list[s
     flagged_windows |= {c._window for t in tests if t.flagged and t.segment == ALL
                         for c in t.cells[t.split:]}
     flagged_groups = {t.segment for t in tests if t.flagged and t.segment != ALL}
-    examined = []
-    for cells in by_window:
-        for i, c in enumerate(cells):
-            if c.segment != ALL and c.data.get("judged") and (
-                    c._window in flagged_windows or c.segment in flagged_groups):
-                cells[i] = judge.cell(c._window, c.segment, examined=True)
-                examined.append(cells[i])
+    examined = [c for cells in by_window for c in cells
+                if c.segment != ALL and c.data.get("judged")
+                and (c._window in flagged_windows or c.segment in flagged_groups)]
+    for c in examined:
+        examine(c, judge.p, judge.ref, judge.win, c._where["cell_rows"], judge.bins)
     holm_step(examined)
     all_cells = [c for cells in by_window for c in cells]
     for t in tests:
-        t.cells = [next(c for c in all_cells if c.segment == old.segment and c._window == old._window)
-                   for old in t.cells]
         series.mark(t)
     settle(all_cells)
     return all_cells, tests
