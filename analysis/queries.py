@@ -114,11 +114,19 @@ def load_frame(store: Store, dataset: str, slice: str, columns: Sequence[str],
     sql = f"SELECT {cols} FROM {src}{where}"
     if not categories:
         return _query(sql, params)
-    with duckdb.connect() as con:
-        table = con.execute(sql, list(params)).to_arrow_table()
     text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
-    return pa.table({name: pc.dictionary_encode(col) if any(t(col.type) for t in text) else col
-                     for name, col in zip(table.column_names, table.columns)}).to_pandas()
+
+    def encoded(batch: pa.RecordBatch) -> pa.RecordBatch:
+        return pa.RecordBatch.from_arrays(
+            [pc.dictionary_encode(c) if any(t(c.type) for t in text) else c for c in batch.columns],
+            names=batch.schema.names)
+
+    # batch by batch, so only one batch of raw strings is ever held; then to pandas,
+    # freeing the Arrow columns as they are converted
+    with duckdb.connect() as con:
+        reader = con.sql(sql, params=list(params)).to_arrow_reader(500_000)
+        table = pa.Table.from_batches([encoded(b) for b in reader]).unify_dictionaries()
+    return table.to_pandas(self_destruct=True, split_blocks=True)
 
 
 def time_bounds(store: Store, dataset: str, slice: str) -> tuple[datetime, datetime] | None:

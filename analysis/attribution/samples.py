@@ -52,7 +52,18 @@ def make_side(frame: pd.DataFrame, p: Problem, encoder: Encoder, bins: dict,
     loss = None
     if p.has_model:
         loss = row_losses(frame[p.target], frame[p.prediction], p.metric, p.positive)
-    reps = np.minimum(rng.poisson(1.0, size=(BOOTSTRAP, len(frame))), 255).astype(np.uint8)
+    reps = poisson_counts(rng, len(frame))
     return Side(frame, encoder.transform(frame), segments_of(frame, p.segment), values, codes,
                 reps, loss)
 
+
+
+def poisson_counts(rng: np.random.Generator, n: int, block: int = 8192) -> np.ndarray:
+    """``BOOTSTRAP`` x ``n`` Poisson(1) counts as uint8, drawn a block of rows at a time
+    so the int64 draws never hold more than ``BOOTSTRAP`` x ``block`` values (drawn in
+    one go they took eight times the memory of the result)."""
+    out = np.empty((BOOTSTRAP, n), dtype=np.uint8)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        out[:, start:stop] = np.minimum(rng.poisson(1.0, size=(BOOTSTRAP, stop - start)), 255)
+    return out
