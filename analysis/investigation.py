@@ -24,7 +24,8 @@ from sklearn.linear_model import Ridge
 from analysis import attribution as at
 from analysis.binning import bins_for
 from analysis.formats import decimals_for
-from analysis.queries import Filters, load_frame, time_bounds
+from analysis.queries import (ROW_FILE, ROW_NUMBER, Filters, fetch_rows, load_frame, load_keyed,
+                              time_bounds)
 from analysis.store import Store
 from analysis.tables import jsonable
 
@@ -147,8 +148,17 @@ def investigate_store(store: Store, dataset: str, filters: Filters | None = None
         stored = _read_json(path)
         if stored is not None:
             return stored
-    reference, production = load_slices(store, dataset, problem, filters)
-    result = at.investigate(reference, production, problem, unit=unit, progress=progress)
+    reference = load_frame(store, dataset, "reference", _columns(problem), filters,
+                           categories=True)
+    # production: a few columns of every row, every column of the rows sampled
+    light = [c for c in (problem.timestamp, problem.segment, problem.target, problem.prediction)
+             if c is not None]
+    production = load_keyed(store, dataset, "production", light, filters)
+    keys = production[[ROW_FILE, ROW_NUMBER]]
+    result = at.investigate(
+        reference, production, problem, unit=unit, progress=progress,
+        fetch_production=lambda rows: fetch_rows(store, dataset, "production",
+                                                  _columns(problem), keys.iloc[rows]))
     out = jsonable(result.to_dict())
     _write_json(path, out)
     return out

@@ -114,6 +114,14 @@ def load_frame(store: Store, dataset: str, slice: str, columns: Sequence[str],
     sql = f"SELECT {cols} FROM {src}{where}"
     if not categories:
         return _query(sql, params)
+    return _categorical_frame(sql, params)
+
+
+def _categorical_frame(sql: str, params: Sequence = (), tables: Mapping | None = None
+                       ) -> pd.DataFrame:
+    """The query's rows with text columns as categoricals: read batch by batch, so only
+    one batch of raw strings is ever held, dictionary-encoded in Arrow, then converted to
+    pandas while the Arrow columns are freed. ``tables``: Arrow tables to register."""
     text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
 
     def encoded(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -121,12 +129,51 @@ def load_frame(store: Store, dataset: str, slice: str, columns: Sequence[str],
             [pc.dictionary_encode(c) if any(t(c.type) for t in text) else c for c in batch.columns],
             names=batch.schema.names)
 
-    # batch by batch, so only one batch of raw strings is ever held; then to pandas,
-    # freeing the Arrow columns as they are converted
     with duckdb.connect() as con:
+        for name, table in (tables or {}).items():
+            con.register(name, table)
         reader = con.sql(sql, params=list(params)).to_arrow_reader(500_000)
-        table = pa.Table.from_batches([encoded(b) for b in reader]).unify_dictionaries()
+        batches = [encoded(b) for b in reader]
+        if not batches:
+            return reader.schema.empty_table().to_pandas()
+        table = pa.Table.from_batches(batches).unify_dictionaries()
     return table.to_pandas(self_destruct=True, split_blocks=True)
+
+
+ROW_FILE, ROW_NUMBER = "__drift_file", "file_row_number"
+
+
+def _keyed_source(files) -> str:
+    """:func:`parquet_source` with each row's key: its file and row number in it."""
+    return parquet_source(files)[:-1] + f", filename = '{ROW_FILE}', file_row_number = true)"
+
+
+def load_keyed(store: Store, dataset: str, slice: str, columns: Sequence[str],
+               filters: Filters | None = None) -> pd.DataFrame:
+    """:func:`load_frame` (text as categoricals) plus each row's key (``ROW_FILE``,
+    ``ROW_NUMBER``), so that :func:`fetch_rows` can read chosen rows' other columns
+    later: a caller needing a few columns of every row and every column of a sample
+    never holds every column of every row."""
+    files = store.files(dataset, slice)
+    if not files:
+        return pd.DataFrame(columns=[*columns, ROW_FILE, ROW_NUMBER])
+    where, params = _where(store, dataset, slice, filters)
+    cols = ", ".join(quote(c) for c in [*columns, ROW_FILE, ROW_NUMBER])
+    return _categorical_frame(f"SELECT {cols} FROM {_keyed_source(files)}{where}", params)
+
+
+def fetch_rows(store: Store, dataset: str, slice: str, columns: Sequence[str],
+               keys: pd.DataFrame) -> pd.DataFrame:
+    """The rows named by ``keys`` (columns ``ROW_FILE``, ``ROW_NUMBER`` as
+    :func:`load_keyed` gives them), with ``columns``, in the keys' order."""
+    wanted = pa.table({ROW_FILE: pa.array(keys[ROW_FILE].astype(str).to_numpy(), pa.string()),
+                       ROW_NUMBER: pa.array(keys[ROW_NUMBER].to_numpy(dtype="int64")),
+                       "__position": pa.array(range(len(keys)), pa.int64())})
+    cols = ", ".join(f"t.{quote(c)}" for c in columns)
+    sql = (f"SELECT {cols} FROM {_keyed_source(store.files(dataset, slice))} AS t "
+           f"JOIN __wanted AS w ON t.{ROW_FILE} = w.{ROW_FILE} AND t.{ROW_NUMBER} = w.{ROW_NUMBER} "
+           "ORDER BY w.__position")
+    return _categorical_frame(sql, (), {"__wanted": wanted}).reset_index(drop=True)
 
 
 def time_bounds(store: Store, dataset: str, slice: str) -> tuple[datetime, datetime] | None:

@@ -98,3 +98,17 @@ def test_load_frame_with_categories_holds_the_same_rows(store):
     # labels read the same either way (the categorical path goes through its categories)
     assert label_text(coded["group"]).tolist() == label_text(plain["group"]).tolist()
     pd.testing.assert_frame_equal(coded.drop(columns="group"), plain.drop(columns="group"))
+
+
+def test_fetch_rows_reads_the_keyed_rows_in_the_order_asked(store):
+    cols = ["x", "group", "y", "ts"]
+    filters = Filters(None, None, {"group": ("a", "b")})
+    light = queries.load_keyed(store, "d", "production", ["ts"], filters)
+    full = queries.load_frame(store, "d", "production", cols, filters)
+    assert len(light) == len(full) and light["ts"].tolist() == full["ts"].tolist()
+    order = np.random.default_rng(0).permutation(len(light))[:300]
+    rows = queries.fetch_rows(store, "d", "production", cols,
+                              light.iloc[order][[queries.ROW_FILE, queries.ROW_NUMBER]])
+    expected = full.iloc[order].reset_index(drop=True)
+    assert rows["group"].astype(str).tolist() == expected["group"].astype(str).tolist()
+    pd.testing.assert_frame_equal(rows.drop(columns="group"), expected.drop(columns="group"))

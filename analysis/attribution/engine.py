@@ -147,7 +147,9 @@ def _production_sample(window_of: np.ndarray, n_windows: int, rng: np.random.Gen
 
 def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Problem,
                 unit: str = "auto", seed: int = 0,
-                progress: Callable[[str], None] | None = None) -> Investigation:
+                progress: Callable[[str], None] | None = None,
+                fetch_production: Callable[[np.ndarray], pd.DataFrame] | None = None
+                ) -> Investigation:
     """Attribute drift per segment x window; see the package docstring for the method.
 
     ``reference`` and ``production`` hold the columns named by ``problem``. Windows are
@@ -159,13 +161,21 @@ def investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Prob
     ``DRIFT_THREADS``, default 1): their many small fits gain little from a second
     thread, and when other work shares the cores (a dashboard, a second job) OpenMP's
     spinning threads made them ten times slower.
+
+    ``fetch_production``: when given, ``production`` need only hold the timestamp, group,
+    target and prediction of every row, and ``fetch_production(positions)`` returns
+    those rows (positions in ``production``) with every column, in that order: the
+    features are read for the sampled rows only (see
+    :func:`analysis.investigation.investigate_store`).
     """
+    take = fetch_production or (lambda rows: production.iloc[rows])
     with threadpool_limits(limits=THREADS, user_api="openmp"):
-        return _investigate(reference, production, problem, unit, seed, progress)
+        return _investigate(reference, production, problem, unit, seed, progress, take)
 
 
 def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Problem,
-                 unit: str, seed: int, progress: Callable[[str], None] | None) -> Investigation:
+                 unit: str, seed: int, progress: Callable[[str], None] | None,
+                 take: Callable[[np.ndarray], pd.DataFrame]) -> Investigation:
     """:func:`investigate`'s steps (see the module docstring). Longer than most
     functions on purpose: it is the method's table of contents, one call per step, so
     the order can be read in one place."""
@@ -185,7 +195,7 @@ def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Pro
     columns = dict(p.features)
     if p.segment is not None:
         columns = {**columns, p.segment: CATEGORICAL}
-    ref_frame, prod_frame = reference.iloc[ref_rows], production.iloc[prod_rows]
+    ref_frame, prod_frame = reference.iloc[ref_rows], take(prod_rows)
     encoder = Encoder([ref_frame, prod_frame], columns)
     bins = {c: bins_for(clean_values(reference[c], k), k) for c, k in p.features.items()}
     ref = make_side(ref_frame, p, encoder, bins, rng)
@@ -213,7 +223,7 @@ def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Pro
     # ---- 6. features
     say("locating the concept change and ranking the features")
     concept_features = _concept_regions(cells, p, encoder, g_model, seed, win)
-    drifted = _drifted_features(cells, p, reference, production, seed, windows.of, full_segments)
+    drifted = _drifted_features(cells, p, reference, take, seed, windows.of, full_segments)
     for c in cells:
         c._where = {}
 

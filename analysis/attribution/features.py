@@ -157,7 +157,7 @@ def _retrained_rule(group: list[Cell], p: Problem, encoder: Encoder, g_model, se
 
 
 def _drifted_features(cells: list[Cell], p: Problem, reference: pd.DataFrame,
-                      production: pd.DataFrame, seed: int, window_of: np.ndarray,
+                      take, seed: int, window_of: np.ndarray,
                       seg_prod: np.ndarray) -> list[dict]:
     """Features that drifted in some data-flagged cell, root causes first.
 
@@ -186,7 +186,7 @@ def _drifted_features(cells: list[Cell], p: Problem, reference: pd.DataFrame,
         return []
     ranked = sorted(stats_by.values(), key=lambda s: -s["max_psi"])
     contribution, roots = _conditional_contributions(
-        cells, p, reference, production, [s["feature"] for s in ranked][:12], seed, window_of,
+        cells, p, reference, take, [s["feature"] for s in ranked][:12], seed, window_of,
         seg_prod)
     for s in ranked:
         s["segments"] = sorted(s["segments"])
@@ -204,17 +204,18 @@ def _drifted_features(cells: list[Cell], p: Problem, reference: pd.DataFrame,
 
 
 def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.DataFrame,
-                               production: pd.DataFrame, features: list[str], seed: int,
+                               take, features: list[str], seed: int,
                                window_of: np.ndarray, seg_prod: np.ndarray
                                ) -> tuple[dict[str, float], list[str]]:
     """Leave-one-feature-out log-loss increase of a domain classifier over the drifted
-    rows (production rows of the data-flagged cells against reference rows of the same
+    rows (production rows of the data-flagged cells, read with ``take(positions)``,
+    against reference rows of the same
     segments; segment an input when there is one), and the features that are roots."""
     rng = np.random.default_rng(seed + 1)
     if len(features) < 2:
         return {}, list(features)
     flagged = [c for c in cells if c.data.get("flagged")]
-    mask = np.zeros(len(production), bool)
+    mask = np.zeros(len(window_of), bool)
     seg_names = set()
     for c in flagged:
         in_window = window_of == c._window
@@ -229,7 +230,8 @@ def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.Data
     prod_rows = prod_rows[_sample(prod_rows.size, cap, rng)]
     ref_rows = np.flatnonzero(ref_mask)
     ref_rows = ref_rows[_sample(ref_rows.size, cap, rng)]
-    frame = pd.concat([reference.iloc[ref_rows], production.iloc[prod_rows]], ignore_index=True)
+    frame = pd.concat([reference.iloc[ref_rows].reset_index(drop=True),
+                       take(prod_rows).reset_index(drop=True)], ignore_index=True)
     y = np.r_[np.zeros(ref_rows.size, int), np.ones(prod_rows.size, int)]
     weight = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
     base_cols = {c: p.features[c] for c in features}
