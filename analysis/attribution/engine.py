@@ -27,6 +27,7 @@ from analysis.attribution.features import _concept_regions, _drifted_features
 from analysis.attribution.problem import (ALL, ALPHA, AUC_MIN, BIAS_MIN, BOOTSTRAP, CLIP,
                                           CLASSIFICATION_METRICS, CONCEPT_MIN, METRICS,
                                           MIN_ROWS, PSI_MIN, REGRESSION_METRICS, SAMPLE_CAP,
+                                          WINDOW_CAP,
                                           SUPPORT_RATIO, AttributionError, Problem,
                                           default_metric, prediction_kind)
 from analysis.attribution.reference_model import score_reference_model
@@ -137,11 +138,11 @@ def _drop_empty_features(reference: pd.DataFrame, p: Problem, notes: list[str]) 
 
 def _production_sample(window_of: np.ndarray, n_windows: int, rng: np.random.Generator
                        ) -> np.ndarray:
-    """At most ``SAMPLE_CAP`` production rows per window, at random, in window order."""
+    """At most ``WINDOW_CAP`` production rows per window, at random, in window order."""
     parts = []
     for w in range(n_windows):
         rows = np.flatnonzero(window_of == w)
-        parts.append(rows[_sample(rows.size, SAMPLE_CAP, rng)])
+        parts.append(rows[_sample(rows.size, WINDOW_CAP, rng)])
     return np.concatenate(parts) if parts else np.array([], dtype=int)
 
 

@@ -12,10 +12,14 @@ from sklearn.tree import DecisionTreeRegressor
 from analysis.attribution.cells import Cell
 from analysis.attribution.domain import _classifier
 from analysis.attribution.encoding import Encoder, _sample, segments_of
-from analysis.attribution.problem import ALL, MIN_ROWS, SAMPLE_CAP, Problem
+from analysis.attribution.problem import ALL, MIN_ROWS, Problem
 from analysis.attribution.reference_model import fit_reference_model
 from analysis.attribution.samples import Side
 from analysis.drift import CATEGORICAL
+
+# rows a side for the root-cause classifiers (1 + k of them, 2 folds), and rows a group's
+# concept retraining and its disagreement tree use: their rankings settle long before
+FEATURE_ROWS = 10_000
 
 
 def disagreement_tree(X: np.ndarray, disagreement: np.ndarray, weights: np.ndarray,
@@ -126,7 +130,7 @@ def _retrained_rule(group: list[Cell], p: Problem, encoder: Encoder, g_model, se
     rows = np.concatenate([c._where["rows"] for c in group])
     pi_win = np.concatenate([c._where["pi_win"] for c in group])
     # the rule is a shallow tree: a sample of the pooled rows draws it as well
-    keep = _sample(rows.size, SAMPLE_CAP, np.random.default_rng(seed + 3))
+    keep = _sample(rows.size, FEATURE_ROWS, np.random.default_rng(seed + 3))
     rows, pi_win = rows[keep], pi_win[keep]
     frame = win.frame.iloc[rows]
     lab = frame[p.target].notna().to_numpy()
@@ -225,7 +229,7 @@ def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.Data
         ref_mask = np.ones(len(reference), bool)
     else:
         ref_mask = np.isin(segments_of(reference, p.segment), sorted(seg_names))
-    cap = 20_000
+    cap = FEATURE_ROWS
     prod_rows = np.flatnonzero(mask)
     prod_rows = prod_rows[_sample(prod_rows.size, cap, rng)]
     ref_rows = np.flatnonzero(ref_mask)
