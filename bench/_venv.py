@@ -15,3 +15,19 @@ def use_project_python() -> None:
         if venv.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
             os.execv(str(venv), [str(venv), *sys.argv])
         raise
+
+
+def side_python(name: str, packages: list[str], wait: str = "a minute or two") -> Path:
+    """Python of the benchmark's own environment ``bench/.venv-<name>`` holding
+    ``packages``, created on first use (for tools that cannot share the product's)."""
+    import subprocess
+
+    venv = ROOT / "bench" / f".venv-{name}"
+    python = venv / "bin" / "python"
+    stamp = venv / ".installed"
+    if not stamp.exists() or stamp.read_text() != " ".join(packages):
+        print(f"creating {venv} with {' '.join(packages)} ({wait})", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+        stamp.write_text(" ".join(packages))
+    return python

@@ -5,21 +5,15 @@ Evidently is not a product dependency: it fails to import with pandas 3, so it l
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
-VENV = Path(__file__).resolve().parent / ".venv-evidently"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._venv import side_python  # noqa: E402
+
 PACKAGES = ["evidently==0.7.23", "pandas<3"]
 
 
 def evidently_python() -> Path:
     """Path of the bench environment's python, creating the environment when absent."""
-    python = VENV / "bin" / "python"
-    stamp = VENV / ".installed"
-    if not stamp.exists():
-        print(f"creating {VENV} with {' '.join(PACKAGES)} (about a minute)", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *PACKAGES], check=True)
-        stamp.write_text(" ".join(PACKAGES))
-    return python
+    return side_python("evidently", PACKAGES, "about a minute")

@@ -7,22 +7,16 @@ it lives in ``bench/.venv-nannyml``, created on first use, and is driven by
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
-VENV = Path(__file__).resolve().parent / ".venv-nannyml"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._venv import side_python  # noqa: E402
+
 # NannyML 0.13.1 imports statsmodels without declaring it
 PACKAGES = ["nannyml==0.13.1", "statsmodels==0.15.0"]
 
 
 def nannyml_python() -> Path:
     """Path of the bench environment's python, creating the environment when absent."""
-    python = VENV / "bin" / "python"
-    stamp = VENV / ".installed"
-    if not stamp.exists():
-        print(f"creating {VENV} with {' '.join(PACKAGES)} (a minute or two)", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *PACKAGES], check=True)
-        stamp.write_text(" ".join(PACKAGES))
-    return python
+    return side_python("nannyml", PACKAGES, "a minute or two")
