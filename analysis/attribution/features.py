@@ -167,8 +167,8 @@ def _drifted_features(cells: list[Cell], p: Problem, reference: pd.DataFrame,
 
     A feature is a root cause when its distribution *given the other drifted features*
     changed: leaving it out of a domain classifier that sees the others makes the
-    classifier's cross-fitted log loss worse by at least 0.005 nats and 5% of what all
-    of them together gain over guessing. A feature that only moved with others (its
+    classifier's held-out log loss (fitted on one stratified half, scored on the other)
+    worse by at least 0.005 nats and 5% of what all of them together gain over guessing. A feature that only moved with others (its
     conditional distribution unchanged) adds nothing once they are known. Ties keep
     the order of the strongest PSI.
     """
@@ -242,15 +242,18 @@ def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.Data
     if p.segment is not None:
         base_cols[p.segment] = CATEGORICAL
 
+    # one stratified half to fit, the other to score: every classifier is scored on the
+    # same held-out rows, so their differences are what leaving a feature out costs
+    train, test = next(StratifiedKFold(2, shuffle=True, random_state=seed).split(frame, y))
+
     def cv_logloss(cols: dict) -> float:
         enc = Encoder([frame], cols)
         X = enc.transform(frame)
-        prob = np.zeros(len(y))
-        for train, test in StratifiedKFold(2, shuffle=True, random_state=seed).split(X, y):
-            model = _classifier(enc.categorical_mask, seed, len(train)).fit(X[train], y[train])
-            prob[test] = model.predict_proba(X[test])[:, 1]
-        prob = np.clip(prob, 1e-6, 1 - 1e-6)
-        return float(np.average(-(y * np.log(prob) + (1 - y) * np.log(1 - prob)), weights=weight))
+        model = _classifier(enc.categorical_mask, seed, len(train)).fit(X[train], y[train])
+        prob = np.clip(model.predict_proba(X[test])[:, 1], 1e-6, 1 - 1e-6)
+        yt = y[test]
+        return float(np.average(-(yt * np.log(prob) + (1 - yt) * np.log(1 - prob)),
+                                weights=weight[test]))
 
     full = cv_logloss(base_cols)
     gain = math.log(2) - full
