@@ -128,10 +128,7 @@ def judge_data(cell: Cell, p: Problem, ref: Side, win: Side, rows: CellRows, bin
     auc, auc_p = auc_test(np.r_[rows.score_ref, rows.score_win], is_w,
                           np.r_[rows.fold_ref, rows.fold_win])
     weights = np.minimum(r_ref, CLIP)
-    features = {col: binned_feature_test(ref.codes[col][rows.ref], win.codes[col][rows.win],
-                                         len(bins[col].labels), ref.values[col][rows.ref],
-                                         win.values[col][rows.win], kind, with_p=examined)
-                for col, kind in p.features.items()}
+    features = _feature_tests(p, ref, win, rows, bins, examined)
     ess = effective_sample_size(weights)
     cell.data = {
         "judged": True, "examined": examined, "auc": auc, "auc_p": auc_p,
@@ -141,8 +138,7 @@ def judge_data(cell: Cell, p: Problem, ref: Side, win: Side, rows: CellRows, bin
         "features": features,
     }
     cell._examined = examined
-    cell._data_tests = [("auc", auc_p, auc >= AUC_MIN)] + [
-        (col, f["p_value"], f["psi"] >= PSI_MIN) for col, f in features.items()] if examined else []
+    cell._data_tests = _data_tests(cell.data) if examined else []
     if cell.data["out_of_support_share"] >= 0.05:
         cell.notes.append(
             f"{cell.data['out_of_support_share']:.0%} of the window's rows lie where the "
@@ -150,16 +146,27 @@ def judge_data(cell: Cell, p: Problem, ref: Side, win: Side, rows: CellRows, bin
             "from the reference")
 
 
+def _feature_tests(p: Problem, ref: Side, win: Side, rows: CellRows, bins: dict,
+                   with_p: bool) -> dict:
+    """Every feature's :func:`binned_feature_test` between the cell's rows."""
+    return {col: binned_feature_test(ref.codes[col][rows.ref], win.codes[col][rows.win],
+                                     len(bins[col].labels), ref.values[col][rows.ref],
+                                     win.values[col][rows.win], kind, with_p=with_p)
+            for col, kind in p.features.items()}
+
+
+def _data_tests(data: dict) -> list:
+    """The data family's tests of a cell: (name, p-value, effect large enough)."""
+    return [("auc", data["auc_p"], data["auc"] >= AUC_MIN)] + [
+        (col, f["p_value"], f["psi"] >= PSI_MIN) for col, f in data["features"].items()]
+
+
 def examine(cell: Cell, p: Problem, ref: Side, win: Side, rows: CellRows, bins: dict) -> None:
     """Examine a cell judged cheaply: run its feature tests and put its tests (AUC,
     features, and the concept tests already computed) in the Holm families."""
-    for col, kind in p.features.items():
-        cell.data["features"][col] = binned_feature_test(
-            ref.codes[col][rows.ref], win.codes[col][rows.win], len(bins[col].labels),
-            ref.values[col][rows.ref], win.values[col][rows.win], kind)
+    cell.data["features"] = _feature_tests(p, ref, win, rows, bins, with_p=True)
     cell.data["examined"] = cell._examined = True
-    cell._data_tests = [("auc", cell.data["auc_p"], cell.data["auc"] >= AUC_MIN)] + [
-        (col, f["p_value"], f["psi"] >= PSI_MIN) for col, f in cell.data["features"].items()]
+    cell._data_tests = _data_tests(cell.data)
     cell._concept_tests, cell._held_concept_tests = cell._held_concept_tests, []
 
 

@@ -127,8 +127,8 @@ def _retrained_rule(group: list[Cell], p: Problem, encoder: Encoder, g_model, se
                     win: Side) -> tuple[str, float, dict[str, float]] | None:
     """The disagreement tree's rule, the mean disagreement and the features' importances
     over the pooled rows of ``group``'s cells (None: too few labelled rows)."""
-    rows = np.concatenate([c._where["rows"] for c in group])
-    pi_win = np.concatenate([c._where["pi_win"] for c in group])
+    rows = np.concatenate([c._where["rows"].win for c in group])
+    pi_win = np.concatenate([c._where["rows"].pi_win for c in group])
     # the rule is a shallow tree: a sample of the pooled rows draws it as well
     keep = _sample(rows.size, FEATURE_ROWS, np.random.default_rng(seed + 3))
     rows, pi_win = rows[keep], pi_win[keep]

@@ -85,7 +85,7 @@ class CellJudge:
         judge_concept(cell, p, self.ref, self.win, rows, examined)
         if p.has_model and self.ref.model and cell.concept.get("reason") != "labels":
             decompose_cell(cell, p, self.ref, self.win, rows)
-        cell._where = {"rows": rows.win, "pi_win": rows.pi_win, "cell_rows": rows}
+        cell._where = {"rows": rows}
 
 
 def judge_all(judge: CellJudge, say=lambda _m: None) -> tuple[list[Cell], list[series.SeriesTest]]:
@@ -117,7 +117,7 @@ def judge_all(judge: CellJudge, say=lambda _m: None) -> tuple[list[Cell], list[s
                 if c.segment != ALL and c.data.get("judged")
                 and (c._window in flagged_windows or c.segment in flagged_groups)]
     for c in examined:
-        examine(c, judge.p, judge.ref, judge.win, c._where["cell_rows"], judge.bins)
+        examine(c, judge.p, judge.ref, judge.win, c._where["rows"], judge.bins)
     holm_step(examined)
     all_cells = [c for cells in by_window for c in cells]
     for t in tests:
