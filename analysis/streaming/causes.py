@@ -33,8 +33,8 @@ Ranking
 2. The model's score is computed from the features and the segment: when one of those
    explains the change, the score's own shift is their consequence and it is not ranked.
 3. When no signal explains the change, signals whose own share changed significantly
-   (``|z| >= MIN_Z_CHANGE``) and visibly (by a quarter of its level and at least half a
-   point) in the same minutes are ranked by that ``z``: aligned in time only, which the
+   (``|z| >= MIN_Z_CHANGE``) and visibly (by a quarter of its level or by 2 points) in
+   the same minutes are ranked by that ``z``: aligned in time only, which the
    evidence says.
 Alignment in time is built in: a signal counts only through the change of its shares
 between the minutes before the CTR change and the minutes from it to its detection, so
@@ -61,8 +61,8 @@ MIN_Z = 3.0
 #: least z of a signal's own change to be ranked on time alone
 MIN_Z_CHANGE = 5.0
 #: least change of a signal's own share to be ranked on time alone: this share of its
-#: level before, and at least this absolute amount
-MIN_CHANGE_RELATIVE, MIN_CHANGE_ABSOLUTE = 0.25, 0.005
+#: level before, or this absolute amount
+MIN_CHANGE_RELATIVE, MIN_CHANGE_ABSOLUTE = 0.25, 0.02
 #: fewest requests in a category for its own CTR; fewer: the category's CTR before
 MIN_CATEGORY = 30
 
@@ -189,7 +189,7 @@ def _moved(e: Evidence) -> bool:
     """Whether a signal's own share changed, significantly and by a visible amount."""
     size = abs(e.affected_after - e.affected_before)
     return (abs(e.change_z) >= MIN_Z_CHANGE
-            and size >= max(MIN_CHANGE_ABSOLUTE, MIN_CHANGE_RELATIVE * e.affected_before))
+            and (size >= MIN_CHANGE_RELATIVE * e.affected_before or size >= MIN_CHANGE_ABSOLUTE))
 
 
 def rank_causes(cube: MinuteCube, reference: Reference, start: int, stop: int,

@@ -7,7 +7,7 @@ One row per request. Required columns:
 
 ==============  =====================================================================
 ``timestamp``   when the request was served (a timestamp, an ISO string, or epoch
-                seconds); read as UTC
+                seconds, milliseconds, micro- or nanoseconds); read as UTC
 ``request_id``  any type; unique per request
 ``segment``     the user group (text); empty is read as ``(none)``
 ``clicked``     0/1 (or true/false): whether the shown item was clicked
@@ -199,9 +199,13 @@ def _timestamp_sql(kind: str) -> str:
         return f"CAST({col} AS TIMESTAMP)"
     if kind in ("VARCHAR", "STRING"):
         return f"CAST(TRY_CAST({col} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP)"
-    if any(kind.startswith(t) for t in ("BIGINT", "INTEGER", "DOUBLE", "FLOAT", "DECIMAL",
-                                           "HUGEINT", "SMALLINT", "UBIGINT", "UINTEGER")):
-        return f"CAST(to_timestamp(CAST({col} AS DOUBLE)) AT TIME ZONE 'UTC' AS TIMESTAMP)"
+    if _is_numeric(kind):
+        # epoch seconds, or milli-, micro- or nanoseconds told by their size (a number of
+        # seconds above 1e11 would be after the year 5000)
+        x = f"CAST({col} AS DOUBLE)"
+        seconds = (f"CASE WHEN abs({x}) >= 1e17 THEN {x} / 1e9 WHEN abs({x}) >= 1e14 "
+                   f"THEN {x} / 1e6 WHEN abs({x}) >= 1e11 THEN {x} / 1e3 ELSE {x} END")
+        return f"CAST(to_timestamp({seconds}) AT TIME ZONE 'UTC' AS TIMESTAMP)"
     raise InputError(f"column {TIMESTAMP!r} has type {kind}: expected a timestamp, an ISO "
                      "date-time text or epoch seconds")
 
