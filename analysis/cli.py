@@ -14,6 +14,7 @@ datasets   list the store's datasets with rows per slice (counting rows a model 
 serve      a model behind a REST API (``--scenario iris``), every prediction logged durably
            into the store
 traffic    send bounded traffic to a running service, with an input shift and labels
+detect     CTR change detection and cause ranking over a recorded event stream
 
 Exit codes: 0 success, 2 bad input (one-line message on stderr); ``investigate
 --fail-on`` exits 1 when the drift it names is found and 3 when what it names could not
@@ -502,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow a URL that is not a loopback address")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_traffic)
+
+    from analysis.streaming import report as stream_report
+    stream_report.add_parser(sub)
     return parser
 
 
