@@ -104,11 +104,13 @@ def drill_down(sv: view.StreamView, start, window) -> None:
     per = right.selectbox("Minutes per point", [1, 5, 15], key="stream.drill_minutes",
                           help="Affected requests can be few per minute: more minutes per "
                                "point, less noise")
-    ui.chart(stream_figures.drilldown_figure(
+    fig = stream_figures.drilldown_figure(
         signal, view.signal_timeline(sv, signal, start, per),
         view.affected_ctr(sv, signal, start, per), view.signal_alerts(sv, signal, start),
-        view.signal_alerts(sv, "ctr", start), window, view.affected_description(signal), per),
-        "stream.drill", f"stream-{sv.name}-{signal}")
+        view.signal_alerts(sv, "ctr", start), window, view.affected_description(signal), per)
+    # a refresh keeps the visitor's zoom and hidden legend entries
+    fig.update_layout(uirevision=f"{sv.name}/{span}/{signal}/{per}")
+    ui.chart(fig, "stream.drill", f"stream-{sv.name}-{signal}")
 
 
 @st.fragment(run_every=every if auto else None)
@@ -123,10 +125,11 @@ def monitor() -> None:
         st.info("This stream has no events yet; the page shows them as they arrive.")
         return
     start, window = view.range_start(sv, span), view.time_window(sv, span)
-    ui.chart(stream_figures.timeline_figure(
+    fig = stream_figures.timeline_figure(
         view.ctr_frame(sv, start), view.upstream_frame(sv, start),
-        view.alert_frame(sv, start), view.signal_rows(sv), window),
-        "stream.timeline", f"stream-{sv.name}-timeline")
+        view.alert_frame(sv, start), view.signal_rows(sv), window)
+    fig.update_layout(uirevision=f"{sv.name}/{span}")    # a refresh keeps the zoom
+    ui.chart(fig, "stream.timeline", f"stream-{sv.name}-timeline")
     causes(sv)
     drill_down(sv, start, window)
     with st.expander(f"Every alert of the stream ({len(sv.alerts)})"):

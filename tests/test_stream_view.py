@@ -116,6 +116,7 @@ def test_upstream_alerts_on_their_own_row(stream):
     _, events, sv = stream
     own = view.signal_alerts(sv, "user_emb")
     assert len(own) >= 1 and (own["direction"] == "up").all()
+    assert own["text"].iloc[0].startswith("user_emb rose ") and " points (" in own["text"].iloc[0]
     up = view.upstream_frame(sv)
     null = up[(up["signal"] == "user_emb")].set_index("minute")["share_pct"]
     minute = _minute(events)

@@ -65,8 +65,9 @@ how their CTR differs from the segment's: *explained*. A signal explains the cha
 that part has the change's sign, is at least {_causes.MIN_SHARE:.0%} of it and
 {_causes.MIN_Z:g} standard errors from 0; the score, computed from the features, is then
 a consequence. When nothing explains it, signals whose own share moved at the same time
-are listed (aligned in time only); a signal whose own alarm began after CTR's is not a
-cause.
+are listed (aligned in time only). Only the change between the minutes before CTR's
+change and the minutes from it to its detection counts, so a signal that changed hours
+earlier (and stayed) or only after the detection is not a cause.
 
 **Affected against unaffected CTR.** Within each segment the CTR of the group's
 requests, then averaged over the segments with their share of all requests of those
@@ -381,9 +382,13 @@ def _name(a: Alert) -> str:
 
 
 def alert_text(a: Alert) -> str:
-    """E.g. "CTR fell 31 % (5.70 % → 3.93 %) from 10:40, detected 10:47 UTC"."""
+    """E.g. "CTR fell 31 % (5.70 % → 3.93 %) from 10:40, detected 10:47 UTC"; an
+    upstream share's change in points ("user_emb rose 58.1 points (1.4 % → 59.5 %)")."""
     verb = "rose" if a.direction == "up" else "fell"
-    size = "" if not math.isfinite(a.magnitude) else f" {abs(100 * a.magnitude):,.0f} %"
+    if a.signal != CTR:
+        size = f" {abs(100 * (a.after - a.before)):,.1f} points"
+    else:
+        size = "" if not math.isfinite(a.magnitude) else f" {abs(100 * a.magnitude):,.0f} %"
     return (f"{_name(a)} {verb}{size} ({_pct(a.before)} → {_pct(a.after)}) from "
             f"{pd.Timestamp(a.start):%H:%M}, detected {pd.Timestamp(a.detected_at):%H:%M} UTC")
 
@@ -395,12 +400,11 @@ def _pct(x: float, digits: int = 2) -> str:
 # -- causes -----------------------------------------------------------------------------------
 #: a role in the causes table, and what it means (its column's help)
 ROLES = {"explains": "explains", "aligned": "aligned in time", "downstream": "consequence",
-         "after": "after CTR", "": "—"}
+         "": "—"}
 ROLE_HELP = ("explains: accounts for at least a fifth of the change, significantly · aligned "
              "in time: nothing explains the change, this changed in the same minutes · "
              "consequence: the score, computed from a feature that explains the change · "
-             "after CTR: its own alarm began after CTR's change, so not a cause · —: no "
-             "evidence")
+             "—: no evidence")
 #: a short name of each signal's affected requests (features: "null or stale")
 AFFECTED_SHORT = {ev.LATENCY_SIGNAL: "slow (> p99)", ev.SCORE_SIGNAL: "low (≤ median)"}
 LATEST = "latest"
