@@ -1,7 +1,9 @@
 """A small seeded recommender stream for the stream page's tests: events in the event
 schema of :mod:`analysis.streaming.events`, and a stream folder written the way the
 ingest writes one (``aggregates/part-*.parquet``, ``events/part-*.parquet``,
-``meta.json``), part by part, optionally from a background thread.
+``meta.json``), part by part, optionally from a background thread. The events come from
+the small generator here (its mechanism is known, so tests can count by hand) or from
+the product's e-commerce simulator (:func:`simulated_events`).
 
 The traffic: three segments with their own click rates; two features (``user_emb``,
 ``item_pop``) whose values are occasionally stale; clicks less likely when a feature is
@@ -21,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis.scenarios.ecommerce import EcommerceSimulator, parse_fault
 from analysis.streaming.events import aggregate_events
 
 START = pd.Timestamp("2026-01-05 10:00:00")
@@ -84,6 +87,19 @@ def generate_events(minutes: int, rate: int = 1500, seed: int = 0, start=START,
     return table
 
 
+def simulated_events(minutes: int, first_minute: int = 0, rate: float = 25.0, seed: int = 0,
+                     fault: str | None = "null:user_affinity:0.8", fault_at: int = 40,
+                     start=START) -> pa.Table:
+    """The e-commerce simulator's events of minutes ``[first_minute, first_minute +
+    minutes)`` after ``start`` (``rate`` requests per second), ``fault`` (its spec, see
+    :func:`analysis.scenarios.ecommerce.parse_fault`) from minute ``fault_at``."""
+    t0 = pd.Timestamp(start).to_pydatetime()
+    faults = [parse_fault(fault, t0 + pd.Timedelta(minutes=fault_at))] if fault else []
+    sim = EcommerceSimulator(seed=seed, rate=rate, start=t0, faults=faults)
+    return sim.events(t0 + pd.Timedelta(minutes=first_minute),
+                      t0 + pd.Timedelta(minutes=first_minute + minutes))
+
+
 def _write(table: pa.Table, path: Path) -> None:
     """Write a Parquet file whole or not at all (a reader never sees half of one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,14 +118,15 @@ def write_part(folder: Path, events: pa.Table, index: int) -> None:
 
 
 def make_stream(store_root: Path, name: str = "shop", minutes: int = 60,
-                minutes_per_part: int = 10, **kwargs) -> tuple[Path, pa.Table]:
+                minutes_per_part: int = 10, source=generate_events,
+                **kwargs) -> tuple[Path, pa.Table]:
     """A stream folder ``<store_root>/streams/<name>`` of ``minutes`` minutes written in
-    parts; returns the folder and every event written."""
+    parts, events from ``source(minutes, first_minute=..., **kwargs)``; returns the
+    folder and every event written."""
     folder = Path(store_root) / "streams" / name
     written = []
     for i, first in enumerate(range(0, minutes, minutes_per_part)):
-        events = generate_events(min(minutes_per_part, minutes - first), first_minute=first,
-                                 **kwargs)
+        events = source(min(minutes_per_part, minutes - first), first_minute=first, **kwargs)
         write_part(folder, events, i)
         written.append(events)
     return folder, pa.concat_tables(written)
@@ -117,13 +134,14 @@ def make_stream(store_root: Path, name: str = "shop", minutes: int = 60,
 
 class StreamWriter(threading.Thread):
     """Appends one simulated minute of events to a stream folder every ``every``
-    seconds until :meth:`stop` (then joined). Starts after the folder's last part."""
+    seconds until :meth:`stop` (then joined), events from ``source(1, first_minute=...,
+    **kwargs)``. Starts after the folder's last part."""
 
-    def __init__(self, folder: Path, first_minute: int, every: float = 1.0, rate: int = 1500,
-                 seed: int = 0, fault: NullFault | None = NullFault()):
+    def __init__(self, folder: Path, first_minute: int, every: float = 1.0,
+                 source=generate_events, **kwargs):
         super().__init__(daemon=True, name=f"stream-writer-{folder.name}")
         self.folder, self.minute, self.every = Path(folder), first_minute, every
-        self.rate, self.seed, self.fault = rate, seed, fault
+        self.source, self.kwargs = source, kwargs
         self.index = len(list((self.folder / "aggregates").glob("part-*.parquet")))
         self.written = 0
         self.error: BaseException | None = None
@@ -132,8 +150,7 @@ class StreamWriter(threading.Thread):
     def run(self) -> None:
         try:
             while not self._halt.wait(self.every):
-                events = generate_events(1, rate=self.rate, seed=self.seed,
-                                         first_minute=self.minute, fault=self.fault)
+                events = self.source(1, first_minute=self.minute, **self.kwargs)
                 write_part(self.folder, events, self.index)
                 self.index += 1
                 self.minute += 1

@@ -7,7 +7,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from analysis.streaming import view
-from stream_helpers import generate_events, make_stream, write_part
+from stream_helpers import generate_events, make_stream, simulated_events, write_part
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/8_Stream_monitoring.py"
@@ -83,6 +83,25 @@ def test_stream_page_shows_the_stream(tmp_path, monkeypatch):
     added = view.open_stream(folder).status["events"]
     assert {m.label: m.value for m in at.metric}["Events"] == f"{added:,}"
     assert added > events.num_rows
+
+
+def test_stream_page_on_the_ecommerce_simulator(tmp_path, monkeypatch):
+    """The product's simulator with a null fault of user_affinity at minute 40: the
+    page ranks it first and draws one upstream row per feature."""
+    folder, events = make_stream(tmp_path, "ecommerce", minutes=75, source=simulated_events)
+    _use(tmp_path, monkeypatch)
+    at = _open()
+    _ok(at)
+    sv = view.open_stream(folder)
+    assert {m.label: m.value for m in at.metric}["Events"] == f"{events.num_rows:,}"
+    alert = view.latest_ctr_alert(sv)
+    assert alert is not None and alert.ranked_causes[0] == "user_affinity"
+    assert any("Most likely cause: `user_affinity`" in m.value for m in at.markdown)
+    assert at.dataframe[0].value["signal"].iloc[0] == "user_affinity"
+    titles = _titles(at)
+    for feature in ("user_affinity", "item_popularity", "weather_index"):
+        assert f"{feature}: requests whose value was null" in titles
+    assert "Drill-down: user_affinity" in titles
 
 
 def test_stream_page_picks_among_streams(tmp_path, monkeypatch):

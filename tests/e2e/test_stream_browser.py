@@ -1,6 +1,7 @@
 """The Stream monitoring page in a real browser while a stream folder is being written
-(a background thread appends one simulated minute of events a second): the charts
-draw, no error shows, and the event count grows without a reload. The thread and the
+(a background thread appends a minute of the e-commerce simulator's events every second,
+with user_affinity going null from minute 40): the charts draw, no error shows, the
+event count grows without a reload and the CTR alert appears. The thread and the
 dashboard started here are stopped here."""
 import re
 import time
@@ -8,7 +9,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from stream_helpers import StreamWriter, make_stream
+from stream_helpers import StreamWriter, make_stream, simulated_events
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 60_000
@@ -18,9 +19,9 @@ TIMEOUT = 60_000
 def stream_url(tmp_path):
     from conftest import _serve, _stop
     store_root = tmp_path / "store"
-    folder, events = make_stream(store_root, "shop", minutes=30)
+    folder, events = make_stream(store_root, "ecommerce", minutes=30, source=simulated_events)
     dashboard, url = _serve(store_root)
-    writer = StreamWriter(folder, first_minute=30, every=1.0)
+    writer = StreamWriter(folder, first_minute=30, every=1.0, source=simulated_events)
     writer.start()
     try:
         yield url, writer, events.num_rows
