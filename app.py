@@ -19,6 +19,8 @@ PAGES = [
      "for the same inputs (concept drift)?"),
     ("pages/7_Live_monitoring.py", "Live monitoring", "is a live model's traffic drifting, and "
      "what does it probably cost before labels arrive?"),
+    ("pages/8_Stream_monitoring.py", "Stream monitoring", "did a recommender's CTR drop, and "
+     "which upstream signal explains it?"),
     ("pages/5_Upload.py", "Upload", "add your own CSV or Parquet snapshot, validated before "
      "anything is stored"),
 ]

@@ -26,7 +26,8 @@ NAVIGATION = [("app.py", "Home"), ("pages/1_Overview.py", "Overview"),
               ("pages/2_Feature_drift.py", "Feature drift"), ("pages/3_Heatmap.py", "Drift heatmap"),
               ("pages/4_Segments.py", "Segments"),
               ("pages/6_Data_vs_concept.py", "Data vs concept"),
-              ("pages/7_Live_monitoring.py", "Live monitoring"), ("pages/5_Upload.py", "Upload")]
+              ("pages/7_Live_monitoring.py", "Live monitoring"),
+              ("pages/8_Stream_monitoring.py", "Stream monitoring"), ("pages/5_Upload.py", "Upload")]
 
 
 def store() -> Store:
@@ -364,3 +365,18 @@ def live_monitor(ctx: "Context"):
     (it keeps the windows it computed, so a refresh computes only the newest)."""
     from analysis.monitoring.live import reference_key
     return _live_monitor(ctx.root, ctx.dataset, reference_key(ctx.store, ctx.dataset))
+
+
+# -- stream monitoring ---------------------------------------------------------------
+@st.cache_data(max_entries=8, show_spinner=False)
+def _stream_view(folder: str, listing: tuple):
+    from analysis.streaming.view import open_stream
+    return open_stream(folder)
+
+
+def stream_view(folder):
+    """A stream folder's :class:`analysis.streaming.view.StreamView`, read and analysed
+    once per version of its parts: the listing of their names, sizes and mtimes is the
+    cache key, so a refresh without a new part costs one directory listing."""
+    from analysis.streaming.view import part_listing
+    return _stream_view(str(folder), part_listing(folder))
