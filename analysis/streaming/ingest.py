@@ -54,6 +54,7 @@ everything a reader needs.
 from __future__ import annotations
 
 import collections
+import fcntl
 import os
 import threading
 import time
@@ -73,7 +74,7 @@ from analysis.streaming.parts import (AGGREGATES, CHECKPOINT, EVENTS, META, ROW_
                                       stored_figures, stream_status, with_figures,
                                       write_atomic, write_json)
 
-__all__ = ["StreamIngest", "read_aggregates", "read_events", "stream_status", "write_meta",
+__all__ = ["StreamIngest", "StreamBusy", "read_aggregates", "read_events", "stream_status", "write_meta",
            "read_meta", "stream_folder"]
 
 #: parts of one level merged into one of the next
@@ -86,6 +87,10 @@ MAX_PENDING_BYTES = 128 << 20
 REPLAY_BYTES = 64 << 20
 #: seconds over which the ingest rate is measured
 RATE_WINDOW = 10.0
+
+
+class StreamBusy(RuntimeError):
+    """Another process is writing the stream (two writers would interleave two logs)."""
 
 
 def stream_folder(store: str | os.PathLike, name: str) -> Path:
@@ -207,6 +212,7 @@ class StreamIngest:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._lock_fd: int | None = None
         self.acknowledged = 0                      # events durable (this run and before)
         self.visible = 0                           # events in visible parts
         self.last_event_time: datetime | None = None   # newest acknowledged event
@@ -220,6 +226,21 @@ class StreamIngest:
         checkpoint, each record exactly once), then start the log and the compactor."""
         for sub in (EVENTS, AGGREGATES, "wal"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
+        self._take_writer_lock()
+        try:
+            self._recover()
+        except BaseException:
+            if self._wal is not None:
+                self._wal.close()
+                self._wal = None
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise
+        self._thread = threading.Thread(target=self._loop, name="stream-compactor", daemon=True)
+        self._thread.start()
+        return self
+
+    def _recover(self) -> None:
         for sub in (self.folder, self.folder / EVENTS, self.folder / AGGREGATES):
             for tmp in sub.glob(".*.tmp"):
                 tmp.unlink(missing_ok=True)      # a write that never finished
@@ -235,9 +256,6 @@ class StreamIngest:
             self.last_event_time = self.last_visible_time = naive_utc(figures["last_event"])
             self._write_checkpoint()
             self._write_status()
-        self._thread = threading.Thread(target=self._loop, name="stream-compactor", daemon=True)
-        self._thread.start()
-        return self
 
     def close(self) -> None:
         """Stop accepting batches, make everything queued durable, compact everything,
@@ -258,6 +276,23 @@ class StreamIngest:
         while self._merge_once():
             pass
         self._write_status(running=False)
+        os.close(self._lock_fd)
+        self._lock_fd = None
+
+    def _take_writer_lock(self) -> None:
+        """An exclusive lock on ``.writer.lock``, held until close (the kernel drops it
+        when the process dies, so a crashed writer never blocks a restart)."""
+        fd = os.open(self.folder / ".writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StreamBusy(f"stream {self.folder} is being written by another process "
+                             f"(pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
 
     def __enter__(self) -> "StreamIngest":
         return self.open()
