@@ -147,7 +147,17 @@ def test_bad_batches_are_refused_before_logging(tmp_path):
             StreamIngest(tmp_path / "s").open()
         assert ingest.acknowledged == 0
         assert ingest.append(table) == table.num_rows
-    assert read_events(tmp_path / "s").num_rows == table.num_rows
+        with pytest.raises(ValueError, match="extra: shop"):
+            ingest.append(table.append_column("shop", pa.array(["a"] * table.num_rows)))
+        # a zoned clock is read as UTC; the stream keeps naive UTC microseconds
+        later = batches(2)[1]
+        zoned = pc.cast(later["timestamp"], pa.timestamp("ns", tz="UTC"))
+        ingest.append(later.set_column(0, "timestamp", pc.cast(zoned, pa.timestamp(
+            "ns", tz="Asia/Tokyo"))))
+    stored = read_events(tmp_path / "s")
+    assert stored.num_rows == table.num_rows + later.num_rows
+    assert stored["timestamp"].type == pa.timestamp("us")
+    assert stored["timestamp"].to_pylist()[table.num_rows:] == later["timestamp"].to_pylist()
 
 
 # -- crashes at chosen points (a subprocess that dies with os._exit) -------------------------

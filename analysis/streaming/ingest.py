@@ -146,10 +146,12 @@ def normalize(table: pa.Table | pa.RecordBatch) -> pa.Table:
         raise ValueError(f"events: column {ev.TIMESTAMP!r} has type {ts.type}: expected a "
                          "timestamp")
     if ts.type != pa.timestamp("us"):
-        if ts.type.tz is not None:      # an instant: its UTC clock reading
-            ts = pc.cast(ts, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
+        # microseconds are the events' precision (finer digits are dropped); a zoned
+        # instant becomes its UTC clock reading
+        if ts.type.tz is not None:
+            ts = pc.cast(ts, pa.timestamp("us", tz="UTC"), safe=False).cast(pa.timestamp("us"))
         else:
-            ts = pc.cast(ts, pa.timestamp("us"))
+            ts = pc.cast(ts, pa.timestamp("us"), safe=False)
         table = table.set_column(names.index(ev.TIMESTAMP), ev.TIMESTAMP, ts)
     if ts.null_count:
         raise ValueError(f"events: {ts.null_count} row(s) without a {ev.TIMESTAMP}")
@@ -334,12 +336,18 @@ class StreamIngest:
             schema = self._schema
         if table.schema.equals(schema):
             return table
+        extra = sorted(set(table.column_names) - set(schema.names))
+        missing = sorted(set(schema.names) - set(table.column_names))
+        if extra or missing:
+            raise ValueError(f"events: the batch's columns differ from the stream's (extra: "
+                             f"{', '.join(extra) or '-'}; missing: {', '.join(missing) or '-'})")
         try:
             return table.select(schema.names).cast(schema)
         except (KeyError, ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise ValueError("events: the batch's columns differ from the stream's "
-                             f"({', '.join(table.column_names)} versus "
-                             f"{', '.join(schema.names)})") from None
+            kinds = [f"{f.name} {f.type} (stream: {schema.field(f.name).type})"
+                     for f in table.schema if f.type != schema.field(f.name).type]
+            raise ValueError("events: column types the stream's cannot hold: "
+                             + ", ".join(kinds)) from None
 
     def _accept(self, items: list, position: tuple) -> None:
         """The log's on_commit: batches durable up to ``position``."""

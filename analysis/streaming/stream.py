@@ -331,7 +331,8 @@ def _run_simulated(p: Plan, ingest: StreamIngest, cursor: datetime, stop: thread
 
 def _announce(p: Plan, o: StreamOptions, ingest: StreamIngest, cursor: datetime, out) -> None:
     m = p.meta
-    how = "real clock" if p.clock == "real" else f"simulated clock, until {iso(p.end)}"
+    how = ("real clock; Ctrl-C or SIGTERM stops it cleanly" if p.clock == "real"
+           else f"simulated clock, until {iso(p.end)}")
     print(f"stream {o.name!r}: scenario {m['scenario']}, seed {m['seed']}, "
           f"{m['rate']:,.0f} events/s, {how}", file=out)
     print(f"folder: {p.folder}", file=out)
