@@ -16,6 +16,7 @@ serve      a model behind a REST API (``--scenario iris``), every prediction log
 traffic    send bounded traffic to a running service, with an input shift and labels
 stream     a simulated recommender's events (``--scenario ecommerce``) with injected
            faults, ingested durably into ``<store>/streams/<name>`` (real or simulated clock)
+detect     CTR change detection and cause ranking over a recorded event stream
 
 Exit codes: 0 success, 2 bad input (one-line message on stderr); ``investigate
 --fail-on`` exits 1 when the drift it names is found and 3 when what it names could not
@@ -539,6 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compact-interval", type=float, default=1.0,
                    help="seconds between compactions into Parquet parts (default: %(default)s)")
     p.set_defaults(func=cmd_stream)
+
+    from analysis.streaming import report as stream_report
+    stream_report.add_parser(sub)
     return parser
 
 

@@ -36,8 +36,11 @@ Ranking
    (``|z| >= MIN_Z_CHANGE``) and visibly (by a quarter of its level and at least half a
    point) in the same minutes are ranked by that ``z``: aligned in time only, which the
    evidence says.
-A signal whose own alarm began more than :data:`ALIGN` minutes after the CTR change is
-not a cause (a cause changes at or before its effect).
+Alignment in time is built in: a signal counts only through the change of its shares
+between the minutes before the CTR change and the minutes from it to its detection, so
+a signal that changed hours earlier (and stayed) or only after the detection is not
+ranked. The CTR change's own date is only known to a few minutes when the change is
+small, which is why the comparison is not cut finer.
 """
 from __future__ import annotations
 
@@ -60,8 +63,6 @@ MIN_Z_CHANGE = 5.0
 #: least change of a signal's own share to be ranked on time alone: this share of its
 #: level before, and at least this absolute amount
 MIN_CHANGE_RELATIVE, MIN_CHANGE_ABSOLUTE = 0.25, 0.005
-#: minutes a cause may seem to start after its effect (minute resolution, dating noise)
-ALIGN = 3
 #: fewest requests in a category for its own CTR; fewer: the category's CTR before
 MIN_CATEGORY = 30
 
@@ -81,7 +82,7 @@ class Evidence:
     ctr_affected: float           # CTR after, of affected requests (segment-weighted)
     ctr_unaffected: float         # and of the others
     alarm_start: int | None = None
-    role: str = ""                # "explains", "aligned", "downstream", "after", ""
+    role: str = ""                # "explains", "aligned", "downstream" or ""
     categories: dict = field(default_factory=dict)
 
     @property
@@ -205,9 +206,7 @@ def rank_causes(cube: MinuteCube, reference: Reference, start: int, stop: int,
         ev = signal_evidence(cube, reference, name, start, stop, change)
         ev.alarm_start = alarm_starts.get(name)
         evidence.append(ev)
-    late = {e.signal for e in evidence
-            if e.alarm_start is not None and e.alarm_start > start + ALIGN}
-    explains = [e for e in evidence if e.signal not in late and change != 0
+    explains = [e for e in evidence if change != 0
                 and e.share_of_change >= MIN_SHARE and e.explained_z * np.sign(change) >= MIN_Z]
     for e in explains:
         e.role = "explains"
@@ -219,13 +218,10 @@ def rank_causes(cube: MinuteCube, reference: Reference, start: int, stop: int,
     if explains:
         ranked = sorted(explains, key=lambda e: -e.share_of_change)
     else:
-        ranked = sorted((e for e in evidence if e.signal not in late and _moved(e)),
+        ranked = sorted((e for e in evidence if _moved(e)),
                         key=lambda e: -abs(e.change_z))
         for e in ranked:
             e.role = "aligned"
-    for e in evidence:
-        if e.signal in late:
-            e.role = "after"
     names = [e.signal for e in ranked]
     rest = [e for e in evidence if e.signal not in names]
     return names, ranked + rest

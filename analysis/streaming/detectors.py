@@ -34,7 +34,8 @@ For design rates ``p1 = p0 (1 ± delta)`` (clipped to (0, 1)), a minute with ``x
 to ``S = max(0, S + llr)`` (one sum for a rise, one for a fall), where ``phi >= 1`` is
 the over-dispersion of the baseline window (Pearson chi-square over its degrees of
 freedom), so noisier-than-binomial traffic needs more evidence. An alarm is raised when
-``S`` exceeds ``threshold``; the change is dated to the minute after ``S`` last was 0.
+``S`` exceeds ``threshold``; the change is dated by the likelihood ratio of a step
+(:func:`date_change`) around the minute after ``S`` last was 0.
 After an alarm the baseline restarts at that date, so the new level is learnt, not
 alarmed on again.
 """
@@ -54,6 +55,8 @@ WINDOW = 60
 MIN_BASELINE = 10
 #: fewest minutes for a slope (fewer: a level only)
 MIN_TREND = 30
+#: minutes before the CUSUM's own start searched for the change's first minute
+DATING_WINDOW = 10
 #: the smallest forecast rate (a share that was 0 in the window still has a baseline)
 MIN_RATE = 1e-5
 
@@ -159,6 +162,27 @@ class Forecast:
         return float(min(max(p, floor), 1 - MIN_RATE)), float(phi)
 
 
+def date_change(x, n, expected, lo: int, m: int) -> int:
+    """The most likely first minute of a change seen at minute ``m``: the ``tau`` in
+    ``[lo, m]`` maximising the binomial log-likelihood ratio of "from ``tau`` on the rate
+    is the observed one" against the baseline, ``N_tau * KL(X_tau/N_tau || E_tau/N_tau)``
+    with ``X``, ``E``, ``N`` the observed and expected counts and the requests of
+    ``[tau, m]`` (a generalised likelihood ratio; sharper than the CUSUM's last zero,
+    which a noisy minute after the change can reset)."""
+    ok = np.isfinite(expected[lo:m + 1]) & (n[lo:m + 1] > 0)
+    if not ok.any():
+        return m
+    xs = np.where(ok, x[lo:m + 1], 0.0)[::-1].cumsum()[::-1]
+    ns = np.where(ok, n[lo:m + 1], 0.0)[::-1].cumsum()[::-1]
+    es = np.where(ok, n[lo:m + 1] * np.nan_to_num(expected[lo:m + 1]), 0.0)[::-1].cumsum()[::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.clip(xs / ns, 1e-12, 1 - 1e-12)
+        p = np.clip(es / ns, 1e-12, 1 - 1e-12)
+        kl = q * np.log(q / p) + (1 - q) * np.log((1 - q) / (1 - p))
+    score = np.where(ok & (ns > 0), ns * kl, -np.inf)
+    return lo + int(np.argmax(score))
+
+
 def _alarm(x, n, expected, phi, start, m, direction, s) -> Alarm:
     xs, ns = x[start:m + 1].sum(), n[start:m + 1].sum()
     es = float(np.sum(n[start:m + 1] * expected[start:m + 1]))
@@ -204,7 +228,9 @@ def cusum(x, n, design: Design = Design(), profile=None, begin: int = 0,
             if sums[d] == 0.0:
                 starts[d] = None
             if sums[d] > design.threshold:
-                start = starts[d] if starts[d] is not None else m
+                cusum_start = starts[d] if starts[d] is not None else m
+                lo = max(origin, begin, cusum_start - DATING_WINDOW)
+                start = date_change(x, n, expected, lo, m)
                 alarms.append(_alarm(x, n, expected, phi, start, m, d, sums[d]))
                 origin = start
                 sums = {k: 0.0 for k in directions}

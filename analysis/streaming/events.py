@@ -50,6 +50,7 @@ edge is ``sign(b) * s * (2 ** (|b| / BINS_PER_OCTAVE) - 1)`` (:func:`bin_edges`)
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def bin_edges(bins, unit: float) -> tuple[np.ndarray, np.ndarray]:
 
 def _bin_sql(expr: str, unit: float) -> str:
     # the same rule as bin_index, in SQL (isnan only applies to floating values)
-    x = f"CAST({expr} AS DOUBLE)"
+    x = f"TRY_CAST({expr} AS DOUBLE)"
     return (f"CASE WHEN {x} IS NULL OR isnan({x}) OR isinf({x}) THEN {NULL_BIN} "
             f"ELSE CAST(sign({x}) * floor({BINS_PER_OCTAVE} * log2(1 + abs({x}) / {unit!r}))"
             f" AS SMALLINT) END")
@@ -138,7 +139,7 @@ def aggregate_sql(source: str, columns: EventColumns) -> str:
     parts = [(LATENCY_SIGNAL, _bin_sql(quote(LATENCY), UNITS[LATENCY_SIGNAL])),
              (SCORE_SIGNAL, _bin_sql(quote(SCORE), UNITS[SCORE_SIGNAL]))]
     for f in columns.features:
-        value = f"CAST({quote(f)} AS DOUBLE)"
+        value = f"TRY_CAST({quote(f)} AS DOUBLE)"
         parts.append((f, f"CASE WHEN {value} IS NULL OR isnan({value}) THEN {NULL_BIN} "
                          f"ELSE {_bin_sql(quote(f + AGE_SUFFIX), AGE_UNIT)} END"))
     selects = [f"SELECT {minute} AS minute, {segment} AS segment, "
@@ -270,18 +271,26 @@ def event_source(path: str | Path, label: str = "events") -> str:
 
 
 def aggregate_file(path: str | Path, label: str = "events") -> tuple[pa.Table, EventColumns]:
-    """Validate and aggregate a recorded event file."""
+    """Validate and aggregate a recorded event file.
+
+    A CSV is parsed once into a temporary Parquet file (every check and every signal's
+    sum is a scan, and re-parsing text for each would cost most of the time)."""
     con = duckdb.connect()
     try:
         source = event_source(path, label)
-        try:
-            con.execute(f"CREATE VIEW events AS SELECT * FROM {source}")
-            columns = validate(con, "events", label)
-            if con.execute("SELECT count(*) FROM events").fetchall()[0][0] == 0:
-                raise InputError(f"{label}: the file has a header but no events")
-            return aggregate(con, "events", columns), columns
-        except duckdb.Error as exc:
-            raise InputError(f"{label}: cannot read {Path(path).name}: "
-                             f"{str(exc).splitlines()[0]}") from None
+        with tempfile.TemporaryDirectory(prefix="drift-events-") as tmp:
+            try:
+                if source.startswith("read_csv"):
+                    parsed = Path(tmp) / "events.parquet"
+                    con.execute(f"COPY (SELECT * FROM {source}) TO '{parsed}' (FORMAT parquet)")
+                    source = f"read_parquet('{parsed}')"
+                con.execute(f"CREATE VIEW events AS SELECT * FROM {source}")
+                columns = validate(con, "events", label)
+                if con.execute("SELECT count(*) FROM events").fetchall()[0][0] == 0:
+                    raise InputError(f"{label}: the file has a header but no events")
+                return aggregate(con, "events", columns), columns
+            except duckdb.Error as exc:
+                raise InputError(f"{label}: cannot read {Path(path).name}: "
+                                 f"{str(exc).splitlines()[0]}") from None
     finally:
         con.close()
