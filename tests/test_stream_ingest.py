@@ -25,7 +25,7 @@ from analysis.scenarios.ecommerce import EcommerceSimulator, parse_fault
 from analysis.streaming import events as ev
 from analysis.streaming.ingest import (StreamBusy, StreamIngest, read_aggregates, read_events,
                                        stream_status, write_meta)
-from analysis.streaming.parts import list_parts, visible_parts
+from analysis.streaming.parts import list_parts, sum_parts, visible_parts
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2026, 11, 2, 6, 0)
@@ -94,6 +94,16 @@ def test_appended_events_read_back_and_merges_keep_totals(tmp_path):
     assert status["events"] == status["acknowledged"] == expected.num_rows
     assert status["pending_events"] == 0 and not status["running"]
     assert status["parts"] == len(levels)
+
+
+def test_summing_parts_equals_merging_them():
+    parts = [ev.aggregate_events(t) for t in batches(30, seconds=9.0)]
+    assert len({pc.min(p["minute"]).as_py() for p in parts}) < len(parts)  # shared minutes
+    assert sum_parts(parts).equals(ev.merge(parts))
+    # however the rows are spread over parts (interleaved, repeated)
+    halves = [p.take(pa.array(range(k, p.num_rows, 2))) for p in parts for k in (0, 1)]
+    assert sum_parts(halves[::-1] + parts[:3]).equals(ev.merge(halves + parts[:3]))
+    assert sum_parts(parts[:1]).equals(parts[0]) and sum_parts([]).num_rows == 0
 
 
 def test_readers_never_see_a_merge_and_its_pieces(tmp_path):
