@@ -97,7 +97,7 @@ def test_appended_events_read_back_and_merges_keep_totals(tmp_path):
 
 
 def test_summing_parts_equals_merging_them():
-    parts = [ev.aggregate_events(t) for t in batches(30, seconds=9.0)]
+    parts = [ev.aggregate_events(t) for t in batches(12, seconds=15.0)]
     assert len({pc.min(p["minute"]).as_py() for p in parts}) < len(parts)  # shared minutes
     assert sum_parts(parts).equals(ev.merge(parts))
     # however the rows are spread over parts (interleaved, repeated)
