@@ -14,6 +14,8 @@ datasets   list the store's datasets with rows per slice (counting rows a model 
 serve      a model behind a REST API (``--scenario iris``), every prediction logged durably
            into the store
 traffic    send bounded traffic to a running service, with an input shift and labels
+stream     a simulated recommender's events (``--scenario ecommerce``) with injected
+           faults, ingested durably into ``<store>/streams/<name>`` (real or simulated clock)
 detect     CTR change detection and cause ranking over a recorded event stream
 
 Exit codes: 0 success, 2 bad input (one-line message on stderr); ``investigate
@@ -355,6 +357,15 @@ def cmd_traffic(args) -> int:
     return 0
 
 
+def cmd_stream(args) -> int:
+    from analysis.streaming.stream import StreamOptions, run
+
+    return run(StreamOptions(
+        scenario=args.scenario, rate=args.rate, seed=args.seed, fault_args=args.faults or [],
+        clock=args.clock, start=args.start, duration=args.duration, store=Path(args.store),
+        name=args.name, progress=args.progress, compact_interval=args.compact_interval))
+
+
 # -- the parser: each command gets exactly the options it reads ------------------------
 def _store_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=str(DEFAULT_STORE),
@@ -503,6 +514,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow a URL that is not a loopback address")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_traffic)
+
+    p = sub.add_parser("stream", help="ingest a simulated event stream with faults, durably")
+    p.add_argument("--scenario", choices=["ecommerce"], default="ecommerce")
+    p.add_argument("--rate", type=float, help="mean events per second (default: 1000)")
+    # one list in command-line order, so each --at/--until pairs with the --fault before it
+    for flag, text in (("--fault", "a fault, e.g. null:user_affinity:0.3 (repeatable)"),
+                       ("--at", "when the fault before it starts: seconds after the start "
+                                "(600, 15m, 2h) or an ISO time (default: the start)"),
+                       ("--until", "when the fault before it ends (default: never)")):
+        p.add_argument(flag, dest="faults", action="append", help=text,
+                       type=lambda v, f=flag: (f, v))
+    p.add_argument("--clock", choices=["real", "simulated"],
+                   help="real: events as they happen (default); simulated: as fast as it goes")
+    p.add_argument("--start", help="stream time of the start, ISO (default: now; simulated: "
+                                    "the scenario's start)")
+    p.add_argument("--duration", type=float, help="seconds: of running (real clock; default "
+                                                  "until Ctrl-C) or of stream time (simulated; "
+                                                  "default 3600)")
+    _store_option(p)
+    p.add_argument("--name", default="ecommerce", help="stream name (default: %(default)s)")
+    p.add_argument("--seed", type=int, help="default: 0")
+    p.add_argument("--progress", type=float, default=5.0,
+                   help="seconds between progress lines; 0: after every batch")
+    p.add_argument("--compact-interval", type=float, default=1.0,
+                   help="seconds between compactions into Parquet parts (default: %(default)s)")
+    p.set_defaults(func=cmd_stream)
 
     from analysis.streaming import report as stream_report
     stream_report.add_parser(sub)
