@@ -1,7 +1,6 @@
 """A small seeded recommender stream for the stream page's tests: events in the event
-schema of :mod:`analysis.streaming.events`, and a stream folder written the way the
-ingest writes one (``aggregates/part-*.parquet``, ``events/part-*.parquet``,
-``meta.json``), part by part, optionally from a background thread. The events come from
+schema of :mod:`analysis.streaming.events`, and a stream folder written by the real
+ingest (:class:`analysis.streaming.ingest.StreamIngest`), part by part, optionally from a background thread. The events come from
 the small generator here (its mechanism is known, so tests can count by hand) or from
 the product's e-commerce simulator (:func:`simulated_events`).
 
@@ -12,8 +11,6 @@ feature null for a share of the requests from a chosen minute on.
 """
 from __future__ import annotations
 
-import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from analysis.scenarios.ecommerce import EcommerceSimulator, parse_fault
-from analysis.streaming.events import aggregate_events
+from analysis.streaming.ingest import StreamIngest, write_meta
 
 START = pd.Timestamp("2026-01-05 10:00:00")
 SEGMENTS = ("new", "returning", "mobile")
@@ -100,21 +96,13 @@ def simulated_events(minutes: int, first_minute: int = 0, rate: float = 25.0, se
                       t0 + pd.Timedelta(minutes=first_minute + minutes))
 
 
-def _write(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file whole or not at all (a reader never sees half of one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
-def write_part(folder: Path, events: pa.Table, index: int) -> None:
-    """One ingest pass: the events and their aggregates as part ``index``, and the
-    stream's meta.json."""
-    name = f"part-{index:06d}.parquet"
-    _write(events, folder / "events" / name)
-    _write(aggregate_events(events), folder / "aggregates" / name)
-    (folder / "meta.json").write_text(json.dumps({"scenario": "test", "parts": index + 1}))
+def write_part(folder: Path, events: pa.Table, index: int = 0) -> None:
+    """Append ``events`` to the stream in ``folder`` through the real ingest (durable
+    log, then a compaction into one part) and record the stream's meta.json."""
+    if not (folder / "meta.json").exists():
+        write_meta(folder, {"scenario": "test"})
+    with StreamIngest(folder) as ingest:
+        ingest.append(events)
 
 
 def make_stream(store_root: Path, name: str = "shop", minutes: int = 60,
@@ -142,7 +130,6 @@ class StreamWriter(threading.Thread):
         super().__init__(daemon=True, name=f"stream-writer-{folder.name}")
         self.folder, self.minute, self.every = Path(folder), first_minute, every
         self.source, self.kwargs = source, kwargs
-        self.index = len(list((self.folder / "aggregates").glob("part-*.parquet")))
         self.written = 0
         self.error: BaseException | None = None
         self._halt = threading.Event()
@@ -151,8 +138,7 @@ class StreamWriter(threading.Thread):
         try:
             while not self._halt.wait(self.every):
                 events = self.source(1, first_minute=self.minute, **self.kwargs)
-                write_part(self.folder, events, self.index)
-                self.index += 1
+                write_part(self.folder, events)
                 self.minute += 1
                 self.written += events.num_rows
         except BaseException as exc:       # surfaced by the test through .error

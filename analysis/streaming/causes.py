@@ -90,7 +90,7 @@ class Evidence:
         return self.explained / self.explained_se if self.explained_se > 0 else 0.0
 
 
-def _affected_mask(signal: str, names: list[str]) -> np.ndarray:
+def affected_mask(signal: str, names: list[str]) -> np.ndarray:
     """Which categories count as 'affected' for the headline numbers."""
     if signal == LATENCY_SIGNAL:
         return np.array([n.startswith(">") for n in names])
@@ -99,7 +99,7 @@ def _affected_mask(signal: str, names: list[str]) -> np.ndarray:
     return np.array([n in ("stale", "null") for n in names])
 
 
-def _affected_label(signal: str) -> str:
+def affected_label(signal: str) -> str:
     return {LATENCY_SIGNAL: "slower than the reference's p99",
             SCORE_SIGNAL: "scored at or below the reference's median"}.get(signal, "null or stale")
 
@@ -168,8 +168,8 @@ def signal_evidence(cube: MinuteCube, reference: Reference, signal: str, start: 
         mask = moved == moved.max()
         label = f"segment {names[int(np.argmax(moved))]}"
     else:
-        mask = _affected_mask(signal, names)
-        label = _affected_label(signal)
+        mask = affected_mask(signal, names)
+        label = affected_label(signal)
     before, after, z = _share_change(pi_b, pi_a, nb, na, mask, w)
     if signal == SEGMENT_MIX:
         ctr_in, ctr_out = float(q[0, mask].mean()), float(

@@ -20,15 +20,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from analysis.streaming import events as ev
 from analysis.streaming import causes as _causes
-from analysis.streaming.causes import _affected_label, _affected_mask
+from analysis.streaming.causes import affected_label, affected_mask
 from analysis.streaming.detect import (CTR, CTR_DESIGN, UPSTREAM_DESIGN, WARMUP, Alert,
                                        detect_alerts, watched_series)
 from analysis.streaming.detectors import GAP, WINDOW
+from analysis.streaming.parts import read_aggregates
+from analysis.streaming.parts import stream_status as read_stream_status
 from analysis.streaming.minutes import (GROUP_QUANTILES, MinuteCube, Reference, categories,
                                         cube_from_aggregates, reference_from)
 
@@ -120,27 +120,13 @@ def part_listing(folder) -> tuple:
 
 def load_stream(folder) -> pa.Table:
     """The stream's aggregates, its parts summed (empty when there is none yet)."""
-    tables = []
-    for path in _parts(Path(folder) / "aggregates"):
-        try:
-            tables.append(pq.read_table(path))
-        except (OSError, pa.ArrowInvalid):      # removed by a compaction meanwhile
-            continue
-    return ev.merge(tables)
+    return read_aggregates(folder)
 
 
 def last_event_time(folder) -> pd.Timestamp | None:
-    """The newest event's timestamp, from the newest raw-event part (None without)."""
-    parts = _parts(Path(folder) / "events")
-    for path in reversed(parts):
-        try:
-            ts = pq.read_table(path, columns=[ev.TIMESTAMP]).column(0)
-        except (OSError, pa.ArrowInvalid, KeyError):
-            continue
-        if len(ts) and ts.null_count < len(ts):
-            value = pd.Timestamp(pc.max(ts).as_py())
-            return value.tz_convert("UTC").tz_localize(None) if value.tzinfo else value
-    return None
+    """The newest stored event's timestamp (None without)."""
+    last = read_stream_status(folder).get("last_event")
+    return pd.Timestamp(last) if last else None
 
 
 # -- the analysed stream ------------------------------------------------------------------
@@ -540,7 +526,7 @@ def affected_description(signal: str) -> tuple[str, str]:
         return "score at or below the reference's median", "scores above it"
     if signal == ev.SEGMENT_MIX:
         return "", ""
-    return f"{signal} {_affected_label(signal)}", f"{signal} fresh"
+    return f"{signal} {affected_label(signal)}", f"{signal} fresh"
 
 
 def affected_ctr(view: StreamView, signal: str, start=None, every: int = 1) -> pd.DataFrame:
@@ -558,7 +544,7 @@ def affected_ctr(view: StreamView, signal: str, start=None, every: int = 1) -> p
     if signal == ev.SEGMENT_MIX:
         groups = [(name, n3[:, :, k], c3[:, :, k]) for k, name in enumerate(names)]
     else:
-        mask = _affected_mask(signal, names)
+        mask = affected_mask(signal, names)
         groups = [(AFFECTED, n3[:, :, mask].sum(2), c3[:, :, mask].sum(2)),
                   (UNAFFECTED, n3[:, :, ~mask].sum(2), c3[:, :, ~mask].sum(2))]
     seg_n = n3.sum(axis=2).astype(float)
