@@ -65,27 +65,27 @@ def causes(sv: view.StreamView) -> None:
                       "share of change (%)", "affected", "affected share",
                       "CTR affected vs unaffected", "own alarm from (UTC)"],
         column_config={
-            "rank": text("#", width=30, help="Ranked causes first"),
-            "signal": text(width=86),
-            "role": text(width=84, help=view.ROLE_HELP),
+            "rank": text("#", width=26, help="Ranked causes first"),
+            "signal": text(width=118),
+            "role": text(width=80, help=view.ROLE_HELP),
             "explained (points)": number(
-                "expl. (pts)", format="%.2f", width=72,
+                "expl. (pts)", format="%.2f", width=62,
                 help="The CTR change this signal's shift accounts for, in percentage points"),
-            "± (points)": number("± (pts)", format="%.2f", width=56,
+            "± (points)": number("± (pts)", format="%.2f", width=50,
                                  help="The explained part's standard error"),
             "share of change (%)": number(
-                "share (%)", format="%.0f", width=64,
+                "share (%)", format="%.0f", width=56,
                 help="The explained part as a share of the observed CTR change"),
-            "affected": text(width=102, help="Which of the signal's requests are affected"),
+            "affected": text(width=92, help="Which of the signal's requests are affected"),
             "affected share": text(
-                "affected: before → after", width=116,
+                "affected: before → after", width=110,
                 help="Share of requests affected in the 30 minutes before the change and "
                      "since it (segment-weighted)"),
             "CTR affected vs unaffected": text(
-                "CTR: affected vs not", width=124,
+                "CTR: affected vs not", width=118,
                 help="CTR since the change of affected and of unaffected requests, each in "
                      "the segments' mix"),
-            "own alarm from (UTC)": text("own alarm", width=64,
+            "own alarm from (UTC)": text("own alarm", width=60,
                                          help="When this signal's own alarm dated its change"),
         })
 
