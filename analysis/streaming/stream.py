@@ -28,6 +28,12 @@ generating, makes every acknowledged event visible, and exits 0.
 ``--duration`` seconds (default one hour) of stream time, as fast as it goes, in batches
 of about :data:`BATCH_EVENTS` events, each durable before the next is made.
 
+Alerts
+------
+Every :data:`ALERT_EVERY` seconds, and once at the end, the detectors re-run over the
+stream's complete minutes; every alert is kept in the folder's ``alerts.json`` and a new
+one is printed as an ``ALERT`` line (:mod:`analysis.streaming.alerts`).
+
 Restarting
 ----------
 A stream folder that exists is resumed: the options left out are taken from its
@@ -50,6 +56,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from analysis.store import DEFAULT_STORE
+from analysis.streaming.alerts import AlertWatcher
 from analysis.streaming.ingest import (StreamBusy, StreamIngest, read_meta, stream_folder,
                                        write_meta)
 from analysis.streaming.parts import iso, naive_utc
@@ -65,6 +72,8 @@ TICK = 0.2
 BATCH_EVENTS = 20_000
 #: stream seconds per batch while a real-clock stream catches up after a restart
 CATCH_UP_SECONDS = 10.0
+#: seconds between re-runs of the detectors over the stream (alerts.json, ALERT lines)
+ALERT_EVERY = 5.0
 DEFAULT_RATE, DEFAULT_SEED, DEFAULT_DURATION = 1000.0, 0, 3600.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _OFFSET = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([smh]?)\s*$")
@@ -281,7 +290,13 @@ def run(o: StreamOptions, out=None) -> int:
     try:
         cursor = _resume_point(ingest, p.start)
         _announce(p, o, ingest, cursor, out)
-        progress = _Progress(ingest, p.clock, o.progress, out)
+        report = _Progress(ingest, p.clock, o.progress, out)
+        watcher = AlertWatcher(p.folder, every=ALERT_EVERY, out=out)
+
+        def progress(through: datetime, clock_now: datetime | None = None,
+                     force: bool = False) -> None:
+            report(through, clock_now, force)
+            watcher()
         if p.clock == "real":
             cursor = _run_real(p, o, ingest, cursor, stop, progress)
         else:
@@ -289,6 +304,8 @@ def run(o: StreamOptions, out=None) -> int:
     finally:
         restore()
         ingest.close()
+    # every acknowledged event is visible now: the last alerts, on every minute written
+    watcher(force=True, complete_only=False)
     print(f"stopped: {ingest.acknowledged:,} events stored through {iso(cursor)} "
           f"({ingest.visible:,} visible)" + (f"; compaction errors: {ingest.last_error}"
                                              if ingest.errors else ""), file=out, flush=True)
