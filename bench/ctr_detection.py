@@ -53,7 +53,7 @@ RATE = 1000.0
 BEFORE_MIN, AFTER_MIN = 60, 20
 KINDS = (("null", "user_affinity"), ("stale", "item_popularity"), ("latency", None),
          ("score", None), ("null+unused", "recent_clicks"))
-DROPS = (0.02, 0.03, 0.05, 0.07, 0.10)
+DROPS = (0.02, 0.03, 0.04, 0.05, 0.07, 0.10)
 
 
 def stream_aggregates(sim, start: datetime, end: datetime, step=timedelta(minutes=30)):
@@ -88,7 +88,7 @@ def threshold_alerts(cube, hour_minutes=60, window=5, ratio=0.9):
     moving = np.convolve(c, kernel)[:len(c)] / np.maximum(np.convolve(n, kernel)[:len(n)], 1)
     below = moving < ratio * level
     below[:hour_minutes] = False
-    return [m for m in range(len(below)) if below[m] and (m == 0 or not below[m - 1])]
+    return [int(m) for m in range(len(below)) if below[m] and (m == 0 or not below[m - 1])]
 
 
 def fault_run(seed: int, kind: str, target: str | None, drop: float = 0.10) -> dict:
@@ -106,14 +106,16 @@ def fault_run(seed: int, kind: str, target: str | None, drop: float = 0.10) -> d
     fault_minute = BEFORE_MIN
     return {"seed": seed, "kind": kind, "spec": spec, "cause": cause, "at": at.isoformat(),
             "detected": hit is not None,
-            "delay_min": ((np.datetime64(hit.detected_at) - np.datetime64(at)) /
-                          np.timedelta64(60, "s")) if hit else None,
-            "start_error_min": ((np.datetime64(hit.start) - np.datetime64(at)) /
-                                np.timedelta64(60, "s")) if hit else None,
+            "delay_min": _minutes(hit.detected_at, at) if hit else None,
+            "start_error_min": _minutes(hit.start, at) if hit else None,
             "top1": bool(hit and hit.ranked_causes[:1] == [cause]),
             "ranked": hit.ranked_causes if hit else [],
-            "early_alerts": sum(np.datetime64(a.detected_at) <= np.datetime64(at) for a in alerts),
-            "fixed_delay_min": (fixed[0] + 1 - fault_minute) if fixed else None}
+            "early_alerts": int(sum(np.datetime64(a.detected_at) <= np.datetime64(at) for a in alerts)),
+            "fixed_delay_min": int(fixed[0] + 1 - fault_minute) if fixed else None}
+
+
+def _minutes(when: str, at: datetime) -> float:
+    return float((np.datetime64(when) - np.datetime64(at)) / np.timedelta64(60, "s"))
 
 
 def fault_free_run(seed: int, hours: float) -> dict:

@@ -196,3 +196,15 @@ def test_validate_names_a_text_in_a_number_column():
     con.register("ev", df)
     with pytest.raises(InputError, match="column 'latency_ms' row 4: not a number"):
         events.validate(con, "ev")
+
+
+def test_a_text_feature_is_a_value_and_only_blank_or_missing_is_null():
+    df = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=6, freq="s"),
+                       "request_id": range(6), "segment": "a", "clicked": [0, 1, 0, 1, 0, 0],
+                       "latency_ms": 1.0, "score": 0.5,
+                       "country": ["x", "", None, "y", "nan", "z"], "country_age_s": 1.0,
+                       "depth": [1.0, np.nan, None, 2, 3, 4], "depth_age_s": 1.0})
+    agg = events.aggregate_events(pa.Table.from_pandas(df)).to_pandas()
+    nulls = agg[agg.bin == events.NULL_BIN].set_index("signal")
+    assert nulls.loc["country", "n"] == 3 and nulls.loc["country", "clicks"] == 1
+    assert nulls.loc["depth", "n"] == 2

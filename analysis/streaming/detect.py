@@ -46,6 +46,8 @@ SLOT_MINUTES = 15
 PROFILE_MIN_EVENTS = 200
 #: tuned to a 10 % change of CTR; upstream shares by a third of their level or 0.5 points
 CTR_DESIGN = Design(relative=0.10, absolute=0.0, threshold=12.0)
+#: a second CTR design for smaller, slower-to-prove changes (a bank of two CUSUMs)
+CTR_SMALL_DESIGN = Design(relative=0.04, absolute=0.0, threshold=12.0)
 UPSTREAM_DESIGN = Design(relative=1 / 3, absolute=0.005, threshold=14.0)
 #: two segment-mix alarms less than this many minutes apart are one change
 MERGE_MINUTES = 10
@@ -162,7 +164,7 @@ def _merge_mix(alerts: list[Alert]) -> list[Alert]:
 
 
 def detect_alerts(cube: MinuteCube, baseline: MinuteCube | None = None,
-                  ctr_design: Design = CTR_DESIGN,
+                  ctr_design: Design | tuple[Design, ...] = (CTR_DESIGN, CTR_SMALL_DESIGN),
                   upstream_design: Design = UPSTREAM_DESIGN) -> tuple[list[Alert], dict]:
     """All alerts of a stream, CTR's with their ranked causes.
 

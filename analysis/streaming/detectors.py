@@ -193,47 +193,50 @@ def _alarm(x, n, expected, phi, start, m, direction, s) -> Alarm:
     return Alarm(start, m, direction, float(s), float(before), float(after), float(z))
 
 
-def cusum(x, n, design: Design = Design(), profile=None, begin: int = 0,
-          directions=(1, -1)) -> tuple[list[Alarm], np.ndarray]:
+def cusum(x, n, design: Design | tuple[Design, ...] = Design(), profile=None,
+          begin: int = 0, directions=(1, -1)) -> tuple[list[Alarm], np.ndarray]:
     """Two-sided binomial CUSUM over per-minute counts ``x`` out of ``n``.
+
+    ``design`` may be several designs (a bank): each keeps its own sums and the first to
+    pass its threshold raises the alarm, so a small shift is found by a small design
+    (slowly) and a large one by a large design (at once).
 
     Returns the alarms and the baseline rate of every minute (NaN where there was none).
     Minutes before ``begin`` only feed the baseline. Uses only minutes up to each minute
     tested, so running it on a prefix gives the prefix's alarms."""
     x = np.asarray(x, float)
     n = np.asarray(n, float)
+    designs = (design,) if isinstance(design, Design) else tuple(design)
+    keys = [(d, k) for k in range(len(designs)) for d in directions]
     forecast = Forecast(x, n, profile)
     expected = np.full(len(n), np.nan)
     alarms: list[Alarm] = []
     origin = 0
-    sums = {d: 0.0 for d in directions}
-    starts = {d: None for d in directions}
-    phi = 1.0
+    sums = dict.fromkeys(keys, 0.0)
+    starts = dict.fromkeys(keys)
     for m in range(len(n)):
         got = forecast.rate(m, origin)
         if got is None:
             continue
-        p0, phi_m = got
+        p0, phi = got
         expected[m] = p0
         if m < begin or n[m] == 0:
             continue
-        phi = phi_m
-        up, down = design_rates(p0, design)
-        for d in directions:
-            p1 = up if d > 0 else down
-            step = float(llr_binomial(x[m], n[m], p0, p1, phi))
-            if sums[d] == 0.0:
-                starts[d] = m
-            sums[d] = max(0.0, sums[d] + step)
-            if sums[d] == 0.0:
-                starts[d] = None
-            if sums[d] > design.threshold:
-                cusum_start = starts[d] if starts[d] is not None else m
+        for d, k in keys:
+            up, down = design_rates(p0, designs[k])
+            step = float(llr_binomial(x[m], n[m], p0, up if d > 0 else down, phi))
+            if sums[d, k] == 0.0:
+                starts[d, k] = m
+            sums[d, k] = max(0.0, sums[d, k] + step)
+            if sums[d, k] == 0.0:
+                starts[d, k] = None
+            if sums[d, k] > designs[k].threshold:
+                cusum_start = starts[d, k] if starts[d, k] is not None else m
                 lo = max(origin, begin, cusum_start - DATING_WINDOW)
                 start = date_change(x, n, expected, lo, m)
-                alarms.append(_alarm(x, n, expected, phi, start, m, d, sums[d]))
+                alarms.append(_alarm(x, n, expected, phi, start, m, d, sums[d, k]))
                 origin = start
-                sums = {k: 0.0 for k in directions}
-                starts = {k: None for k in directions}
+                sums = dict.fromkeys(keys, 0.0)
+                starts = dict.fromkeys(keys)
                 break
     return alarms, expected

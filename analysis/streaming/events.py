@@ -128,6 +128,19 @@ class EventColumns:
 
     timestamp_sql: str
     features: tuple[str, ...]
+    #: DuckDB type of each feature's value column (a feature may be text: a category)
+    feature_types: tuple[str, ...] = ()
+
+
+def _null_sql(column: str, kind: str) -> str:
+    """SQL true where a feature's value is missing: NULL, NaN for numbers, an empty or
+    blank text for text (a text value is never cast: a category is a value too)."""
+    col = quote(column)
+    if kind in ("FLOAT", "DOUBLE", "REAL") or kind.startswith("DECIMAL"):
+        return f"({col} IS NULL OR isnan(CAST({col} AS DOUBLE)))"
+    if kind == "VARCHAR":
+        return f"({col} IS NULL OR trim({col}) = '' OR lower(trim({col})) IN ('nan', 'null'))"
+    return f"({col} IS NULL)"
 
 
 def aggregate_sql(source: str, columns: EventColumns) -> str:
@@ -138,9 +151,9 @@ def aggregate_sql(source: str, columns: EventColumns) -> str:
     clicked = f"CAST({quote(CLICKED)} AS BIGINT)"
     parts = [(LATENCY_SIGNAL, _bin_sql(quote(LATENCY), UNITS[LATENCY_SIGNAL])),
              (SCORE_SIGNAL, _bin_sql(quote(SCORE), UNITS[SCORE_SIGNAL]))]
-    for f in columns.features:
-        value = f"TRY_CAST({quote(f)} AS DOUBLE)"
-        parts.append((f, f"CASE WHEN {value} IS NULL OR isnan({value}) THEN {NULL_BIN} "
+    kinds = columns.feature_types or ("DOUBLE",) * len(columns.features)
+    for f, kind in zip(columns.features, kinds):
+        parts.append((f, f"CASE WHEN {_null_sql(f, kind)} THEN {NULL_BIN} "
                          f"ELSE {_bin_sql(quote(f + AGE_SUFFIX), AGE_UNIT)} END"))
     selects = [f"SELECT {minute} AS minute, {segment} AS segment, "
                f"'{name.replace(chr(39), chr(39) * 2)}' AS signal, "
@@ -236,7 +249,7 @@ def validate(con: duckdb.DuckDBPyConnection, source: str, label: str = "events")
                          f"f{AGE_SUFFIX} (found: {', '.join(list(types)[:12])})")
     ts_sql = _timestamp_sql(types[TIMESTAMP])
     features = tuple(feature_names(list(types)))
-    numeric = [LATENCY, SCORE] + [c for f in features for c in (f, f + AGE_SUFFIX)]
+    numeric = [LATENCY, SCORE] + [f + AGE_SUFFIX for f in features]
     for col in numeric:
         if not (_is_numeric(types[col]) or types[col] in ("VARCHAR", "NULL", '"NULL"')):
             raise InputError(f"{label}: column {col!r} has type {types[col]}: expected numbers")
@@ -253,7 +266,8 @@ def validate(con: duckdb.DuckDBPyConnection, source: str, label: str = "events")
                                   f"OR TRY_CAST({clicked} AS INTEGER) NOT IN (0, 1)")
     if bad is not None:
         raise InputError(f"{label}: column {CLICKED!r} row {bad[0]}: expected 0 or 1")
-    return EventColumns(timestamp_sql=ts_sql, features=features)
+    return EventColumns(timestamp_sql=ts_sql, features=features,
+                        feature_types=tuple(types[f] for f in features))
 
 
 def event_source(path: str | Path, label: str = "events") -> str:

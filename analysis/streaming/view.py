@@ -24,8 +24,8 @@ import pyarrow as pa
 from analysis.streaming import events as ev
 from analysis.streaming import causes as _causes
 from analysis.streaming.causes import affected_label, affected_mask
-from analysis.streaming.detect import (CTR, CTR_DESIGN, UPSTREAM_DESIGN, WARMUP, Alert,
-                                       detect_alerts, watched_series)
+from analysis.streaming.detect import (CTR, CTR_DESIGN, CTR_SMALL_DESIGN, UPSTREAM_DESIGN,
+                                       WARMUP, Alert, detect_alerts, watched_series)
 from analysis.streaming.detectors import GAP, WINDOW
 from analysis.streaming.parts import read_aggregates
 from analysis.streaming.parts import stream_status as read_stream_status
@@ -50,7 +50,8 @@ minute has a wide band.
 
 **Alerts.** Every signal has a two-sided binomial CUSUM against its forecast: each
 minute adds the log-likelihood ratio of its count between "as forecast" and "moved by the
-design shift" (CTR by {CTR_DESIGN.relative:.0%}; an upstream share by
+design shift" (CTR by {CTR_DESIGN.relative:.0%}, and by {CTR_SMALL_DESIGN.relative:.0%} in a
+second sum that finds smaller changes more slowly; an upstream share by
 {UPSTREAM_DESIGN.relative:.0%} of its level, at least {100 * UPSTREAM_DESIGN.absolute:g} points);
 an alert is raised when the sum passes its threshold. Shaded: from the minute the
 evidence began to accumulate (the change's start) to the minute that raised it. Without
