@@ -94,3 +94,35 @@ def test_groups_are_examined_only_where_their_window_or_group_is_flagged():
             assert "auc" in c["data"] and c["verdict"] == "none"
         elif not before:
             assert c["data"]["examined"]
+
+
+def test_poisson_counts_follow_poisson_one():
+    from scipy import stats
+    from analysis.attribution.samples import poisson_counts
+    counts = poisson_counts(np.random.default_rng(3), 20_000)
+    assert counts.dtype == np.uint8 and counts.shape == (at.BOOTSTRAP, 20_000)
+    values, freq = np.unique(counts, return_counts=True)
+    expected = stats.poisson.pmf(values, 1.0) * counts.size
+    keep = expected >= 5
+    chi2 = np.sum((freq[keep] - expected[keep]) ** 2 / expected[keep])
+    assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-3
+    assert counts.mean() == pytest.approx(1.0, abs=0.002)
+    assert counts.var() == pytest.approx(1.0, abs=0.005)
+
+
+def test_quantizer_cuts_many_valued_columns_to_at_most_255_ordered_values():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=5000), rng.integers(0, 4, 5000).astype(float),
+                         rng.normal(size=5000)])
+    X[::7, 0] = np.nan
+    q = domain.Quantizer.fit(X, np.array([False, False, True]))
+    Y = q.transform(X)
+    assert set(q.edges) == {0}                      # few values, categorical: untouched
+    np.testing.assert_array_equal(Y[:, 1:], X[:, 1:])
+    assert np.isnan(Y[::7, 0]).all()
+    ok = ~np.isnan(X[:, 0])
+    assert len(np.unique(Y[ok, 0])) <= domain.MAX_VALUES
+    order = np.argsort(X[ok, 0])
+    assert np.all(np.diff(Y[ok, 0][order]) >= 0)    # the cut keeps the order
+    # each value holds about 1/255 of the rows
+    assert np.bincount(Y[ok, 0].astype(int)).max() <= 3 * ok.sum() / domain.MAX_VALUES

@@ -10,7 +10,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.tree import DecisionTreeRegressor
 
 from analysis.attribution.cells import Cell
-from analysis.attribution.domain import _classifier
+from analysis.attribution.domain import Quantizer, _classifier
 from analysis.attribution.encoding import Encoder, _sample, segments_of
 from analysis.attribution.problem import ALL, MIN_ROWS, Problem
 from analysis.attribution.reference_model import fit_reference_model
@@ -249,6 +249,7 @@ def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.Data
     def cv_logloss(cols: dict) -> float:
         enc = Encoder([frame], cols)
         X = enc.transform(frame)
+        X = Quantizer.fit(X, enc.categorical_mask).transform(X)
         model = _classifier(enc.categorical_mask, seed, len(train)).fit(X[train], y[train])
         prob = np.clip(model.predict_proba(X[test])[:, 1], 1e-6, 1 - 1e-6)
         yt = y[test]
