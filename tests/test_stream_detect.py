@@ -208,3 +208,23 @@ def test_a_text_feature_is_a_value_and_only_blank_or_missing_is_null():
     nulls = agg[agg.bin == events.NULL_BIN].set_index("signal")
     assert nulls.loc["country", "n"] == 3 and nulls.loc["country", "clicks"] == 1
     assert nulls.loc["depth", "n"] == 2
+
+
+def test_minutes_hours_and_days_come_from_the_same_pieces():
+    df = generate(seed=8, hours=2.5, rate=20, start="2026-03-01 22:30")
+    table = pa.Table.from_pandas(df)
+    half = len(df) // 3
+    parts = [events.aggregate_events(table.slice(0, half)),
+             events.aggregate_events(table.slice(half))]
+    whole = events.aggregate_events(table)
+    assert events.merge(parts).equals(whole)
+    hourly = events.rollup(events.merge(parts), "1 hour").to_pandas()
+    by_hand = df.assign(hour=df.timestamp.dt.floor("h"))
+    got = hourly[hourly.signal == "latency"].groupby("minute")[["n", "clicks"]].sum()
+    want = by_hand.groupby("hour").agg(n=("clicked", "size"),
+                                       clicks=("clicked", "sum"))
+    np.testing.assert_array_equal(got.index.to_numpy(), want.index.to_numpy())
+    np.testing.assert_array_equal(got.to_numpy(), want.to_numpy())
+    daily = events.rollup(whole, "1 day").to_pandas()
+    assert sorted(daily.minute.dt.day.unique()) == [1, 2]
+    assert daily[daily.signal == "score"].n.sum() == len(df)

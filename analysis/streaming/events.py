@@ -198,6 +198,22 @@ def merge(tables) -> pa.Table:
         con.close()
 
 
+def rollup(table: pa.Table, every: str = "1 hour") -> pa.Table:
+    """Aggregates summed into coarser periods (``every`` as DuckDB reads an interval:
+    ``"5 minutes"``, ``"1 hour"``, ``"1 day"``); ``minute`` then holds each period's
+    start. Periods start at midnight UTC and their multiples."""
+    con = duckdb.connect()
+    try:
+        con.register("parts", table.cast(AGGREGATE_SCHEMA))
+        return con.execute(
+            "SELECT time_bucket(CAST(? AS INTERVAL), minute, TIMESTAMP '2000-01-01') AS minute, "
+            "segment, signal, bin, sum(n)::BIGINT AS n, sum(clicks)::BIGINT AS clicks "
+            "FROM parts GROUP BY ALL ORDER BY minute, signal, segment, bin", [every]
+        ).to_arrow_table().cast(AGGREGATE_SCHEMA)
+    finally:
+        con.close()
+
+
 # -- reading and checking a recorded file -------------------------------------------------
 def _types(con, source: str) -> dict[str, str]:
     rows = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
