@@ -22,7 +22,7 @@ an optional time-of-day ``profile`` learnt from a baseline recording. The gap ke
 change that began less than ``GAP`` minutes ago out of its own baseline; the slope
 follows the daily rhythm (over an hour the day's curve is nearly straight). The
 baseline needs :data:`MIN_BASELINE` minutes; with fewer than :data:`MIN_TREND` it is a
-level only.
+level only (a slope from fewer minutes, extrapolated, is mostly noise).
 
 The statistic
 -------------
@@ -33,7 +33,9 @@ For design rates ``p1 = p0 (1 ± delta)`` (clipped to (0, 1)), a minute with ``x
 
 to ``S = max(0, S + llr)`` (one sum for a rise, one for a fall), where ``phi >= 1`` is
 the over-dispersion of the baseline window (Pearson chi-square over its degrees of
-freedom), so noisier-than-binomial traffic needs more evidence. An alarm is raised when
+freedom) times ``1 + spread``, the forecast's own variance relative to the minute's
+binomial variance: noisier-than-binomial traffic, and a baseline known less well (a
+short window, a slope extrapolated far), need more evidence. An alarm is raised when
 ``S`` exceeds ``threshold``; the change is dated by the likelihood ratio of a step
 (:func:`date_change`) around the minute after ``S`` last was 0.
 After an alarm the baseline restarts at that date, so the new level is learnt, not
@@ -54,7 +56,7 @@ WINDOW = 60
 #: fewest minutes with requests in the window for a forecast
 MIN_BASELINE = 10
 #: fewest minutes for a slope (fewer: a level only)
-MIN_TREND = 30
+MIN_TREND = 45
 #: minutes before the CUSUM's own start searched for the change's first minute
 DATING_WINDOW = 10
 #: the smallest forecast rate (a share that was 0 in the window still has a baseline)
@@ -133,9 +135,15 @@ class Forecast:
     def _sums(self, lo: int, hi: int):
         return [c[hi] - c[lo] for c in self._cum]
 
-    def rate(self, m: int, origin: int) -> tuple[float, float] | None:
-        """Forecast rate of minute ``m`` and the window's over-dispersion, from minutes
-        in ``[max(origin, m - GAP - WINDOW), m - GAP)``; None when too few."""
+    def rate(self, m: int, origin: int) -> tuple[float, float, float] | None:
+        """Forecast of minute ``m`` from minutes in ``[max(origin, m - GAP - WINDOW),
+        m - GAP)``: ``(rate, phi, spread)``, None when there are too few.
+
+        ``phi``: the window's over-dispersion around its line (Pearson chi-square over
+        its degrees of freedom, at least 1). ``spread``: the forecast's variance relative
+        to a binomial minute of ``n[m]`` requests, ``n[m] (1/E + (m - tbar)^2 / S_tt)``
+        with ``E`` the window's requests and ``S_tt`` their spread in time (the second
+        term only with a slope)."""
         hi = m - GAP
         lo = max(origin, hi - WINDOW)
         if hi - lo < MIN_BASELINE:
@@ -144,22 +152,27 @@ class Forecast:
         if k < MIN_BASELINE or se <= 0:
             return None
         level = sx / se
+        p_bar = min(max(level, MIN_RATE), 1 - MIN_RATE)
+        tbar = set_ / se
+        s_tt = sett - set_ * tbar
         slope = 0.0
-        if k >= MIN_TREND:
-            tbar = set_ / se
-            var = sett / se - tbar ** 2
-            if var > 0:
-                slope = (sxt / se - tbar * level) / var
-        a = level - slope * (set_ / se)
-        # Pearson chi-square of the window around its line, with p(1 - p) at the level
+        if k >= MIN_TREND and s_tt > 0:
+            slope = (sxt - tbar * sx) / s_tt
+        phi = self._dispersion(level, slope, tbar, k, se, set_, sett, sx, sxt, sxx, p_bar)
+        p = (level + slope * (m - tbar)) * self.profile[m]
+        spread = self.n[m] * (1 / se + ((m - tbar) ** 2 / s_tt if slope else 0.0))
+        floor = max(MIN_RATE, 0.5 / (self.n[lo:hi].sum() + 1))
+        return float(min(max(p, floor), 1 - MIN_RATE)), float(phi), float(spread)
+
+    @staticmethod
+    def _dispersion(level, slope, tbar, k, se, set_, sett, sx, sxt, sxx, p_bar) -> float:
+        """Pearson chi-square of the window around its line over the degrees of
+        freedom, with p(1 - p) taken at the level; at least 1."""
+        a = level - slope * tbar
         fit_sq = a * a * se + 2 * a * slope * set_ + slope * slope * sett
         chi = sxx - 2 * (a * sx + slope * sxt) + fit_sq
-        p_bar = min(max(level, MIN_RATE), 1 - MIN_RATE)
         dof = max(k - (2 if slope else 1), 1)
-        phi = max(1.0, chi / (p_bar * (1 - p_bar)) / dof)
-        p = (a + slope * m) * self.profile[m]
-        floor = max(MIN_RATE, 0.5 / (self.n[lo:hi].sum() + 1))
-        return float(min(max(p, floor), 1 - MIN_RATE)), float(phi)
+        return max(1.0, chi / (p_bar * (1 - p_bar)) / dof)
 
 
 def date_change(x, n, expected, lo: int, m: int) -> int:
@@ -218,7 +231,8 @@ def cusum(x, n, design: Design | tuple[Design, ...] = Design(), profile=None,
         got = forecast.rate(m, origin)
         if got is None:
             continue
-        p0, phi = got
+        p0, phi, spread = got
+        phi *= 1 + spread          # the baseline's own uncertainty, as extra noise
         expected[m] = p0
         if m < begin or n[m] == 0:
             continue
