@@ -47,7 +47,7 @@ PROFILE_MIN_EVENTS = 200
 #: tuned to a 10 % change of CTR; upstream shares by a third of their level or 0.5 points
 CTR_DESIGN = Design(relative=0.10, absolute=0.0, threshold=12.0)
 #: a second CTR design for smaller, slower-to-prove changes (a bank of two CUSUMs)
-CTR_SMALL_DESIGN = Design(relative=0.04, absolute=0.0, threshold=12.0)
+CTR_SMALL_DESIGN = Design(relative=0.04, absolute=0.0, threshold=14.0)
 UPSTREAM_DESIGN = Design(relative=1 / 3, absolute=0.005, threshold=14.0)
 #: two segment-mix alarms less than this many minutes apart are one change
 MERGE_MINUTES = 10
