@@ -1,45 +1,20 @@
 """The Live monitoring page in AppTest on a small iris-api store with a shift: no
 error, the numbers are the live report's, the controls work, and an empty production
 slice tells what to run."""
-import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
-
 from analysis.monitoring.live import LiveMonitor
-from pathlib import Path
+from page_helpers import clear_caches, open_page, use_store  # noqa: F401 (autouse fixture)
 from serving_helpers import iris_store
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/7_Live_monitoring.py"
 
 
-@pytest.fixture(autouse=True)
-def clear_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
 
-
-def _use(store, monkeypatch):
-    import analysis.store
-    import ui
-    monkeypatch.setenv("DRIFT_STORE", str(store.root))
-    monkeypatch.setattr(analysis.store, "DEFAULT_STORE", store.root)
-    monkeypatch.setattr(ui, "DEFAULT_STORE", store.root)
-
-
-def _open() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page(PAGE)
-    at.run()
-    return at
 
 
 def test_live_page_shows_the_live_report(tmp_path, monkeypatch):
     store, _ = iris_store(tmp_path, minutes=5, rows=150, shift_from=3, label_share=0.4)
-    _use(store, monkeypatch)
-    at = _open()
+    use_store(store.root, monkeypatch)
+    at = open_page(PAGE)
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     report = LiveMonitor(store, "iris-api").report("minute", 30)
@@ -65,8 +40,8 @@ def test_live_page_shows_the_live_report(tmp_path, monkeypatch):
 
 def test_live_page_without_production_rows_says_what_to_run(tmp_path, monkeypatch):
     store, _ = iris_store(tmp_path, minutes=0)
-    _use(store, monkeypatch)
-    at = _open()
+    use_store(store.root, monkeypatch)
+    at = open_page(PAGE)
     assert not at.exception, at.exception
     assert any("python -m analysis serve" in i.value for i in at.info)
     assert {m.label: m.value for m in at.metric}["Production rows"] == "0"
@@ -75,8 +50,8 @@ def test_live_page_without_production_rows_says_what_to_run(tmp_path, monkeypatc
 def test_live_page_works_for_any_dataset_a_regression_upload(tmp_path, monkeypatch):
     from small_upload import diabetes_store
     store = diabetes_store(tmp_path, 1, dataset="diabetes")
-    _use(store, monkeypatch)
-    at = _open()
+    use_store(store.root, monkeypatch)
+    at = open_page(PAGE)
     at.segmented_control(key="live.unit").set_value("day").run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]

@@ -1,39 +1,16 @@
 """The Stream monitoring page in AppTest: with a generated stream folder (the numbers
 shown are the view's), with a short one, with an empty one and with none; never an
 exception."""
-import pytest
-import streamlit as st
-from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from analysis.streaming import view
+from page_helpers import clear_caches, open_page, use_store  # noqa: F401 (autouse fixture)
 from stream_helpers import generate_events, make_stream, simulated_events, write_part
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/8_Stream_monitoring.py"
 
 
-@pytest.fixture(autouse=True)
-def clear_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
 
-
-def _use(root: Path, monkeypatch):
-    import analysis.store
-    import ui
-    monkeypatch.setenv("DRIFT_STORE", str(root))
-    monkeypatch.setattr(analysis.store, "DEFAULT_STORE", root)
-    monkeypatch.setattr(ui, "DEFAULT_STORE", root)
-
-
-def _open() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page(PAGE)
-    at.run()
-    return at
 
 
 def _ok(at: AppTest) -> None:
@@ -47,8 +24,8 @@ def _titles(at: AppTest) -> str:
 
 def test_stream_page_shows_the_stream(tmp_path, monkeypatch):
     folder, events = make_stream(tmp_path, minutes=70)
-    _use(tmp_path, monkeypatch)
-    at = _open()
+    use_store(tmp_path, monkeypatch)
+    at = open_page(PAGE)
     _ok(at)
     sv = view.open_stream(folder)
     cards = {m.label: m.value for m in at.metric}
@@ -89,8 +66,8 @@ def test_stream_page_on_the_ecommerce_simulator(tmp_path, monkeypatch):
     """The product's simulator with a null fault of user_affinity at minute 40: the
     page ranks it first and draws one upstream row per feature."""
     folder, events = make_stream(tmp_path, "ecommerce", minutes=75, source=simulated_events)
-    _use(tmp_path, monkeypatch)
-    at = _open()
+    use_store(tmp_path, monkeypatch)
+    at = open_page(PAGE)
     _ok(at)
     sv = view.open_stream(folder)
     assert {m.label: m.value for m in at.metric}["Events"] == f"{events.num_rows:,}"
@@ -107,8 +84,8 @@ def test_stream_page_on_the_ecommerce_simulator(tmp_path, monkeypatch):
 def test_stream_page_picks_among_streams(tmp_path, monkeypatch):
     make_stream(tmp_path, "older", minutes=20)
     make_stream(tmp_path, "newer", minutes=8, minutes_per_part=4)
-    _use(tmp_path, monkeypatch)
-    at = _open()
+    use_store(tmp_path, monkeypatch)
+    at = open_page(PAGE)
     _ok(at)
     assert at.selectbox(key="stream.name").options == ["newer", "older"]
     assert any("more than 15 minutes" in c.value for c in at.caption)   # short: no alerts yet
@@ -121,8 +98,8 @@ def test_stream_page_picks_among_streams(tmp_path, monkeypatch):
 
 
 def test_stream_page_without_a_stream_says_what_to_run(tmp_path, monkeypatch):
-    _use(tmp_path, monkeypatch)
-    at = _open()
+    use_store(tmp_path, monkeypatch)
+    at = open_page(PAGE)
     assert not at.exception, at.exception
     assert any(view.START_COMMAND in i.value for i in at.info)
     assert not at.get("plotly_chart")
@@ -130,8 +107,8 @@ def test_stream_page_without_a_stream_says_what_to_run(tmp_path, monkeypatch):
 
 def test_stream_page_with_an_empty_stream(tmp_path, monkeypatch):
     (tmp_path / "streams" / "starting" / "aggregates").mkdir(parents=True)
-    _use(tmp_path, monkeypatch)
-    at = _open()
+    use_store(tmp_path, monkeypatch)
+    at = open_page(PAGE)
     _ok(at)
     assert {m.label: m.value for m in at.metric}["Events"] == "0"
     assert any("no events yet" in i.value for i in at.info)
