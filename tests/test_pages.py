@@ -361,9 +361,10 @@ def test_home_links_every_page_and_the_demo_ground_truth(demo_store, ground_trut
     at = _open("app.py")
     links = {link.proto.page: link.value for link in at.main.get("page_link")}
     assert set(links) == {"Overview", "Feature_drift", "Heatmap", "Segments",
-                          "Data_vs_concept", "Live_monitoring", "Upload"}  # the URL paths
+                          "Data_vs_concept", "Live_monitoring", "Stream_monitoring",
+                          "Upload"}  # the URL paths
     for name in ("Overview", "Feature drift", "Drift heatmap", "Segments", "Data vs concept",
-                 "Live monitoring", "Upload"):
+                 "Live monitoring", "Stream monitoring", "Upload"):
         (label,) = [v for v in links.values() if v.startswith(f"**{name}**: ")]
         assert len(label) > len(name) + 20  # a line on what the page answers
     (truth,) = [e for e in at.expander if "ground truth" in e.label]
@@ -378,7 +379,7 @@ def test_home_shows_no_ground_truth_for_another_dataset(tmp_path, monkeypatch):
     at = _open("app.py")
     assert not at.exception, at.exception
     assert not [e for e in at.expander if "ground truth" in e.label]
-    assert len(at.main.get("page_link")) == 7
+    assert len(at.main.get("page_link")) == 8
 
 
 # -- issue #10: small uploads, captions from what ran, selections in titles, formats ---------

@@ -125,14 +125,14 @@ def _alerts(df, baseline=None):
 
 @pytest.mark.parametrize("seed", [11, 12])
 def test_fault_free_streams_with_a_daily_rhythm_raise_no_alert(seed):
-    assert _alerts(generate(seed=seed, hours=3, rate=300)) == []
+    assert _alerts(generate(seed=seed, hours=2.5, rate=300)) == []
 
 
 @pytest.mark.parametrize("fault,cause", [("alpha_null", "alpha"), ("both_null", "alpha"),
                                          ("alpha_stale", "alpha"), ("latency", "latency"),
                                          ("mix", "segment_mix")])
 def test_a_fault_is_found_dated_and_its_cause_ranked_first(fault, cause):
-    alerts = _alerts(generate(seed=21, hours=2, rate=300, fault=fault, at_minute=70))
+    alerts = _alerts(generate(seed=21, hours=1.5, rate=300, fault=fault, at_minute=70))
     ctr = [a for a in alerts if a.signal == CTR]
     assert len(ctr) == 1
     alert = ctr[0]
@@ -147,7 +147,7 @@ def test_a_fault_is_found_dated_and_its_cause_ranked_first(fault, cause):
 
 
 def test_a_fault_on_an_unused_feature_is_seen_but_not_blamed():
-    alerts = _alerts(generate(seed=22, hours=2, rate=300, fault="beta_null"))
+    alerts = _alerts(generate(seed=22, hours=1.5, rate=300, fault="beta_null"))
     assert [a.signal for a in alerts] == ["beta"]
 
 

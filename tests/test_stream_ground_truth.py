@@ -10,7 +10,7 @@ from analysis.streaming import events, minutes
 from analysis.streaming.detect import CTR, detect_alerts
 
 AT = datetime(2026, 11, 2, 19, 7)          # the evening peak, a minute not on the hour
-BEFORE, AFTER = timedelta(minutes=40), timedelta(minutes=8)
+BEFORE, AFTER = timedelta(minutes=32), timedelta(minutes=6)
 
 
 def _alerts(faults, start, end, seed=3):
