@@ -206,12 +206,13 @@ def filtered(t, store: Store, dataset: str, slice: str, filters: Filters | None)
 def present(col):
     """Non-missing: not NULL and, for floats, not NaN or +-inf.
 
-    Finite as two comparisons with the infinities (NaN compares above both in DuckDB
-    and in Spark) rather than ``isnan``/``isinf``: Ibis 12 compiles ``isinf`` for
-    Spark to a constant FALSE, which would count infinities as values there."""
+    Finite as ``abs(x) < inf`` (NaN compares above every number in DuckDB and in
+    Spark) rather than ``isnan``/``isinf``: Ibis 12 compiles ``isinf`` for Spark to a
+    constant FALSE, which would count infinities as values there. One comparison costs
+    DuckDB what the two tests did."""
     cond = col.notnull()
     if col.type().is_floating():
-        cond = cond & (col < float("inf")) & (col > float("-inf"))
+        cond = cond & (col.abs() < float("inf"))
     return cond
 
 

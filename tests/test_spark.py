@@ -180,6 +180,16 @@ def test_frozen_bins_computed_on_spark_equal_duckdbs(lake, spark_engine):
     assert spark.to_json() == duck.to_json()
 
 
+def test_present_excludes_null_nan_and_infinities_on_spark(spark_engine, tmp_path):
+    from analysis.engine import connect, files_view, present, to_arrow
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"x": [1.0, None, np.nan, np.inf, -np.inf, 0.0, -2.5]}), path)
+    con = connect(spark_engine)
+    t = files_view(con, "present_check", [path])
+    assert to_arrow(con, t.select(ok=present(t.x))).column("ok").to_pylist() == [
+        True, False, False, False, False, True, True]
+
+
 def _sorted(path, key):
     frame = pq.read_table(path).to_pandas().sort_values(key, na_position="first")
     return frame.reset_index(drop=True)
