@@ -300,3 +300,28 @@ def test_heatmap_command_gives_the_same_cells_on_both_engines(lake, spark_engine
                              DATASET, "--engine", "spark", "--spark-master",
                              spark_engine.master)
     assert code == 0 and "Apache Spark (local[2])" in text and "2025-03-01" in text
+
+
+def test_heatmap_page_aggregates_on_spark(demo_store, spark_engine, monkeypatch):
+    """The dashboard configured for Spark: the Heatmap page draws its grid from Spark's
+    cubes (PSI from the profiles, KS binning the rows), with the cells DuckDB gives."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from analysis.engine import engine_from_config
+    from pathlib import Path
+    monkeypatch.setenv("DRIFT_ENGINE", "spark")
+    monkeypatch.setenv("DRIFT_SPARK_MASTER", spark_engine.master)
+    assert engine_from_config() == spark_engine
+    st.cache_data.clear()
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"),
+                           default_timeout=300)
+    at.run()
+    assert any("Apache Spark (local[2])" in c.value for c in at.caption)
+    at.switch_page("pages/3_Heatmap.py")
+    at.run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    at.selectbox(key="heatmap.metric").set_value("ks").run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert any("KS" in c.value for c in at.caption)
+    st.cache_data.clear()
