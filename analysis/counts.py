@@ -30,7 +30,8 @@ from analysis.binning import FineBins, NumericBins
 from analysis.codes import (CELL_SHIFT, CODES_DAY, code_expr, code_slots, codes_folder,
                             profile_paths)
 from analysis.engine import (MISSING_SEGMENT, UNIT_CODES, Engine, connect, connect_slice,
-                             epoch_us, files_view, local_con, present, run, to_arrow, to_frame)
+                             epoch_us, files_view, local_con, present, present_or_null, run,
+                             shape_of, to_arrow, to_frame, unpivot)
 from analysis.profiles import ensure_codes
 from analysis.queries import Filters
 from analysis.reference_bins import FrozenBins, bin_expr, frozen_bins, n_bins
@@ -65,11 +66,14 @@ def binned_counts(store: Store, dataset: str, slice: str, bins: dict, *,
         return pd.DataFrame(columns=cols)
     roles = store.dataset(dataset).roles
     # the filters are in the view: the compiled SQL does not depend on them
+    shape = shape_of(engine)
     key = ("binned", str(store.root), dataset, slice, tuple(bins.items()), unit, segment,
            with_range, roles.timestamp) + (
-        (engine.table,) if engine is not None and engine.table else ())
-    table = run(con, key, lambda: _binned_expr(t, bins, roles.timestamp if unit else None,
-                                               unit, segment, with_range),
+        (engine.table,) if engine is not None and engine.table else ()) + (
+        (shape,) if shape != "union" else ())
+    build = _binned_expr if shape == "union" else _binned_long_expr
+    table = run(con, key, lambda: build(t, bins, roles.timestamp if unit else None, unit,
+                                        segment, with_range),
                 store.root / dataset / "bins")
     out = to_frame(table)
     out["feature"] = pd.Categorical.from_codes(out["feature"].to_numpy(dtype=int),
@@ -79,13 +83,38 @@ def binned_counts(store: Store, dataset: str, slice: str, bins: dict, *,
     return out
 
 
-def _binned_expr(t, bins: dict, timestamp: str | None, unit: str | None,
-                 segment: str | None, with_range: bool):
-    """The union, over features, of counts per (window, segment, bin) of table ``t``."""
-    keys = {"window": (t[timestamp].truncate(UNIT_CODES[unit]) if unit is not None
+def _keys(t, timestamp: str | None, unit: str | None, segment: str | None) -> dict:
+    """The window and segment keys of a binned count over the rows ``t``."""
+    return {"window": (t[timestamp].truncate(UNIT_CODES[unit]) if unit is not None
                        else ibis.null("timestamp")),
             "segment": (t[segment].cast("string").fill_null(MISSING_SEGMENT)
                         if segment is not None else ibis.literal("all"))}
+
+
+def _binned_long_expr(t, bins: dict, timestamp: str | None, unit: str | None,
+                      segment: str | None, with_range: bool):
+    """:func:`_binned_expr`'s counts from one scan ("unpivot" shape): each row unnested
+    into one (feature, bin[, x]) row per feature, then one aggregation."""
+    keys = _keys(t, timestamp, unit, segment)
+    parts = []
+    for index, (feature, fbins) in enumerate(bins.items()):
+        part = {"feature": ibis.literal(index, type="int16"), "bin": bin_expr(t[feature], fbins)}
+        if with_range:
+            part["x"] = (present_or_null(t[feature].cast("float64"))
+                         if isinstance(fbins, (NumericBins, FineBins)) else ibis.null("float64"))
+        parts.append(part)
+    long = unpivot(t, keys, parts)
+    aggs = {"n": ibis._.count()}
+    if with_range:
+        aggs.update(lo=long.x.min(), hi=long.x.max(), sum=long.x.sum())
+    expr = long.group_by("window", "segment", "feature", "bin").aggregate(**aggs)
+    return expr.select(*COLUMNS, *(["lo", "hi", "sum"] if with_range else []))
+
+
+def _binned_expr(t, bins: dict, timestamp: str | None, unit: str | None,
+                 segment: str | None, with_range: bool):
+    """The union, over features, of counts per (window, segment, bin) of table ``t``."""
+    keys = _keys(t, timestamp, unit, segment)
     parts = []
     for index, (feature, fbins) in enumerate(bins.items()):
         grouped = t.group_by(**keys, bin=bin_expr(t[feature], fbins))

@@ -34,6 +34,12 @@ UNIT_CODES = {"hour": "h", "day": "D", "week": "W", "month": "M"}
 SOURCE_VIEW = "slice_source"
 #: The engines a binned-count query can run on.
 ENGINES = ("duckdb", "spark")
+#: How a query over many features is laid out: "union", one
+#: aggregation per feature, unioned (DuckDB's fastest: it scans columns in parallel and
+#: a scan costs little); "unpivot", one scan whose rows are unnested into a (feature,
+#: bin) row per feature, then one aggregation (Spark's: each union branch would be a
+#: stage that reads the files again, 25 scans of a lake for 25 features).
+SHAPES = ("union", "unpivot")
 
 _SQL_CACHE: "OrderedDict[tuple, str]" = OrderedDict()
 _SQL_CACHE_SIZE = 64
@@ -59,11 +65,14 @@ class Engine:
         (``db.predictions``, or a path such as ``parquet.`/lake/predictions```)
         instead of the store's production snapshots; the reference, its frozen bins
         and profiles still come from the store
+    shape : the layout of multi-feature queries (:data:`SHAPES`); None: the engine's
+        own ("union" on DuckDB, "unpivot" on Spark). Both give the same counts.
     """
 
     name: str = "duckdb"
     master: str | None = None
     table: str | None = None
+    shape: str | None = None
 
     def __post_init__(self):
         if self.name not in ENGINES:
@@ -72,10 +81,17 @@ class Engine:
             raise ValueError("a Spark master or table needs the spark engine")
         if self.table is not None and (not self.table.strip() or ";" in self.table):
             raise ValueError(f"not a table name: {self.table!r}")
+        if self.shape is not None and self.shape not in SHAPES:
+            raise ValueError(f"unknown query shape {self.shape!r} (choose {SHAPES})")
 
     @property
     def spark(self) -> bool:
         return self.name == "spark"
+
+    @property
+    def layout(self) -> str:
+        """The shape its multi-feature queries take (:data:`SHAPES`)."""
+        return self.shape or ("unpivot" if self.spark else "union")
 
     @property
     def label(self) -> str:
@@ -106,6 +122,25 @@ def engine_from_config(environ=None, secrets=None) -> Engine:
         return Engine(name)
     return Engine(name, setting("DRIFT_SPARK_MASTER", "spark_master"),
                   setting("DRIFT_SPARK_TABLE", "spark_table"))
+
+
+def shape_of(engine: Engine | None) -> str:
+    """The query shape of ``engine`` (None: the embedded DuckDB's, "union")."""
+    return engine.layout if engine is not None else "union"
+
+
+def unpivot(t, common: dict, parts: list[dict]):
+    """The rows ``t`` as one row per (row, part): the ``common`` columns, then the
+    fields of that part (every part has the same field names and types), from one scan
+    (an array of one struct per part, unnested). The "unpivot" shape's source."""
+    return t.select(**common, __part=ibis.array([ibis.struct(part) for part in parts])
+                    .unnest()).unpack("__part")
+
+
+def present_or_null(x):
+    """``x`` where :func:`present`, else NULL: what an aggregate over unpivoted rows
+    takes in place of ``where=present(x)``."""
+    return ibis.ifelse(present(x), x, ibis.null(x.type()))
 
 
 def is_spark(con) -> bool:

@@ -43,7 +43,8 @@ from analysis.codes import (CELL_SHIFT, CODES_DAY, cell_columns, code_expr, code
                             profile_complete, profile_paths, segment_values, write_codes,
                             write_meta)
 from analysis.engine import (MISSING_SEGMENT, Engine, compiled, connect, copy_to, epoch_us,
-                             files_view, new_con, present, run, to_arrow, view)
+                             files_view, new_con, present, present_or_null, run, shape_of,
+                             to_arrow, unpivot, view)
 from analysis.queries import parquet_source
 from analysis.reference_bins import FrozenBins, bin_expr, frozen_bins
 from analysis.store import Store
@@ -93,7 +94,7 @@ def ensure_codes(store: Store, dataset: str, bins: FrozenBins, progress=None,
         if spark:
             con = connect(engine)
             for snap in missing:
-                write_profile_from_rows(con, folder, snap, roles, bins)
+                write_profile_from_rows(con, folder, snap, roles, bins, shape_of(engine))
                 if progress:
                     progress(f"profiled snapshot {snap.id} ({snap.rows:,} rows) on Spark")
         elif method == "onepass":
@@ -161,11 +162,14 @@ def write_profile(folder: Path, snap, codes_path: Path, roles, bins: FrozenBins)
     write_meta(paths["meta"], rows, rows - dated, epoch_us(first), epoch_us(last))
 
 
-def write_profile_from_rows(con, folder: Path, snap, roles, bins: FrozenBins) -> None:
+def write_profile_from_rows(con, folder: Path, snap, roles, bins: FrozenBins,
+                            shape: str = "unpivot") -> None:
     """Write one snapshot's profile from its rows on the connection ``con`` (any
     engine; the caller holds the codes lock): its segment values extend the folder's
     dictionary, then four queries give the days, fine and moments parts and the meta,
-    each small enough to come back to this process, which writes the files."""
+    each small enough to come back to this process, which writes the files. ``shape``
+    lays out the fine and moments queries (:data:`analysis.engine.SHAPES`); the days
+    part is always counted from one scan."""
     paths = profile_paths(folder, snap.id)
     t = files_view(con, "profile_source", [snap.path])
     dictionary = extend_dictionary(folder, segment_values(con, t, roles))
@@ -174,10 +178,13 @@ def write_profile_from_rows(con, folder: Path, snap, roles, bins: FrozenBins) ->
                        onepass.DAYS_SCHEMA)
     fine, moments = [], []
     if bins.fine:
-        key = ("profile-fine", bins.token, tuple(bins.fine.items()))
-        fine = [run(con, key, lambda: _fine_expr(t, bins), folder.parent)]
-        key = ("profile-moments", bins.token, tuple(bins.fine), tuple(roles.segments))
-        moments = [run(con, key, lambda: _moments_expr(t, roles, bins), folder.parent)]
+        long = shape == "unpivot"
+        key = ("profile-fine", bins.token, tuple(bins.fine.items()), shape)
+        fine = [run(con, key, lambda: (_fine_long_expr if long else _fine_expr)(t, bins),
+                    folder.parent)]
+        key = ("profile-moments", bins.token, tuple(bins.fine), tuple(roles.segments), shape)
+        moments = [run(con, key, lambda: (_moments_long_expr if long else _moments_expr)(
+            t, roles, bins), folder.parent)]
     onepass.write_part(paths["fine"], fine, onepass.FINE_SCHEMA)
     onepass.write_part(paths["moments"], moments, onepass.MOMENTS_SCHEMA)
     ts = t[roles.timestamp]
@@ -188,19 +195,19 @@ def write_profile_from_rows(con, folder: Path, snap, roles, bins: FrozenBins) ->
 
 
 def _days_from_rows(t, roles, bins: FrozenBins, dictionary: dict):
-    """The days part over the rows ``t``: counts per (segment column, cell, feature,
-    coarse bin), cells as in the codes file (:func:`analysis.codes.cell_columns`)."""
+    """The days part over the rows ``t``, from one scan: counts per (segment column,
+    cell, feature, coarse bin), cells as in the codes file
+    (:func:`analysis.codes.cell_columns`)."""
     columns = cell_columns(t, roles, dictionary)
     if roles.segments:
         cells = [(i, columns[f"__cell{i}"]) for i in range(len(roles.segments))]
     else:
         cells = [(-1, day_number(columns[CODES_DAY]) * CELL_SHIFT)]
-    parts = [t.group_by(cell=cell, bin=bin_expr(t[feature], fbins).cast("int32"))
-             .aggregate(n=ibis._.count())
-             .mutate(seg=ibis.literal(i, type="int16"), feature=ibis.literal(j, type="int16"))
+    parts = [{"seg": ibis.literal(i, type="int16"), "cell": cell,
+              "feature": ibis.literal(j, type="int16"), "bin": bin_expr(t[feature], fbins)}
              for i, cell in cells for j, (feature, fbins) in enumerate(bins.coarse.items())]
-    days = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
-    return days.select("seg", "cell", "feature", "bin", "n")
+    return unpivot(t, {}, parts).group_by("seg", "cell", "feature", "bin").aggregate(
+        n=ibis._.count())
 
 
 def _write_days(con, codes_path: Path, path: Path, roles, bins: FrozenBins) -> None:
@@ -233,6 +240,30 @@ def _fine_expr(t, bins: FrozenBins):
                                                   "hi": "float64", "sum": "float64"})
     union = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
     return union.select("feature", "bin", "n", "lo", "hi", "sum")
+
+
+def _fine_long_expr(t, bins: FrozenBins):
+    """:func:`_fine_expr`'s rows from one scan (the "unpivot" shape); ``bins.fine`` is
+    not empty."""
+    parts = [{"feature": ibis.literal(index, type="int16"), "bin": bin_expr(t[feature], fbins),
+              "x": present_or_null(t[feature].cast("float64"))}
+             for index, (feature, fbins) in enumerate(bins.fine.items())]
+    long = unpivot(t, {}, parts)
+    return long.group_by("feature", "bin").aggregate(
+        n=ibis._.count(), lo=long.x.min(), hi=long.x.max(), sum=long.x.sum())
+
+
+def _moments_long_expr(t, roles, bins: FrozenBins):
+    """:func:`_moments_expr`'s rows from one scan (the "unpivot" shape); ``bins.fine``
+    is not empty."""
+    groupings = [("", ibis.literal("all"))] + [
+        (c, t[c].cast("string").fill_null(MISSING_SEGMENT)) for c in roles.segments]
+    parts = [{"segcol": ibis.literal(column), "segment": key, "feature": ibis.literal(feature),
+              "x": present_or_null(t[feature].cast("float64"))}
+             for column, key in groupings for feature in bins.fine]
+    long = unpivot(t, {}, parts)
+    return long.group_by("segcol", "segment", "feature").aggregate(
+        n=long.x.count(), mean=long.x.mean(), m2=long.x.var(how="pop") * long.x.count())
 
 
 def _moments_expr(t, roles, bins: FrozenBins):

@@ -147,3 +147,19 @@ def test_spark_without_java_is_a_one_line_error(shop, capsys, monkeypatch):
                      "--engine", "spark"])
     out, err = capsys.readouterr()
     assert code == 2 and err.startswith("error: Spark needs Java 17") and err.count("\n") == 1
+
+
+def test_duckdb_gives_the_same_counts_in_sparks_query_shape(shop):
+    """The "unpivot" layout (one scan, a row per feature; Spark's) counts what DuckDB's
+    own "union" layout counts, on DuckDB too."""
+    bins = reference_bins.frozen_bins(shop, "shop")
+    long = Engine("duckdb", shape="unpivot")
+    for resolution, unit in (("coarse", "week"), ("fine", "month")):
+        a = heatmap.build_cube(shop, "shop", "group", resolution, unit, bins=bins,
+                               profiles=False)
+        b = heatmap.build_cube(shop, "shop", "group", resolution, unit, bins=bins,
+                               profiles=False, engine=long)
+        np.testing.assert_array_equal(a.counts, b.counts)
+        np.testing.assert_array_equal(a.reference, b.reference)
+        for name in a.extra:
+            np.testing.assert_allclose(a.extra[name], b.extra[name], rtol=1e-12)

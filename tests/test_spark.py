@@ -325,3 +325,20 @@ def test_heatmap_page_aggregates_on_spark(demo_store, spark_engine, monkeypatch)
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert any("KS" in c.value for c in at.caption)
     st.cache_data.clear()
+
+
+def test_spark_with_duckdbs_query_shape_gives_the_same(lake, spark_engine, tmp_path):
+    """Spark runs DuckDB's own layout too (one aggregation per feature, unioned): the same
+    cubes, and the same profiles, which it writes here for a store that has none."""
+    union = Engine("spark", spark_engine.master, shape="union")
+    store = _copy(lake, tmp_path / "store")
+    bins = reference_bins.frozen_bins(store, DATASET)
+    shutil.rmtree(codes.codes_folder(store, DATASET, bins))
+    for resolution, unit in (("coarse", "day"), ("fine", "month")):
+        _same_cube(heatmap.build_cube(lake, DATASET, "g", resolution, unit, bins=bins),
+                   heatmap.build_cube(store, DATASET, "g", resolution, unit, bins=bins,
+                                      engine=union))
+    duck, spark = (heatmap.binned_drift_table(s, DATASET, None, bins, engine=e)
+                   for s, e in ((lake, None), (store, union)))
+    np.testing.assert_allclose(duck["statistic"].to_numpy(float),
+                               spark["statistic"].to_numpy(float), rtol=0, atol=1e-9)
