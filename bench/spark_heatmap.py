@@ -1,6 +1,6 @@
 """The heatmap job on local Apache Spark against the embedded DuckDB, and its growth.
 
-    .venv/bin/python bench/spark_heatmap.py [--rows 10000000] [--series 1000000,2000000,4000000,8000000]
+    .venv/bin/python bench/spark_heatmap.py [--rows 10000000] [--series 1000000,2000000,4000000,8000000] [--union-rows 1000000]
 
 The job is the one a cluster runs on new data: bin **every row** of a store built by
 bench/widegen.py (25 features, 5 user groups, 12 monthly production snapshots, a
@@ -16,7 +16,10 @@ driver bound to 127.0.0.1, 4 GB of driver memory), DuckDB with its default threa
 here). Each process runs the job twice: ``first`` pays the JVM's warm-up (or DuckDB's
 first read) and the SQL compilation, ``job`` is the second run, the figure compared.
 Spark's session start is reported apart. The cubes' counts are hashed: both engines
-must give the same (``counts_equal``).
+must give the same (``counts_equal``). Each engine lays its query out its own way
+(:data:`analysis.engine.SHAPES`: DuckDB one aggregation per feature, unioned; Spark one
+scan unnested into a row per feature); ``--union-rows`` also runs Spark with DuckDB's
+layout at that size, to show what the layout is worth there.
 
 Printed: one line per measurement, the ratios, then a final JSON line. Not a test;
 run it on an otherwise idle machine (it prints the load average it started at).
@@ -62,7 +65,8 @@ def ensure_store(rows: int) -> Path:
 
 
 def phase(engine_name: str, store_dir: str) -> dict:
-    """One engine on one store, in this process: session start, then the job twice."""
+    """One engine on one store, in this process: session start, then the job twice
+    (``spark-union``: Spark with DuckDB's query layout)."""
     from analysis import heatmap, reference_bins
     from analysis.engine import Engine
     from analysis.store import Store
@@ -71,9 +75,10 @@ def phase(engine_name: str, store_dir: str) -> dict:
     bins = reference_bins.frozen_bins(store, DATASET)
     engine = None
     start_s = 0.0
-    if engine_name == "spark":
+    if engine_name.startswith("spark"):
         from analysis import spark
-        engine = Engine("spark", "local[2]")
+        engine = Engine("spark", "local[2]", shape="union" if engine_name == "spark-union"
+                        else None)
         t = time.perf_counter()
         spark.session(engine)
         start_s = time.perf_counter() - t
@@ -90,7 +95,7 @@ def phase(engine_name: str, store_dir: str) -> dict:
         times.append(time.perf_counter() - t)
         digest = hashlib.sha256(cube.counts.tobytes() + cube.reference.tobytes()).hexdigest()
     rows = int(cube.counts.sum() / len(bins.coarse))
-    if engine_name == "spark":
+    if engine_name.startswith("spark"):
         spark.stop()
     return {"start_s": start_s, "first_s": times[0], "job_s": times[1], "digest": digest,
             "cells": cells, "rows_counted": rows}
@@ -117,7 +122,16 @@ def measure(rows: int) -> dict:
             "spark_s": spark["job_s"], "spark_first_s": spark["first_s"],
             "spark_start_s": spark["start_s"], "cells": duck["cells"],
             "rows_counted": duck["rows_counted"],
-            "counts_equal": duck["digest"] == spark["digest"]}
+            "counts_equal": duck["digest"] == spark["digest"], "digest": duck["digest"]}
+
+
+def measure_union(rows: int) -> dict:
+    """Spark with DuckDB's layout (a union of one aggregation per feature)."""
+    union = run_phase("spark-union", ensure_store(rows))
+    print(f"{rows:>11,} rows: Spark local[2] with DuckDB's layout (one aggregation per "
+          f"feature, unioned) {union['job_s']:.2f} s (first {union['first_s']:.2f} s)",
+          flush=True)
+    return {"rows": rows, "spark_union_s": union["job_s"], "digest": union["digest"]}
 
 
 def main() -> None:
@@ -125,7 +139,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--series", default="1000000,2000000,4000000,8000000",
                         help="row counts, each double the one before (empty: none)")
-    parser.add_argument("--phase", choices=["duckdb", "spark"], help=argparse.SUPPRESS)
+    parser.add_argument("--union-rows", type=int, default=1_000_000,
+                        help="also run Spark with DuckDB's query layout at this size (0: no)")
+    parser.add_argument("--phase", choices=["duckdb", "spark", "spark-union"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -135,6 +152,8 @@ def main() -> None:
     print(f"load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     main_run = measure(args.rows)
     series = [measure(int(n)) for n in args.series.split(",") if n.strip()]
+    union = measure_union(args.union_rows) if args.union_rows else None
+    same_size = [m for m in [main_run, *series] if union and m["rows"] == union["rows"]]
     growth = {engine: [b[f"{engine}_s"] / a[f"{engine}_s"] for a, b in zip(series, series[1:])]
               for engine in ("spark", "duckdb")}
     if series:
@@ -143,14 +162,21 @@ def main() -> None:
             print(f"{engine}: each doubling of the rows multiplies the job by "
                   f"{', '.join(f'{r:.2f}' for r in ratios)}; seconds per million rows "
                   f"{', '.join(f'{p:.2f}' for p in per_million)}")
+    union_equal = all(m["digest"] == union["digest"] for m in same_size)
+    for m in [main_run, *series]:
+        m.pop("digest")
     print(json.dumps({
         "rows": args.rows, "spark_s": main_run["spark_s"], "duckdb_s": main_run["duckdb_s"],
         "spark_over_duckdb": main_run["spark_s"] / main_run["duckdb_s"],
         "spark_first_s": main_run["spark_first_s"], "duckdb_first_s": main_run["duckdb_first_s"],
         "spark_start_s": main_run["spark_start_s"], "cells": main_run["cells"],
-        "counts_equal": all(m["counts_equal"] for m in [main_run, *series]),
+        "counts_equal": all(m["counts_equal"] for m in [main_run, *series]) and union_equal,
         "series": series, "spark_doubling_ratios": growth["spark"],
-        "duckdb_doubling_ratios": growth["duckdb"], "load_at_start": load[0]}))
+        "duckdb_doubling_ratios": growth["duckdb"],
+        "spark_union": union and {"rows": union["rows"], "seconds": union["spark_union_s"],
+                                  "over_spark": union["spark_union_s"] / same_size[0]["spark_s"]
+                                  if same_size else None},
+        "load_at_start": load[0], "load_at_end": os.getloadavg()[0]}))
 
 
 if __name__ == "__main__":
