@@ -106,26 +106,26 @@ def format_cells(cells: pd.DataFrame, metric: str) -> str:
                      for row in rows)
 
 
-def choose_engine(args) -> Engine:
+def choose_engine(name: str | None, master: str | None = None, table: str | None = None
+                  ) -> Engine:
     """The engine the options name (``--engine``, ``--spark-master``, ``--spark-table``),
     else the configuration's (:func:`analysis.engine.engine_from_config`)."""
     configured = engine_from_config()
-    name = args.engine or configured.name
+    name = name or configured.name
     if name not in ENGINES:
         raise InputError(f"unknown engine {name!r} (choose {' or '.join(ENGINES)})")
     if name != "spark":
-        if args.spark_master or args.spark_table:
+        if master or table:
             raise InputError("--spark-master and --spark-table need --engine spark")
         return Engine(name)
     try:
-        return Engine("spark", args.spark_master or configured.master,
-                      args.spark_table or configured.table)
+        return Engine("spark", master or configured.master, table or configured.table)
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
 
 def cmd_heatmap(args) -> int:
-    engine = choose_engine(args)
+    engine = choose_engine(args.engine, args.spark_master, args.spark_table)
     store = Store(args.store)
     if engine.spark:
         from analysis import spark
