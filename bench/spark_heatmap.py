@@ -156,12 +156,17 @@ def main() -> None:
     same_size = [m for m in [main_run, *series] if union and m["rows"] == union["rows"]]
     growth = {engine: [b[f"{engine}_s"] / a[f"{engine}_s"] for a, b in zip(series, series[1:])]
               for engine in ("spark", "duckdb")}
+    # linear growth: the cost of each added million rows (a fixed cost, the job's stages
+    # and the session's, makes the doubling ratios smaller than 2 at small sizes)
+    marginal = {engine: [(b[f"{engine}_s"] - a[f"{engine}_s"]) / ((b["rows"] - a["rows"]) / 1e6)
+                         for a, b in zip(series, series[1:])] for engine in ("spark", "duckdb")}
     if series:
         for engine, ratios in growth.items():
             per_million = [m[f"{engine}_s"] / (m["rows"] / 1e6) for m in series]
             print(f"{engine}: each doubling of the rows multiplies the job by "
                   f"{', '.join(f'{r:.2f}' for r in ratios)}; seconds per million rows "
-                  f"{', '.join(f'{p:.2f}' for p in per_million)}")
+                  f"{', '.join(f'{p:.2f}' for p in per_million)}; seconds per added "
+                  f"million rows {', '.join(f'{m:.2f}' for m in marginal[engine])}")
     union_equal = all(m["digest"] == union["digest"] for m in same_size)
     for m in [main_run, *series]:
         m.pop("digest")
@@ -173,6 +178,8 @@ def main() -> None:
         "counts_equal": all(m["counts_equal"] for m in [main_run, *series]) and union_equal,
         "series": series, "spark_doubling_ratios": growth["spark"],
         "duckdb_doubling_ratios": growth["duckdb"],
+        "spark_s_per_added_million": marginal["spark"],
+        "duckdb_s_per_added_million": marginal["duckdb"],
         "spark_union": union and {"rows": union["rows"], "seconds": union["spark_union_s"],
                                   "over_spark": union["spark_union_s"] / same_size[0]["spark_s"]
                                   if same_size else None},
