@@ -24,6 +24,7 @@ import contextlib
 import os
 import re
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -74,8 +75,11 @@ def settings(master: str, environ=None) -> dict[str, str]:
             "spark.sql.adaptive.enabled": "true",
             "spark.ui.showConsoleProgress": "false"}
     if is_local(master):
+        # Spark's default warehouse is ./spark-warehouse, created wherever it starts
+        warehouse = Path(tempfile.gettempdir()) / "drift-spark-warehouse"
         conf.update({"spark.driver.host": LOOPBACK, "spark.driver.bindAddress": LOOPBACK,
-                     "spark.sql.shuffle.partitions": str(max(2, os.cpu_count() or 1))})
+                     "spark.sql.shuffle.partitions": str(max(2, os.cpu_count() or 1)),
+                     "spark.sql.warehouse.dir": str(warehouse)})
     for pair in re.split(r"[\s,]+", environ.get("DRIFT_SPARK_CONF", "").strip()):
         if pair:
             key, sep, value = pair.partition("=")
