@@ -16,6 +16,7 @@ import streamlit as st
 from analysis import (counts, export, formats, heatmap, jobs, queries, reference_bins, report,
                       summary)
 from analysis.drift import common_note, display_columns, display_table
+from analysis.engine import Engine, engine_from_config
 from analysis.ingest import default_dataset
 from analysis.noise import percentile_name
 from analysis.queries import Filters
@@ -32,6 +33,19 @@ NAVIGATION = [("app.py", "Home"), ("pages/1_Overview.py", "Overview"),
 
 def store() -> Store:
     return Store(DEFAULT_STORE)
+
+
+def engine() -> Engine:
+    """The engine of the heatmap's and the segments' binned counts, from the
+    configuration: ``DRIFT_ENGINE`` (``duckdb`` or ``spark``), ``DRIFT_SPARK_MASTER``
+    and ``DRIFT_SPARK_TABLE`` in the environment, else ``engine``, ``spark_master``
+    and ``spark_table`` in ``.streamlit/secrets.toml``; DuckDB by default."""
+    try:
+        secrets = {k: st.secrets[k] for k in ("engine", "spark_master", "spark_table")
+                   if k in st.secrets}
+    except Exception:  # no secrets file: the environment (or the default) decides
+        secrets = {}
+    return engine_from_config(secrets=secrets)
 
 
 def _filters(key: tuple) -> Filters:
@@ -196,31 +210,50 @@ def sidebar() -> Context | None:
 
 
 # -- heatmap and segments ----------------------------------------------------------
-@st.cache_data(**CACHE)
+# the binned counts run on the configured engine (:func:`engine`), which keys each cache
 def frozen_bins(root: str, version: str, dataset: str):
-    return reference_bins.frozen_bins(Store(root), dataset)
+    return _frozen_bins(root, version, dataset, engine())
 
 
 @st.cache_data(**CACHE)
+def _frozen_bins(root: str, version: str, dataset: str, engine_: Engine):
+    return reference_bins.frozen_bins(Store(root), dataset, engine=engine_)
+
+
 def coarse_cube(root: str, version: str, dataset: str, segment):
     """Day-grain counts on the coarse bins, every segment value, summed from the
     snapshots' profiles; every filter, window unit and segment choice afterwards is numpy
     on this."""
-    store_ = Store(root)
-    return heatmap.build_cube(store_, dataset, segment, "coarse", "day",
-                              bins=reference_bins.frozen_bins(store_, dataset))
+    return _coarse_cube(root, version, dataset, segment, engine())
 
 
 @st.cache_data(**CACHE)
+def _coarse_cube(root: str, version: str, dataset: str, segment, engine_: Engine):
+    store_ = Store(root)
+    return heatmap.build_cube(store_, dataset, segment, "coarse", "day", engine=engine_,
+                              bins=reference_bins.frozen_bins(store_, dataset, engine=engine_))
+
+
 def fine_cube(root: str, version: str, dataset: str, segment, unit: str, start, end):
+    return _fine_cube(root, version, dataset, segment, unit, start, end, engine())
+
+
+@st.cache_data(**CACHE)
+def _fine_cube(root: str, version: str, dataset: str, segment, unit: str, start, end,
+               engine_: Engine):
     store_ = Store(root)
     return heatmap.build_cube(store_, dataset, segment, "fine", unit, Filters(start, end),
-                              bins=reference_bins.frozen_bins(store_, dataset))
+                              bins=reference_bins.frozen_bins(store_, dataset, engine=engine_),
+                              engine=engine_)
+
+
+def reference_moments(root: str, version: str, dataset: str, segment):
+    return _reference_moments(root, version, dataset, segment, engine())
 
 
 @st.cache_data(**CACHE)
-def reference_moments(root: str, version: str, dataset: str, segment):
-    return counts.reference_moments(Store(root), dataset, segment)
+def _reference_moments(root: str, version: str, dataset: str, segment, engine_: Engine):
+    return counts.reference_moments(Store(root), dataset, segment, engine=engine_)
 
 
 @st.cache_data(**CACHE)

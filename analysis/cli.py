@@ -17,6 +17,8 @@ traffic    send bounded traffic to a running service, with an input shift and la
 stream     a simulated recommender's events (``--scenario ecommerce``) with injected
            faults, ingested durably into ``<store>/streams/<name>`` (real or simulated clock)
 detect     CTR change detection and cause ranking over a recorded event stream
+heatmap    the drift heatmap's cells (feature x window x group) from a store, aggregated
+           on the embedded DuckDB or on Apache Spark (``--engine spark``)
 
 Exit codes: 0 success, 2 bad input (one-line message on stderr); ``investigate
 --fail-on`` exits 1 when the drift it names is found and 3 when what it names could not
@@ -543,6 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from analysis.streaming import report as stream_report
     stream_report.add_parser(sub)
+    from analysis import heatmap_command
+    heatmap_command.add_parser(sub)
     return parser
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import ibis
 
-from analysis.engine import MISSING_SEGMENT, copy_to, new_con, write_text_atomic
+from analysis.engine import MISSING_SEGMENT, copy_to, new_con, to_arrow, write_text_atomic
 from analysis.reference_bins import FrozenBins, bin_expr, bins_folder, n_bins
 from analysis.store import Store
 
@@ -114,23 +114,40 @@ def extend_dictionary(folder: Path, values: dict[str, list[str]]) -> dict[str, l
     return known
 
 
-def write_codes(folder: Path, snap, path: Path, roles, bins: FrozenBins) -> None:
-    """Write one snapshot's codes file with the engine (caller holds the codes lock)."""
-    con = new_con()
-    t = con.read_parquet(str(snap.path))
-    distinct = {column: con.to_pyarrow(
-        t.select(v=t[column].cast("string")).filter(ibis._.v.notnull()).distinct()
-    ).column("v").to_pylist() for column in roles.segments}
-    dictionary = extend_dictionary(folder, distinct)
+def segment_values(con, t, roles) -> dict[str, list[str]]:
+    """The distinct non-null values (as text) of every segment column of the rows ``t``,
+    from one engine query per column (see :func:`analysis.engine.to_arrow`)."""
+    return {column: to_arrow(con, t.select(v=t[column].cast("string"))
+                             .filter(ibis._.v.notnull()).distinct()).column("v").to_pylist()
+            for column in roles.segments}
+
+
+def cell_columns(t, roles, dictionary: dict[str, list[str]]) -> dict:
+    """The Ibis expressions of a codes file's day (``__day``), segment value and
+    ``__cell<i>`` columns (day x 2**20 + the value's index in ``dictionary``) over the
+    rows ``t``; a row without a timestamp has no day and no cell."""
     day = t[roles.timestamp].truncate("D").cast("date")
     columns = {CODES_DAY: day}
-    day_number = day.delta(ibis.date(1970, 1, 1), unit="day").cast("int64")
     for i, column in enumerate(roles.segments):
         value = t[column].cast("string")
         index = ibis.cases(*[(value == v, k) for k, v in enumerate(dictionary[column])
                              if k > 0], else_=0) if len(dictionary[column]) > 1 else 0
         columns[column] = value
-        columns[f"__cell{i}"] = day_number * CELL_SHIFT + index
+        columns[f"__cell{i}"] = day_number(day) * CELL_SHIFT + index
+    return columns
+
+
+def day_number(day):
+    """Days since 1970 of the date expression ``day``, as int64."""
+    return day.delta(ibis.date(1970, 1, 1), unit="day").cast("int64")
+
+
+def write_codes(folder: Path, snap, path: Path, roles, bins: FrozenBins) -> None:
+    """Write one snapshot's codes file with the engine (caller holds the codes lock)."""
+    con = new_con()
+    t = con.read_parquet(str(snap.path))
+    dictionary = extend_dictionary(folder, segment_values(con, t, roles))
+    columns = cell_columns(t, roles, dictionary)
     for (column, shift), (feature, fbins) in zip(code_slots(bins), bins.coarse.items()):
         code = bin_expr(t[feature], fbins).cast("int32")
         columns[column] = code if not shift else columns[column] | (code << shift)

@@ -8,6 +8,12 @@ drift table) and :func:`reference_moments`; a segment filter, which profiles do 
 split by, counts the bin codes (:func:`day_counts_from_codes`); anything else bins rows
 in the engine (:func:`binned_counts`). Nothing here touches pandas until the small
 result comes back (``to_pyarrow`` at the edge).
+
+Every query takes an ``engine`` (:class:`analysis.engine.Engine`; None: the embedded
+DuckDB) and runs the same Ibis expressions on it. Spark has no bin codes (a per-row
+file is not worth writing from a cluster), so what DuckDB counts from codes Spark bins
+from rows (:func:`binned_counts`, tested equal); a Spark engine reading production
+rows from a table has no snapshot profiles either and bins those rows too.
 """
 from __future__ import annotations
 
@@ -23,10 +29,11 @@ import pandas as pd
 from analysis.binning import FineBins, NumericBins
 from analysis.codes import (CELL_SHIFT, CODES_DAY, code_expr, code_slots, codes_folder,
                             profile_paths)
-from analysis.engine import (MISSING_SEGMENT, UNIT_CODES, connect_slice, epoch_us, local_con,
-                             present, run, to_frame, view)
+from analysis.engine import (MISSING_SEGMENT, UNIT_CODES, Engine, connect, connect_slice,
+                             epoch_us, files_view, local_con, present, present_or_null, run,
+                             shape_of, to_arrow, to_frame, unpivot)
 from analysis.profiles import ensure_codes
-from analysis.queries import Filters, parquet_source
+from analysis.queries import Filters
 from analysis.reference_bins import FrozenBins, bin_expr, frozen_bins, n_bins
 from analysis.stats import pool_moments
 from analysis.store import Store
@@ -37,7 +44,8 @@ COLUMNS = ["window", "segment", "feature", "bin", "n"]
 def binned_counts(store: Store, dataset: str, slice: str, bins: dict, *,
                   unit: str | None = None, segment: str | None = None,
                   filters: Filters | None = None, with_range: bool = False,
-                  files: Sequence[Path] | None = None) -> pd.DataFrame:
+                  files: Sequence[Path] | None = None, engine: Engine | None = None
+                  ) -> pd.DataFrame:
     """Counts per (window, segment, feature, bin) in one engine query.
 
     Parameters
@@ -47,20 +55,25 @@ def binned_counts(store: Store, dataset: str, slice: str, bins: dict, *,
     segment : segment column to split by, or None
     with_range : also return the min, max and sum of every numeric (window, segment, bin)
     files : count these snapshot files of ``slice`` only (default: all of them)
+    engine : where the query runs (None: the embedded DuckDB)
 
     Returns a long frame: ``window`` (timestamp or NaT), ``segment`` (str, or "all"),
     ``feature``, ``bin`` (int), ``n``, and ``lo``/``hi``/``sum`` when asked.
     """
     cols = COLUMNS + (["lo", "hi", "sum"] if with_range else [])
-    con, t = connect_slice(store, dataset, slice, filters, files)
+    con, t = connect_slice(store, dataset, slice, filters, files, engine)
     if t is None or not bins:
         return pd.DataFrame(columns=cols)
     roles = store.dataset(dataset).roles
     # the filters are in the view: the compiled SQL does not depend on them
+    shape = shape_of(engine)
     key = ("binned", str(store.root), dataset, slice, tuple(bins.items()), unit, segment,
-           with_range, roles.timestamp)
-    table = run(con, key, lambda: _binned_expr(t, bins, roles.timestamp if unit else None,
-                                               unit, segment, with_range),
+           with_range, roles.timestamp) + (
+        (engine.table,) if engine is not None and engine.table else ()) + (
+        (shape,) if shape != "union" else ())
+    build = _binned_expr if shape == "union" else _binned_long_expr
+    table = run(con, key, lambda: build(t, bins, roles.timestamp if unit else None, unit,
+                                        segment, with_range),
                 store.root / dataset / "bins")
     out = to_frame(table)
     out["feature"] = pd.Categorical.from_codes(out["feature"].to_numpy(dtype=int),
@@ -70,13 +83,38 @@ def binned_counts(store: Store, dataset: str, slice: str, bins: dict, *,
     return out
 
 
-def _binned_expr(t, bins: dict, timestamp: str | None, unit: str | None,
-                 segment: str | None, with_range: bool):
-    """The union, over features, of counts per (window, segment, bin) of table ``t``."""
-    keys = {"window": (t[timestamp].truncate(UNIT_CODES[unit]) if unit is not None
+def _keys(t, timestamp: str | None, unit: str | None, segment: str | None) -> dict:
+    """The window and segment keys of a binned count over the rows ``t``."""
+    return {"window": (t[timestamp].truncate(UNIT_CODES[unit]) if unit is not None
                        else ibis.null("timestamp")),
             "segment": (t[segment].cast("string").fill_null(MISSING_SEGMENT)
                         if segment is not None else ibis.literal("all"))}
+
+
+def _binned_long_expr(t, bins: dict, timestamp: str | None, unit: str | None,
+                      segment: str | None, with_range: bool):
+    """:func:`_binned_expr`'s counts from one scan ("unpivot" shape): each row unnested
+    into one (feature, bin[, x]) row per feature, then one aggregation."""
+    keys = _keys(t, timestamp, unit, segment)
+    parts = []
+    for index, (feature, fbins) in enumerate(bins.items()):
+        part = {"feature": ibis.literal(index, type="int16"), "bin": bin_expr(t[feature], fbins)}
+        if with_range:
+            part["x"] = (present_or_null(t[feature].cast("float64"))
+                         if isinstance(fbins, (NumericBins, FineBins)) else ibis.null("float64"))
+        parts.append(part)
+    long = unpivot(t, keys, parts)
+    aggs = {"n": ibis._.count()}
+    if with_range:
+        aggs.update(lo=long.x.min(), hi=long.x.max(), sum=long.x.sum())
+    expr = long.group_by("window", "segment", "feature", "bin").aggregate(**aggs)
+    return expr.select(*COLUMNS, *(["lo", "hi", "sum"] if with_range else []))
+
+
+def _binned_expr(t, bins: dict, timestamp: str | None, unit: str | None,
+                 segment: str | None, with_range: bool):
+    """The union, over features, of counts per (window, segment, bin) of table ``t``."""
+    keys = _keys(t, timestamp, unit, segment)
     parts = []
     for index, (feature, fbins) in enumerate(bins.items()):
         grouped = t.group_by(**keys, bin=bin_expr(t[feature], fbins))
@@ -93,7 +131,7 @@ def _binned_expr(t, bins: dict, timestamp: str | None, unit: str | None,
 
 
 def profile_split(store: Store, dataset: str, bins: FrozenBins, slice: str,
-                  filters: Filters | None):
+                  filters: Filters | None, engine: Engine | None = None):
     """Which snapshots of ``slice`` a query with ``filters`` takes whole from their
     profiles, and which it must read (cut by the time range).
 
@@ -102,9 +140,10 @@ def profile_split(store: Store, dataset: str, bins: FrozenBins, slice: str,
     when profiles cannot answer (no timestamp column, or segment filters, which profiles
     do not split by)."""
     roles = store.dataset(dataset).roles
-    if roles.timestamp is None or (filters is not None and filters.segments):
+    if roles.timestamp is None or (filters is not None and filters.segments) or \
+            _from_table(engine, slice):
         return None
-    ensure_codes(store, dataset, bins, slice=slice)
+    ensure_codes(store, dataset, bins, slice=slice, engine=engine)
     folder = codes_folder(store, dataset, bins)
     timed = slice == "production" and filters is not None and (
         filters.start is not None or filters.end is not None)
@@ -117,6 +156,11 @@ def profile_split(store: Store, dataset: str, bins: FrozenBins, slice: str,
         elif cover == "cut":
             cut.append(snap.path)
     return whole, cut
+
+
+def _from_table(engine: Engine | None, slice: str) -> bool:
+    """Whether the engine reads this slice's rows from a table (no snapshot profiles)."""
+    return engine is not None and engine.table is not None and slice == "production"
 
 
 def _coverage(meta: dict, filters: Filters) -> str:
@@ -136,8 +180,8 @@ def _coverage(meta: dict, filters: Filters) -> str:
 
 
 def whole_counts(store: Store, dataset: str, bins: FrozenBins, slice: str,
-                 filters: Filters | None = None, profiles: bool = True
-                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 filters: Filters | None = None, profiles: bool = True,
+                 engine: Engine | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fine and coarse counts per (feature, bin) of one slice within ``filters``, with no
     window or segment split: the frames :func:`binned_counts` returns with ``unit=None,
     segment=None`` for ``bins.fine`` (numeric features, with ``lo``, ``hi``, ``sum``) and
@@ -148,24 +192,26 @@ def whole_counts(store: Store, dataset: str, bins: FrozenBins, slice: str,
     numeric feature whose fine bins refine its coarse bins
     (:meth:`analysis.binning.FineBins.coarse_map`) are summed from its fine counts
     instead of binning the rows twice. Sums and extremes of the parts give the numbers
-    binning every row gives (tested); ``profiles=False`` bins every row."""
-    split = profile_split(store, dataset, bins, slice, filters) if profiles else None
+    binning every row gives (tested); ``profiles=False`` bins every row. ``engine``
+    runs the queries (the small parts are merged in this process's DuckDB)."""
+    split = profile_split(store, dataset, bins, slice, filters, engine) if profiles else None
     if split is None:
         return (binned_counts(store, dataset, slice, bins.fine, filters=filters,
-                              with_range=True),
-                binned_counts(store, dataset, slice, bins.coarse, filters=filters))
+                              with_range=True, engine=engine),
+                binned_counts(store, dataset, slice, bins.coarse, filters=filters,
+                              engine=engine))
     whole, cut = split
-    con = local_con()
     fine_parts, coarse_parts = [], []
     if whole:
         segmented = bool(store.dataset(dataset).roles.segments)
-        fine, coarse = _profile_sums(con, whole, bins, segmented)
+        fine, coarse = _profile_sums(connect(engine), whole, bins, segmented)
         fine_parts.append(fine)
         coarse_parts.append(coarse)
     if cut:
-        fine, coarse = _cut_counts(store, dataset, bins, slice, filters, cut)
+        fine, coarse = _cut_counts(store, dataset, bins, slice, filters, cut, engine)
         fine_parts.append(fine)
         coarse_parts += coarse
+    con = local_con()
     return (_merged(con, fine_parts, list(bins.fine), True),
             _merged(con, coarse_parts, list(bins.coarse), False))
 
@@ -173,15 +219,13 @@ def whole_counts(store: Store, dataset: str, bins: FrozenBins, slice: str,
 def _profile_sums(con, whole: list[dict], bins: FrozenBins, segmented: bool
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fine and coarse counts per (feature, bin) summed over the profiles ``whole``."""
-    fine = view(con, "profile_fine", f"SELECT * FROM "
-                f"{parquet_source([p['fine'] for p in whole])}")
-    fine = con.to_pyarrow(fine.group_by("feature", "bin").aggregate(
+    fine = files_view(con, "profile_fine", [p["fine"] for p in whole])
+    fine = to_arrow(con, fine.group_by("feature", "bin").aggregate(
         n=fine.n.sum(), lo=fine.lo.min(), hi=fine.hi.max(), sum=fine["sum"].sum())).to_pandas()
-    days = view(con, "profile_days", f"SELECT * FROM "
-                f"{parquet_source([p['days'] for p in whole])}")
+    days = files_view(con, "profile_days", [p["days"] for p in whole])
     # every segment column's part counts every row: take the first one's
     days = days.filter(days.seg == (0 if segmented else -1))
-    coarse = con.to_pyarrow(days.group_by("feature", "bin").aggregate(
+    coarse = to_arrow(con, days.group_by("feature", "bin").aggregate(
         n=days.n.sum())).to_pandas()
     for frame, names in ((fine, list(bins.fine)), (coarse, list(bins.coarse))):
         frame["feature"] = np.asarray(names, dtype=object)[frame["feature"].to_numpy(int)]
@@ -189,11 +233,12 @@ def _profile_sums(con, whole: list[dict], bins: FrozenBins, segmented: bool
 
 
 def _cut_counts(store: Store, dataset: str, bins: FrozenBins, slice: str,
-                filters: Filters | None, cut: list[Path]) -> tuple[pd.DataFrame, list]:
+                filters: Filters | None, cut: list[Path], engine: Engine | None = None
+                ) -> tuple[pd.DataFrame, list]:
     """Fine counts and coarse count parts of the snapshots ``cut`` by the time range,
     binned from their rows (coarse from fine where the fine bins refine the coarse)."""
     live = binned_counts(store, dataset, slice, bins.fine, filters=filters,
-                         with_range=True, files=cut)
+                         with_range=True, files=cut, engine=engine)
     live["feature"] = live["feature"].astype(str)
     coarse = []
     maps = {f: bins.fine[f].coarse_map(bins.coarse[f]) for f in bins.fine}
@@ -205,7 +250,8 @@ def _cut_counts(store: Store, dataset: str, bins: FrozenBins, slice: str,
             coarse.append(pd.DataFrame({"feature": feature, "bin": np.arange(n.size), "n": n}))
     direct = {f: b for f, b in bins.coarse.items() if maps.get(f) is None}
     if direct:
-        rows = binned_counts(store, dataset, slice, direct, filters=filters, files=cut)
+        rows = binned_counts(store, dataset, slice, direct, filters=filters, files=cut,
+                             engine=engine)
         rows["feature"] = rows["feature"].astype(str)
         coarse.append(rows[["feature", "bin", "n"]])
     return live[["feature", "bin", "n", "lo", "hi", "sum"]], coarse
@@ -254,7 +300,8 @@ def _decode_cells(table, labels: list[str] | None, bins: FrozenBins, by_day: boo
 
 
 def day_counts(store: Store, dataset: str, bins: FrozenBins, segment: str | None,
-               filters: Filters | None = None, slice: str = "production") -> pd.DataFrame:
+               filters: Filters | None = None, slice: str = "production",
+               engine: Engine | None = None) -> pd.DataFrame:
     """Counts per (day, segment, feature, coarse bin): the long frame of
     :func:`binned_counts` with ``unit='day'`` (``unit=None`` for the reference, whose
     window is NULL), at day-aligned filters.
@@ -262,22 +309,25 @@ def day_counts(store: Store, dataset: str, bins: FrozenBins, segment: str | None
     Summed from the snapshots' profiles (their ``days`` part) when the filters select
     days only; with segment filters (which profiles do not split by), or rows without
     a timestamp, counted from the bin codes (:func:`day_counts_from_codes`). Neither
-    re-bins a row."""
+    re-bins a row. On Spark (``engine``), which keeps no bin codes, those two cases
+    and a production table bin the rows instead (:func:`binned_counts`)."""
     if filters is not None and filters.segments:
-        return day_counts_from_codes(store, dataset, bins, segment, filters, slice)
+        return day_counts_from_codes(store, dataset, bins, segment, filters, slice, engine)
+    if _from_table(engine, slice):
+        return _day_counts_from_rows(store, dataset, bins, segment, filters, slice, engine)
     roles = store.dataset(dataset).roles
-    files = ensure_codes(store, dataset, bins, slice=slice)
+    files = ensure_codes(store, dataset, bins, slice=slice, engine=engine)
     if not files:
         return pd.DataFrame(columns=COLUMNS)
     folder = files[0].parent
     if any(json.loads(profile_paths(folder, p.stem)["meta"].read_text())["undated"]
            for p in files):
         # rows without a day have no cell in the profile: count the codes as they are
-        return day_counts_from_codes(store, dataset, bins, segment, filters, slice)
+        return day_counts_from_codes(store, dataset, bins, segment, filters, slice, engine)
     paths = [profile_paths(folder, p.stem)["days"] for p in files]
     by_day = slice == "production"
-    con = local_con()
-    t = view(con, "profile_days", f"SELECT * FROM {parquet_source(paths)}")
+    con = connect(engine)
+    t = files_view(con, "profile_days", paths)
     t = t.filter(t.seg == (roles.segments.index(segment) if segment else
                            (0 if roles.segments else -1)))
     epoch = date(1970, 1, 1)
@@ -292,20 +342,37 @@ def day_counts(store: Store, dataset: str, bins: FrozenBins, segment: str | None
         cell = (t.cell // CELL_SHIFT) * CELL_SHIFT if by_day else ibis.literal(0, type="int64")
     expr = t.group_by(cell=cell, feature=t.feature, bin=t.bin).aggregate(n=t.n.sum())
     labels = json.loads((folder / "segments.json").read_text())[segment] if segment else None
-    return _decode_cells(con.to_pyarrow(expr), labels, bins, by_day)
+    return _decode_cells(to_arrow(con, expr), labels, bins, by_day)
+
+
+def _day_counts_from_rows(store: Store, dataset: str, bins: FrozenBins, segment: str | None,
+                          filters: Filters | None, slice: str, engine: Engine | None
+                          ) -> pd.DataFrame:
+    """:func:`day_counts`' frame binned from the rows (what Spark does where DuckDB
+    counts bin codes): windows as naive days, segments as a categorical."""
+    out = binned_counts(store, dataset, slice, bins.coarse,
+                        unit="day" if slice == "production" else None, segment=segment,
+                        filters=filters, engine=engine)
+    out["window"] = out["window"].to_numpy(dtype="datetime64[us]")
+    out["segment"] = out["segment"].astype(str).astype("category")
+    return out[COLUMNS]
 
 
 def day_counts_from_codes(store: Store, dataset: str, bins: FrozenBins,
                           segment: str | None, filters: Filters | None = None,
-                          slice: str = "production") -> pd.DataFrame:
+                          slice: str = "production", engine: Engine | None = None
+                          ) -> pd.DataFrame:
     """Counts per (day, segment, feature, coarse bin) from the bin codes: the same long
     frame as :func:`binned_counts` with ``unit='day'`` (``unit=None`` for the reference,
-    whose window is NULL), without re-binning."""
+    whose window is NULL), without re-binning; on Spark (which keeps no codes) binned
+    from the rows."""
+    if engine is not None and engine.spark:
+        return _day_counts_from_rows(store, dataset, bins, segment, filters, slice, engine)
     files = ensure_codes(store, dataset, bins, slice=slice)
     if not files:
         return pd.DataFrame(columns=COLUMNS)
     con = local_con()
-    t = view(con, "codes_source", f"SELECT * FROM {parquet_source(files)}")
+    t = files_view(con, "codes_source", files)
     by_day = slice == "production"
     roles = store.dataset(dataset).roles
     key = ("codes", str(store.root), dataset, bins.token, segment, slice,
@@ -343,7 +410,7 @@ def _codes_expr(t, bins: FrozenBins, segments: list[str], segment: str | None,
 
 
 def reference_moments(store: Store, dataset: str, segment: str | None,
-                      profiles: bool = True) -> pd.DataFrame:
+                      profiles: bool = True, engine: Engine | None = None) -> pd.DataFrame:
     """Count, mean and population variance of each numeric feature in the reference, per
     segment value: columns segment, feature, n, mean, var.
 
@@ -355,18 +422,18 @@ def reference_moments(store: Store, dataset: str, segment: str | None,
     if not roles.numeric or not store.files(dataset, "reference"):
         return pd.DataFrame(columns=cols)
     if roles.timestamp is not None and profiles:
-        bins = frozen_bins(store, dataset)
-        files = ensure_codes(store, dataset, bins, slice="reference")
+        bins = frozen_bins(store, dataset, engine=engine)
+        files = ensure_codes(store, dataset, bins, slice="reference", engine=engine)
         paths = [profile_paths(files[0].parent, p.stem)["moments"] for p in files]
-        con = local_con()
-        t = view(con, "profile_moments", f"SELECT * FROM {parquet_source(paths)}")
-        parts = con.to_pyarrow(t.filter(t.segcol == (segment or ""))).to_pandas()
+        con = connect(engine)
+        t = files_view(con, "profile_moments", paths)
+        parts = to_arrow(con, t.filter(t.segcol == (segment or ""))).to_pandas()
         out = []
         for (value, feature), g in parts.groupby(["segment", "feature"], sort=True):
             n, mean, var = pool_moments(g["n"], g["mean"], g["m2"])
             out.append((value, feature, int(n), mean, var))
         return pd.DataFrame(out, columns=cols)
-    con, t = connect_slice(store, dataset, "reference")
+    con, t = connect_slice(store, dataset, "reference", engine=engine)
     key = t[segment].cast("string").fill_null(MISSING_SEGMENT) if segment else ibis.literal("all")
     parts = []
     for f in roles.numeric:
@@ -376,4 +443,4 @@ def reference_moments(store: Store, dataset: str, segment: str | None,
             n=x.count(where=ok), mean=x.mean(where=ok), var=x.var(how="pop", where=ok))
             .mutate(feature=ibis.literal(f)))
     expr = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
-    return con.to_pyarrow(expr.select(*cols)).to_pandas()
+    return to_arrow(con, expr.select(*cols)).to_pandas()

@@ -1,11 +1,14 @@
-"""The engine plumbing shared by the binned-count modules: Ibis DuckDB connections, the
-slice source view, compiled-SQL caching and atomic file writes.
+"""The engine plumbing shared by the binned-count modules: the engine choice, Ibis
+connections, the slice source view, compiled-SQL caching and atomic file writes.
 
 Nothing here knows about bins or profiles. The aggregation modules
 (:mod:`analysis.reference_bins`, :mod:`analysis.codes`, :mod:`analysis.profiles`,
-:mod:`analysis.counts`) build Ibis expressions over the view this module defines, so
-the same expressions compile for other Ibis backends; this is the only place that
-knows the backend is an embedded DuckDB.
+:mod:`analysis.counts`) build Ibis expressions over the views this module defines, so
+the same expressions compile for every Ibis backend. Two run them: an embedded DuckDB
+(the default) and Apache Spark (:class:`Engine` with ``name="spark"``; the session
+lives in :mod:`analysis.spark`, imported only when asked for). This module and
+:mod:`analysis.spark` are the only places that know which backend runs a query: the
+others ask :func:`connect`, :func:`files_view`, :func:`run` and :func:`to_arrow`.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +32,14 @@ MISSING_SEGMENT = "(missing)"
 #: Ibis truncate units for our window names
 UNIT_CODES = {"hour": "h", "day": "D", "week": "W", "month": "M"}
 SOURCE_VIEW = "slice_source"
+#: The engines a binned-count query can run on.
+ENGINES = ("duckdb", "spark")
+#: How a query over many features is laid out: "union", one
+#: aggregation per feature, unioned (DuckDB's fastest: it scans columns in parallel and
+#: a scan costs little); "unpivot", one scan whose rows are unnested into a (feature,
+#: bin) row per feature, then one aggregation (Spark's: each union branch would be a
+#: stage that reads the files again, 25 scans of a lake for 25 features).
+SHAPES = ("union", "unpivot")
 
 _SQL_CACHE: "OrderedDict[tuple, str]" = OrderedDict()
 _SQL_CACHE_SIZE = 64
@@ -37,6 +49,128 @@ _LOCAL = threading.local()
 _BUILDERS = ("engine.py", "reference_bins.py", "codes.py", "profiles.py", "counts.py")
 _BUILDER_VERSION = hashlib.sha256(b"".join(
     (Path(__file__).parent / name).read_bytes() for name in _BUILDERS)).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Which engine runs the binned counts: hashable, so it can key a cache.
+
+    Parameters
+    ----------
+    name : 'duckdb' (embedded, the default) or 'spark'
+    master : Spark only: ``local[N]``, a cluster master URL (``spark://host:7077``,
+        ``yarn``, ``k8s://...``) or a Spark Connect URL (``sc://host:15002``); None
+        takes ``local[*]``
+    table : Spark only: read production rows from this table of the Spark catalog
+        (``db.predictions``, or a path such as ``parquet.`/lake/predictions```)
+        instead of the store's production snapshots; the reference, its frozen bins
+        and profiles still come from the store
+    shape : the layout of multi-feature queries (:data:`SHAPES`); None: the engine's
+        own ("union" on DuckDB, "unpivot" on Spark). Both give the same counts.
+    """
+
+    name: str = "duckdb"
+    master: str | None = None
+    table: str | None = None
+    shape: str | None = None
+
+    def __post_init__(self):
+        if self.name not in ENGINES:
+            raise ValueError(f"unknown engine {self.name!r} (choose {' or '.join(ENGINES)})")
+        if self.name != "spark" and (self.master or self.table):
+            raise ValueError("a Spark master or table needs the spark engine")
+        if self.table is not None and (not self.table.strip() or ";" in self.table):
+            raise ValueError(f"not a table name: {self.table!r}")
+        if self.shape is not None and self.shape not in SHAPES:
+            raise ValueError(f"unknown query shape {self.shape!r} (choose {SHAPES})")
+
+    @property
+    def spark(self) -> bool:
+        return self.name == "spark"
+
+    @property
+    def layout(self) -> str:
+        """The shape its multi-feature queries take (:data:`SHAPES`)."""
+        return self.shape or ("unpivot" if self.spark else "union")
+
+    @property
+    def label(self) -> str:
+        """How the dashboard and the command line name it."""
+        if not self.spark:
+            return "DuckDB (embedded)"
+        return f"Apache Spark ({self.master or 'local[*]'})" + (
+            f", production rows from table {self.table}" if self.table else "")
+
+
+DUCKDB = Engine()
+
+
+def engine_from_config(environ=None, secrets=None) -> Engine:
+    """The engine a configuration names: ``DRIFT_ENGINE`` (``duckdb`` or ``spark``),
+    ``DRIFT_SPARK_MASTER`` and ``DRIFT_SPARK_TABLE`` in ``environ`` (default
+    ``os.environ``), else ``engine``, ``spark_master`` and ``spark_table`` in
+    ``secrets`` (the dashboard's ``.streamlit/secrets.toml``), else DuckDB."""
+    environ = os.environ if environ is None else environ
+    secrets = secrets or {}
+
+    def setting(variable: str, key: str) -> str | None:
+        value = environ.get(variable) or secrets.get(key)
+        return str(value).strip() or None if value is not None else None
+
+    name = (setting("DRIFT_ENGINE", "engine") or "duckdb").lower()
+    if name != "spark":
+        return Engine(name)
+    return Engine(name, setting("DRIFT_SPARK_MASTER", "spark_master"),
+                  setting("DRIFT_SPARK_TABLE", "spark_table"))
+
+
+def shape_of(engine: Engine | None) -> str:
+    """The query shape of ``engine`` (None: the embedded DuckDB's, "union")."""
+    return engine.layout if engine is not None else "union"
+
+
+def unpivot(t, common: dict, parts: list[dict]):
+    """The rows ``t`` as one row per (row, part): the ``common`` columns, then the
+    fields of that part (every part has the same field names and types), from one scan
+    (an array of one struct per part, unnested). The "unpivot" shape's source."""
+    return t.select(**common, __part=ibis.array([ibis.struct(part) for part in parts])
+                    .unnest()).unpack("__part")
+
+
+def present_or_null(x):
+    """``x`` where :func:`present`, else NULL: what an aggregate over unpivoted rows
+    takes in place of ``where=present(x)``."""
+    return ibis.ifelse(present(x), x, ibis.null(x.type()))
+
+
+def is_spark(con) -> bool:
+    """Whether the Ibis connection ``con`` is a Spark session's."""
+    return getattr(con, "name", None) == "pyspark"
+
+
+def connect(engine: Engine | None = None):
+    """This thread's Ibis connection to ``engine`` (None: the embedded DuckDB)."""
+    if engine is None or not engine.spark:
+        return local_con()
+    from analysis import spark
+    return spark.local_con(engine)
+
+
+def files_view(con, name: str, files: Sequence) -> "ibis.Table":
+    """(Re)define the view ``name`` over the Parquet ``files`` (columns matched by name)
+    and return it as an Ibis table."""
+    if is_spark(con):
+        from analysis import spark
+        return spark.files_view(con, name, files)
+    return view(con, name, f"SELECT * FROM {parquet_source(files)}")
+
+
+def to_arrow(con, expr):
+    """Execute ``expr`` on ``con`` and return the (small) result as Arrow."""
+    if is_spark(con):
+        from analysis import spark
+        return spark.execute(con, str(ibis.to_sql(expr, dialect="pyspark")))
+    return con.to_pyarrow(expr)
 
 
 def local_con():
@@ -59,13 +193,17 @@ def new_con():
 
 
 def connect_slice(store: Store, dataset: str, slice: str, filters: Filters | None = None,
-                  files: Sequence[Path] | None = None):
-    """An Ibis DuckDB connection with the slice's snapshots (or ``files``), filtered by
-    ``filters``, as the view ``slice_source``; ``(None, None)`` when there is no file.
+                  files: Sequence[Path] | None = None, engine: Engine | None = None):
+    """An Ibis connection to ``engine`` with the slice's snapshots (or ``files``; or the
+    engine's production table), filtered by ``filters``, as the view ``slice_source``;
+    ``(None, None)`` when there is no file.
 
     The view name is fixed and the filters live in the view, so that compiled SQL depends
     on neither the file list nor the filter values and can be reused (compiling a
     1000-leaf bin tree costs more than running it)."""
+    if engine is not None and engine.spark:
+        from analysis import spark
+        return spark.connect_slice(store, dataset, slice, filters, files, engine)
     files = [str(p) for p in (store.files(dataset, slice) if files is None else files)]
     if not files:
         return None, None
@@ -101,21 +239,27 @@ def filtered(t, store: Store, dataset: str, slice: str, filters: Filters | None)
 
 
 def present(col):
-    """Non-missing: not NULL and, for floats, not NaN or +-inf."""
+    """Non-missing: not NULL and, for floats, not NaN or +-inf.
+
+    Finite as ``abs(x) < inf`` (NaN compares above every number in DuckDB and in
+    Spark) rather than ``isnan``/``isinf``: Ibis 12 compiles ``isinf`` for Spark to a
+    constant FALSE, which would count infinities as values there. One comparison costs
+    DuckDB what the two tests did."""
     cond = col.notnull()
     if col.type().is_floating():
-        cond = cond & ~col.isnan() & ~col.isinf()
+        cond = cond & (col.abs() < float("inf"))
     return cond
 
 
-def compiled(key: tuple, build, folder: Path | None = None) -> str:
-    """The DuckDB SQL of the expression ``build()`` returns, compiled once per ``key``.
+def compiled(key: tuple, build, folder: Path | None = None, dialect: str = "duckdb") -> str:
+    """The SQL (DuckDB's, or ``dialect``'s) of the expression ``build()`` returns,
+    compiled once per ``key`` and dialect.
 
     Compiled SQL is kept in memory (bounded) and, when ``folder`` is given (the frozen
     bins' folder), on disk: it is a pure function of the frozen bins and the query's
     shape (never of filter values, which live in the source view), and compiling large
     bin trees costs more than running them."""
-    key = (_BUILDER_VERSION, *key)
+    key = (_BUILDER_VERSION, *key) if dialect == "duckdb" else (_BUILDER_VERSION, dialect, *key)
     sql = _SQL_CACHE.get(key)
     path = None
     if sql is None and folder is not None:
@@ -123,7 +267,7 @@ def compiled(key: tuple, build, folder: Path | None = None) -> str:
         if path.is_file():
             sql = path.read_text()
     if sql is None:
-        sql = str(ibis.to_sql(build(), dialect="duckdb"))
+        sql = str(ibis.to_sql(build(), dialect=dialect))
         if path is not None:
             write_text_atomic(path, sql)
     _SQL_CACHE[key] = sql
@@ -134,7 +278,11 @@ def compiled(key: tuple, build, folder: Path | None = None) -> str:
 
 
 def run(con, key: tuple, build, folder: Path | None = None):
-    """Execute the expression ``build()`` returns (compiled once, see :func:`compiled`)."""
+    """Execute the expression ``build()`` returns (compiled once, see :func:`compiled`)
+    on the DuckDB or Spark connection ``con``; the result as Arrow."""
+    if is_spark(con):
+        from analysis import spark
+        return spark.execute(con, compiled(key, build, folder, dialect="pyspark"))
     return con.con.sql(compiled(key, build, folder)).to_arrow_table()
 
 

@@ -37,6 +37,7 @@ import pandas as pd
 from analysis import noise, stats
 from analysis.counts import binned_counts, day_counts, reference_moments, whole_counts
 from analysis.drift import TESTS, FeatureDrift, judge_distance
+from analysis.engine import Engine
 from analysis.queries import Filters
 from analysis.reference_bins import FrozenBins, frozen_bins, n_bins
 from analysis.stats import pool_moments
@@ -138,31 +139,35 @@ def _fill(frame: pd.DataFrame, offsets, width, windows, segments, with_range):
 
 def build_cube(store: Store, dataset: str, segment: str | None, resolution: str,
                unit: str = "day", filters: Filters | None = None,
-               bins: FrozenBins | None = None) -> Cube:
+               bins: FrozenBins | None = None, engine: Engine | None = None,
+               profiles: bool = True) -> Cube:
     """Production counts at ``unit`` grain per ``segment`` value, and reference counts
     per segment value, on the frozen ``resolution`` ('coarse' or 'fine') bins.
 
-    Two engine queries (production, reference); everything after is numpy.
+    Two engine queries (production, reference) on ``engine`` (None: the embedded
+    DuckDB); everything after is numpy, the same for every engine. ``profiles=False``
+    bins every row instead of summing the snapshots' profiles (what a first look at
+    new data, or a production table on Spark, costs).
     """
-    bins = bins or frozen_bins(store, dataset)
+    bins = bins or frozen_bins(store, dataset, engine=engine)
     chosen = bins.coarse if resolution == "coarse" else bins.fine
     with_range = resolution == "fine"
     offsets, width = _layout(chosen)
     day_aligned = filters is None or all(
         v is None or (v.hour, v.minute, v.second, v.microsecond) == (0, 0, 0, 0)
         for v in (filters.start, filters.end))
-    if resolution == "coarse" and unit == "day" and day_aligned:
+    if resolution == "coarse" and unit == "day" and day_aligned and profiles:
         # the heatmap's cube: sum the snapshots' profiles (or count their bin codes)
         # instead of re-binning rows
-        prod = day_counts(store, dataset, bins, segment, filters)
+        prod = day_counts(store, dataset, bins, segment, filters, engine=engine)
     else:
         prod = binned_counts(store, dataset, "production", chosen, unit=unit, segment=segment,
-                             filters=filters, with_range=with_range)
-    if resolution == "coarse":
-        ref = day_counts(store, dataset, bins, segment, slice="reference")
+                             filters=filters, with_range=with_range, engine=engine)
+    if resolution == "coarse" and profiles:
+        ref = day_counts(store, dataset, bins, segment, slice="reference", engine=engine)
     else:
         ref = binned_counts(store, dataset, "reference", chosen, unit=None, segment=segment,
-                            with_range=with_range)
+                            with_range=with_range, engine=engine)
     segments = sorted(set(prod["segment"].astype(str).unique()) |
                       set(ref["segment"].astype(str).unique())) or [ALL]
     windows = np.unique(prod["window"].to_numpy(dtype="datetime64[us]"))
@@ -382,7 +387,8 @@ def segment_drift(cube: Cube, bins: FrozenBins, unit: str, start=None, end=None,
 
 
 def binned_drift_table(store: Store, dataset: str, filters: Filters | None = None,
-                       bins: FrozenBins | None = None, profiles: bool = True) -> pd.DataFrame:
+                       bins: FrozenBins | None = None, profiles: bool = True,
+                       engine: Engine | None = None) -> pd.DataFrame:
     """The default drift table (Evidently's rule for a reference over 1000 rows) computed
     from engine aggregates alone, for data too large to pull into memory.
 
@@ -392,15 +398,19 @@ def binned_drift_table(store: Store, dataset: str, filters: Filters | None = Non
     whenever a column has 5 values or fewer. Fine and coarse counts of production
     (filtered) and reference come from :func:`analysis.counts.whole_counts`: summed
     from the snapshots' profiles, binning rows only of snapshots the time range cuts
-    (``profiles=False``: binning every row, as when no profile exists yet).
+    (``profiles=False``: binning every row, as when no profile exists yet). The counts
+    run on ``engine`` (None: the embedded DuckDB); the statistics here, the same for
+    every engine.
     """
 
-    bins = bins or frozen_bins(store, dataset)
+    bins = bins or frozen_bins(store, dataset, engine=engine)
     roles = store.dataset(dataset).roles
     numeric = bins.fine
-    fine_p, coarse_p = whole_counts(store, dataset, bins, "production", filters, profiles)
-    fine_r, coarse_r = whole_counts(store, dataset, bins, "reference", filters, profiles)
-    std = pooled_std(reference_moments(store, dataset, None, profiles), None)
+    fine_p, coarse_p = whole_counts(store, dataset, bins, "production", filters, profiles,
+                                    engine)
+    fine_r, coarse_r = whole_counts(store, dataset, bins, "reference", filters, profiles,
+                                    engine)
+    std = pooled_std(reference_moments(store, dataset, None, profiles, engine), None)
 
     def vectors(frame, feature, width, with_range):
         part = frame[frame["feature"] == feature]

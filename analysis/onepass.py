@@ -163,9 +163,9 @@ def _write_rows(folder: Path, snap, rows: Rows, dictionary: dict, roles, bins: F
     _write_codes(folder / f"{snap.id}.parquet", rows, roles.segments, groupings,
                  [p[0] for p in parts], bins, threads=workers)
     paths = profile_paths(folder, snap.id)
-    _write_table(paths["days"], [t for p in parts for t in p[1]], DAYS_SCHEMA)
-    _write_table(paths["fine"], [p[2] for p in parts if p[2] is not None], FINE_SCHEMA)
-    _write_table(paths["moments"], [t for p in parts for t in p[3]], MOMENTS_SCHEMA)
+    write_part(paths["days"], [t for p in parts for t in p[1]], DAYS_SCHEMA)
+    write_part(paths["fine"], [p[2] for p in parts if p[2] is not None], FINE_SCHEMA)
+    write_part(paths["moments"], [t for p in parts for t in p[3]], MOMENTS_SCHEMA)
     write_meta(paths["meta"], rows.n, int(rows.n - rows.dated.sum()), rows.first_us,
                rows.last_us)
 
@@ -530,7 +530,7 @@ def _write_codes(path: Path, rows: Rows, segments: list[str], groupings: list[Ce
             f"COPY codes_rows TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)"))
 
 
-def _write_table(path: Path, parts: list[pa.Table], schema: pa.Schema) -> None:
+def write_part(path: Path, parts: list[pa.Table], schema: pa.Schema) -> None:
     """One profile part: the ``parts`` stacked, as Parquet with ``schema``."""
     table = pa.concat_tables([p.cast(schema) for p in parts]) if parts else schema.empty_table()
     _replace(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))

@@ -23,7 +23,10 @@ the counts themselves), so it never touches the rows again:
 (:mod:`analysis.onepass`, which ingest runs for each new snapshot), or with the engine
 (``method="engine"``: :func:`analysis.codes.write_codes`, then :func:`write_profile`
 from the codes file and the rows; portable Ibis expressions, kept as the reference the
-one-pass writer is tested against).
+one-pass writer is tested against). On Spark (``engine``) only the profile is written,
+by :func:`write_profile_from_rows`: the same Ibis expressions over the snapshot's rows,
+the days part counted from the rows' cells and bins instead of from a codes file. The
+files are the same, so profiles written by Spark and by DuckDB sum together.
 """
 from __future__ import annotations
 
@@ -35,11 +38,13 @@ from pathlib import Path
 import ibis
 
 from analysis import onepass
-from analysis.codes import (CELL_SHIFT, CODES_DAY, code_expr, code_slots, codes_folder,
-                            leftovers, profile_complete, profile_paths, write_codes,
+from analysis.codes import (CELL_SHIFT, CODES_DAY, cell_columns, code_expr, code_slots,
+                            codes_folder, day_number, extend_dictionary, leftovers,
+                            profile_complete, profile_paths, segment_values, write_codes,
                             write_meta)
-from analysis.engine import (MISSING_SEGMENT, compiled, copy_to, epoch_us, new_con, present,
-                             view)
+from analysis.engine import (MISSING_SEGMENT, Engine, compiled, connect, copy_to, epoch_us,
+                             files_view, new_con, present, present_or_null, run, shape_of,
+                             to_arrow, unpivot, view)
 from analysis.queries import parquet_source
 from analysis.reference_bins import FrozenBins, bin_expr, frozen_bins
 from analysis.store import Store
@@ -49,14 +54,16 @@ _CODES_LOCK = threading.Lock()
 
 
 def ensure_codes(store: Store, dataset: str, bins: FrozenBins, progress=None,
-                 slice: str = "production", method: str = "onepass") -> list[Path]:
+                 slice: str = "production", method: str = "onepass",
+                 engine: Engine | None = None) -> list[Path]:
     """Each snapshot's coarse bin codes and profile, written once per reference.
 
     Writes what is missing for the current snapshots of ``slice`` under temporary names,
     then renames; drops the files of snapshots no longer in the store and of an earlier
     layout of the same codes. ``method`` says how missing files are written (see the
-    module docstring). Returns the codes files of the current snapshots of ``slice``, in
-    snapshot order.
+    module docstring); a Spark ``engine`` needs, and writes, profiles only. Returns the
+    codes files of the current snapshots of ``slice``, in snapshot order (on Spark they
+    may not exist).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -69,8 +76,12 @@ def ensure_codes(store: Store, dataset: str, bins: FrozenBins, progress=None,
     snaps = [snap for snap in every if snap.slice == slice]
     out = [folder / f"{snap.id}.parquet" for snap in snaps]
     current = {snap.id for snap in every}
-    if not leftovers(folder, current) and all(
-            p.is_file() and profile_complete(folder, snap.id) for p, snap in zip(out, snaps)):
+    spark = engine is not None and engine.spark
+
+    def done(path: Path, snap) -> bool:
+        return profile_complete(folder, snap.id) and (spark or path.is_file())
+
+    if not leftovers(folder, current) and all(done(p, snap) for p, snap in zip(out, snaps)):
         return out
     folder.mkdir(parents=True, exist_ok=True)
     # one writer at a time (threads of one dashboard, or another process): the segment
@@ -79,9 +90,14 @@ def ensure_codes(store: Store, dataset: str, bins: FrozenBins, progress=None,
         fcntl.flock(lock, fcntl.LOCK_EX)
         for entry in leftovers(folder, current):
             entry.unlink(missing_ok=True)
-        missing = [snap for snap, path in zip(snaps, out)
-                   if not (path.is_file() and profile_complete(folder, snap.id))]
-        if method == "onepass":
+        missing = [snap for snap, path in zip(snaps, out) if not done(path, snap)]
+        if spark:
+            con = connect(engine)
+            for snap in missing:
+                write_profile_from_rows(con, folder, snap, roles, bins, shape_of(engine))
+                if progress:
+                    progress(f"profiled snapshot {snap.id} ({snap.rows:,} rows) on Spark")
+        elif method == "onepass":
             onepass.write_snapshots(folder, missing, roles, bins, progress)
         else:
             for snap in missing:
@@ -146,6 +162,54 @@ def write_profile(folder: Path, snap, codes_path: Path, roles, bins: FrozenBins)
     write_meta(paths["meta"], rows, rows - dated, epoch_us(first), epoch_us(last))
 
 
+def write_profile_from_rows(con, folder: Path, snap, roles, bins: FrozenBins,
+                            shape: str = "unpivot") -> None:
+    """Write one snapshot's profile from its rows on the connection ``con`` (any
+    engine; the caller holds the codes lock): its segment values extend the folder's
+    dictionary, then four queries give the days, fine and moments parts and the meta,
+    each small enough to come back to this process, which writes the files. ``shape``
+    lays out the fine and moments queries (:data:`analysis.engine.SHAPES`); the days
+    part is always counted from one scan."""
+    paths = profile_paths(folder, snap.id)
+    t = files_view(con, "profile_source", [snap.path])
+    dictionary = extend_dictionary(folder, segment_values(con, t, roles))
+    onepass.write_part(paths["days"], [to_arrow(con, _days_from_rows(t, roles, bins,
+                                                                     dictionary))],
+                       onepass.DAYS_SCHEMA)
+    fine, moments = [], []
+    if bins.fine:
+        long = shape == "unpivot"
+        key = ("profile-fine", bins.token, tuple(bins.fine.items()), shape)
+        fine = [run(con, key, lambda: (_fine_long_expr if long else _fine_expr)(t, bins),
+                    folder.parent)]
+        key = ("profile-moments", bins.token, tuple(bins.fine), tuple(roles.segments), shape)
+        moments = [run(con, key, lambda: (_moments_long_expr if long else _moments_expr)(
+            t, roles, bins), folder.parent)]
+    onepass.write_part(paths["fine"], fine, onepass.FINE_SCHEMA)
+    onepass.write_part(paths["moments"], moments, onepass.MOMENTS_SCHEMA)
+    ts = t[roles.timestamp]
+    rows, dated, first, last = to_arrow(con, t.aggregate(
+        rows=ibis._.count(), dated=ts.count(), first=ts.min(), last=ts.max())
+    ).to_pylist()[0].values()
+    write_meta(paths["meta"], rows, rows - dated, epoch_us(first), epoch_us(last))
+
+
+def _days_from_rows(t, roles, bins: FrozenBins, dictionary: dict):
+    """The days part over the rows ``t``, from one scan: counts per (segment column,
+    cell, feature, coarse bin), cells as in the codes file
+    (:func:`analysis.codes.cell_columns`)."""
+    columns = cell_columns(t, roles, dictionary)
+    if roles.segments:
+        cells = [(i, columns[f"__cell{i}"]) for i in range(len(roles.segments))]
+    else:
+        cells = [(-1, day_number(columns[CODES_DAY]) * CELL_SHIFT)]
+    parts = [{"seg": ibis.literal(i, type="int16"), "cell": cell,
+              "feature": ibis.literal(j, type="int16"), "bin": bin_expr(t[feature], fbins)}
+             for i, cell in cells for j, (feature, fbins) in enumerate(bins.coarse.items())]
+    return unpivot(t, {}, parts).group_by("seg", "cell", "feature", "bin").aggregate(
+        n=ibis._.count())
+
+
 def _write_days(con, codes_path: Path, path: Path, roles, bins: FrozenBins) -> None:
     codes = con.read_parquet(str(codes_path))
     if roles.segments:
@@ -176,6 +240,30 @@ def _fine_expr(t, bins: FrozenBins):
                                                   "hi": "float64", "sum": "float64"})
     union = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
     return union.select("feature", "bin", "n", "lo", "hi", "sum")
+
+
+def _fine_long_expr(t, bins: FrozenBins):
+    """:func:`_fine_expr`'s rows from one scan (the "unpivot" shape); ``bins.fine`` is
+    not empty."""
+    parts = [{"feature": ibis.literal(index, type="int16"), "bin": bin_expr(t[feature], fbins),
+              "x": present_or_null(t[feature].cast("float64"))}
+             for index, (feature, fbins) in enumerate(bins.fine.items())]
+    long = unpivot(t, {}, parts)
+    return long.group_by("feature", "bin").aggregate(
+        n=ibis._.count(), lo=long.x.min(), hi=long.x.max(), sum=long.x.sum())
+
+
+def _moments_long_expr(t, roles, bins: FrozenBins):
+    """:func:`_moments_expr`'s rows from one scan (the "unpivot" shape); ``bins.fine``
+    is not empty."""
+    groupings = [("", ibis.literal("all"))] + [
+        (c, t[c].cast("string").fill_null(MISSING_SEGMENT)) for c in roles.segments]
+    parts = [{"segcol": ibis.literal(column), "segment": key, "feature": ibis.literal(feature),
+              "x": present_or_null(t[feature].cast("float64"))}
+             for column, key in groupings for feature in bins.fine]
+    long = unpivot(t, {}, parts)
+    return long.group_by("segcol", "segment", "feature").aggregate(
+        n=long.x.count(), mean=long.x.mean(), m2=long.x.var(how="pop") * long.x.count())
 
 
 def _moments_expr(t, roles, bins: FrozenBins):

@@ -28,7 +28,7 @@ import ibis
 import numpy as np
 
 from analysis.binning import CategoricalBins, FineBins, NumericBins, fine_bins
-from analysis.engine import connect_slice, present, write_text_atomic
+from analysis.engine import Engine, connect_slice, present, to_arrow, write_text_atomic
 from analysis.store import Store
 
 
@@ -69,22 +69,28 @@ def reference_token(store: Store, dataset: str) -> str:
     return hashlib.sha256("|".join(digests).encode()).hexdigest()[:16]
 
 
-def frozen_bins(store: Store, dataset: str, persist: bool = True) -> FrozenBins:
+def frozen_bins(store: Store, dataset: str, persist: bool = True,
+                engine: Engine | None = None) -> FrozenBins:
     """The reference's frozen bins, computed with the engine once and persisted (unless
-    ``persist`` is false: then nothing is written)."""
+    ``persist`` is false: then nothing is written).
+
+    Whichever engine computes them (``engine``; None: the embedded DuckDB), every
+    engine then reads the same file: edges are computed once and passed to every query
+    as literals, so no engine's rounding can move a row to another bin. (DuckDB's and
+    Spark's exact quantiles both interpolate linearly and agree.)"""
     token = reference_token(store, dataset)
     folder = bins_folder(store, dataset)
     path = folder / f"{token}.json"
     if path.is_file():
         return FrozenBins.from_json(path.read_text())
     roles = store.dataset(dataset).roles
-    con, t = connect_slice(store, dataset, "reference")
+    con, t = connect_slice(store, dataset, "reference", engine=engine)
     if t is None:
         raise ValueError(f"dataset {dataset!r} has no reference snapshot")
     coarse, fine = _numeric_bins(con, t, roles.numeric)
     for f in roles.categorical:
-        levels = con.to_pyarrow(t.select(v=t[f].cast("string")).filter(ibis._.v.notnull())
-                                .distinct()).column("v").to_pylist()
+        levels = to_arrow(con, t.select(v=t[f].cast("string")).filter(ibis._.v.notnull())
+                          .distinct()).column("v").to_pylist()
         coarse[f] = CategoricalBins(tuple(sorted(levels)))
     bins = FrozenBins(token, coarse, fine)
     if persist:
@@ -107,7 +113,7 @@ def _numeric_bins(con, t, numeric: list[str]) -> tuple[dict, dict]:
         aggs[f"{f}__d"] = col.quantile(deciles, where=present(col))
         aggs[f"{f}__lo"] = col.min(where=present(col))
         aggs[f"{f}__hi"] = col.max(where=present(col))
-    row = con.to_pyarrow(t.aggregate(**aggs)).to_pylist()[0]
+    row = to_arrow(con, t.aggregate(**aggs)).to_pylist()[0]
     for f in numeric:
         d = row[f"{f}__d"]
         if d is None:  # no values: a single bin plus missing

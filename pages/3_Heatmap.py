@@ -41,7 +41,7 @@ order_by = c4.radio("Sort rows", ["max", "name"], key="heatmap.sort",
 
 start, end, _ = ctx.key
 label, resolution, bands = METRICS[metric]
-with st.spinner("Aggregating binned counts in DuckDB…"):
+with st.spinner(f"Aggregating binned counts in {ui.engine().label}…"):
     bins = ui.frozen_bins(ctx.root, ctx.version, ctx.dataset)
     if resolution == "coarse":
         cube = ui.coarse_cube(ctx.root, ctx.version, ctx.dataset, segment)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Shared set-up for scripts/run.sh and scripts/test.sh: a virtual environment in .venv
 # with the pinned requirements, Debian's chromium (chart export and the browser tests),
-# and the demo store in data/store (built when absent or when the demo generator
-# changed). Idempotent and quick when nothing changed.
+# Java when the Spark engine needs it (the tests, or DRIFT_ENGINE=spark), and the demo
+# store in data/store (built when absent or when the demo generator changed). Idempotent
+# and quick when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,16 @@ if [ ! -x /usr/bin/chromium ]; then
   step "installing Debian's chromium (chart export, postmortem bundle, browser tests)"
   as_root apt-get update -q
   as_root apt-get install -y -q chromium
+fi
+
+# Java for the Spark engine: always for the tests (scripts/test.sh sets DRIFT_NEEDS_JAVA),
+# and for a dashboard configured with DRIFT_ENGINE=spark
+if { [ -n "${DRIFT_NEEDS_JAVA:-}" ] || [ "${DRIFT_ENGINE:-}" = spark ]; } &&
+   ! command -v java >/dev/null 2>&1; then
+  step "installing Debian's openjdk-17-jre-headless (Java for the Spark engine)"
+  as_root mkdir -p /usr/share/man/man1   # slim images lack it, and the JRE's set-up needs it
+  as_root apt-get update -q
+  as_root apt-get install -y -q openjdk-17-jre-headless
 fi
 
 demo=$(cat analysis/scenarios/rental.py analysis/scenarios/rental_ground_truth.json analysis/store.py | sha256sum | cut -d' ' -f1)

@@ -91,3 +91,31 @@ def no_job_left_behind():
     yield
     for path in jobs.started_here():
         jobs.cancel(path)
+
+
+@pytest.fixture(scope="session")
+def spark_engine():
+    """The one local Spark session of the test run (two cores, no web UI, driver bound to
+    127.0.0.1, few shuffle partitions), as the :class:`analysis.engine.Engine` that the
+    code under test uses; stopped at the end. Skipped only when Java is absent (CI
+    installs it through scripts/setup.sh)."""
+    import os
+
+    from analysis import spark
+    from analysis.engine import Engine
+    problem = spark.java_problem()
+    if problem:
+        pytest.skip(problem)
+    saved = os.environ.get("DRIFT_SPARK_CONF")
+    os.environ["DRIFT_SPARK_CONF"] = ("spark.ui.enabled=false spark.sql.shuffle.partitions=2 "
+                                      "spark.default.parallelism=2")
+    engine = Engine("spark", "local[2]")
+    try:
+        spark.session(engine)
+        yield engine
+    finally:
+        spark.stop()
+        if saved is None:
+            os.environ.pop("DRIFT_SPARK_CONF", None)
+        else:
+            os.environ["DRIFT_SPARK_CONF"] = saved
