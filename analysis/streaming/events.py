@@ -170,13 +170,21 @@ def aggregate(con: duckdb.DuckDBPyConnection, source: str, columns: EventColumns
     return con.sql(sql).to_arrow_table().cast(AGGREGATE_SCHEMA)
 
 
-def aggregate_events(events: pa.Table) -> pa.Table:
+def aggregate_events(events: pa.Table, checked: bool = False) -> pa.Table:
     """The aggregate table of an in-memory batch of events (the live ingest's path;
-    the same SQL as a recorded file's)."""
+    the same SQL as a recorded file's). ``checked``: the batch was already checked
+    against the schema (the ingest checks every batch before logging it), so only its
+    column types are read, not its rows."""
     con = duckdb.connect()
     try:
         con.register("events", events)
-        columns = validate(con, "events")
+        if checked:
+            types = _types(con, "events")
+            features = tuple(feature_names(list(types)))
+            columns = EventColumns(_timestamp_sql(types[TIMESTAMP]), features,
+                                   tuple(types[f] for f in features))
+        else:
+            columns = validate(con, "events")
         return aggregate(con, "events", columns)
     finally:
         con.close()

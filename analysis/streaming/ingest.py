@@ -155,8 +155,8 @@ def normalize(table: pa.Table | pa.RecordBatch) -> pa.Table:
         table = table.set_column(names.index(ev.TIMESTAMP), ev.TIMESTAMP, ts)
     if ts.null_count:
         raise ValueError(f"events: {ts.null_count} row(s) without a {ev.TIMESTAMP}")
-    for col in [ev.LATENCY, ev.SCORE] + [c for f in ev.feature_names(names)
-                                          for c in (f, f + ev.AGE_SUFFIX)]:
+    # a feature's value may be text (a category); its age, latency and score are numbers
+    for col in [ev.LATENCY, ev.SCORE] + [f + ev.AGE_SUFFIX for f in ev.feature_names(names)]:
         if not _is_number(table[col].type):
             raise ValueError(f"events: column {col!r} has type {table[col].type}: expected "
                              "numbers")
@@ -427,7 +427,7 @@ class StreamIngest:
         events = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         name = part_name(0, start, end)
         figures = part_figures(events)
-        aggregates = ev.aggregate_events(events)
+        aggregates = ev.aggregate_events(events, checked=True)
         write_atomic(self.folder / AGGREGATES / name,
                      lambda fh: pq.write_table(aggregates, fh, compression="zstd"))
         schema = with_figures(events.schema, figures)
