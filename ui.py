@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analysis import (counts, export, formats, heatmap, jobs, queries, reference_bins, report,
-                      summary)
+from analysis import (counts, errors, export, formats, heatmap, jobs, queries, reference_bins,
+                      report, summary)
 from analysis.drift import common_note, display_columns, display_table
 from analysis.engine import Engine, engine_from_config
 from analysis.ingest import default_dataset
@@ -36,7 +36,7 @@ def store() -> Store:
 
 
 def engine() -> Engine:
-    """The engine of the heatmap's and the segments' binned counts, from the
+    """The engine every page's store queries run on (but Data vs concept's), from the
     configuration: ``DRIFT_ENGINE`` (``duckdb`` or ``spark``), ``DRIFT_SPARK_MASTER``
     and ``DRIFT_SPARK_TABLE`` in the environment, else ``engine``, ``spark_master``
     and ``spark_table`` in ``.streamlit/secrets.toml``; DuckDB by default."""
@@ -63,29 +63,54 @@ def segment_values(root: str, version: str, dataset: str, column: str) -> list[s
     return queries.segment_values(Store(root), dataset, column)
 
 
-@st.cache_data(**CACHE)
+# every loader below runs on the configured engine (:func:`engine`), which keys its cache
 def window_summary(root: str, version: str, dataset: str, unit: str, key: tuple):
-    return summary.window_summary(Store(root), dataset, unit, _filters(key))
+    return _window_summary(root, version, dataset, unit, key, engine())
 
 
 @st.cache_data(**CACHE)
+def _window_summary(root: str, version: str, dataset: str, unit: str, key: tuple,
+                    engine_: Engine):
+    return summary.window_summary(Store(root), dataset, unit, _filters(key), engine=engine_)
+
+
 def reference_error(root: str, version: str, dataset: str, key: tuple) -> dict:
-    return queries.reference_error(Store(root), dataset, _filters(key))
+    return _reference_error(root, version, dataset, key, engine())
 
 
 @st.cache_data(**CACHE)
+def _reference_error(root: str, version: str, dataset: str, key: tuple, engine_: Engine) -> dict:
+    return errors.reference_error(Store(root), dataset, _filters(key), engine_)
+
+
 def drift_table(root: str, version: str, dataset: str, key: tuple, test, binning: str):
-    return summary.filtered_drift_table(Store(root), dataset, _filters(key), test, binning)
+    return _drift_table(root, version, dataset, key, test, binning, engine())
 
 
 @st.cache_data(**CACHE)
+def _drift_table(root: str, version: str, dataset: str, key: tuple, test, binning: str,
+                 engine_: Engine):
+    return summary.filtered_drift_table(Store(root), dataset, _filters(key), test, binning,
+                                        engine_)
+
+
 def feature_samples(root: str, version: str, dataset: str, feature: str, key: tuple):
-    return summary.feature_samples(Store(root), dataset, feature, _filters(key))
+    return _feature_samples(root, version, dataset, feature, key, engine())
 
 
 @st.cache_data(**CACHE)
+def _feature_samples(root: str, version: str, dataset: str, feature: str, key: tuple,
+                     engine_: Engine):
+    return summary.feature_samples(Store(root), dataset, feature, _filters(key), engine_)
+
+
 def row_counts(root: str, version: str, dataset: str, key: tuple) -> dict:
-    return queries.row_counts(Store(root), dataset, _filters(key))
+    return _row_counts(root, version, dataset, key, engine())
+
+
+@st.cache_data(**CACHE)
+def _row_counts(root: str, version: str, dataset: str, key: tuple, engine_: Engine) -> dict:
+    return errors.row_counts(Store(root), dataset, _filters(key), engine_)
 
 
 def _remember(widget_key: str, state_key: str) -> None:
@@ -201,7 +226,8 @@ def sidebar() -> Context | None:
                    f"production (filtered): {sizes['production']:,} rows")
         st.download_button(
             "⬇ Postmortem bundle", key="sidebar.bundle", on_click="ignore",
-            data=lambda: report.build_bundle(st_store, dataset, _filters(key)),
+            data=lambda: report.build_bundle(st_store, dataset, _filters(key),
+                                             engine=engine()),
             file_name=f"postmortem-{dataset}.zip", mime="application/zip",
             help="A zip for the postmortem: an HTML report (what was compared, findings, "
                  "charts with captions), the charts as PNG and their data as CSV, for the "
@@ -256,10 +282,16 @@ def _reference_moments(root: str, version: str, dataset: str, segment, engine_: 
     return counts.reference_moments(Store(root), dataset, segment, engine=engine_)
 
 
-@st.cache_data(**CACHE)
 def segment_window_metrics(root: str, version: str, dataset: str, segment: str, unit: str,
                            key: tuple):
-    return queries.segment_window_metrics(Store(root), dataset, segment, unit, _filters(key))
+    return _segment_window_metrics(root, version, dataset, segment, unit, key, engine())
+
+
+@st.cache_data(**CACHE)
+def _segment_window_metrics(root: str, version: str, dataset: str, segment: str, unit: str,
+                            key: tuple, engine_: Engine):
+    return errors.segment_window_metrics(Store(root), dataset, segment, unit, _filters(key),
+                                         engine_)
 
 
 @st.cache_data(**CACHE)

@@ -327,3 +327,21 @@ def epoch_us(value) -> int | None:
     if stamp.tzinfo is not None:
         return None
     return int(stamp.value // 1000)
+
+
+def sample_rows(store: Store, dataset: str, slice: str, columns: Sequence[str],
+                filters: Filters | None = None, engine: Engine | None = None,
+                limit: int = 100_000) -> pd.DataFrame:
+    """The ``columns`` of at most about ``limit`` rows of ``slice`` within ``filters``:
+    every row when there are no more, else each row kept with probability
+    ``limit / rows`` (a Bernoulli sample drawn in the engine, so only the sample leaves
+    a lake; not seeded, since Ibis cannot seed a sample on every backend). For pictures
+    of a distribution, never for a statistic: those come from the binned counts."""
+    con, t = connect_slice(store, dataset, slice, filters, engine=engine)
+    if t is None:
+        return pd.DataFrame(columns=list(columns))
+    rows = to_arrow(con, t.aggregate(n=t.count())).column("n")[0].as_py() or 0
+    chosen = t.select(*columns)
+    if rows > limit:
+        chosen = chosen.filter(ibis.random() < limit / rows)
+    return to_arrow(con, chosen).to_pandas()

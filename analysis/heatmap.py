@@ -404,43 +404,57 @@ def binned_drift_table(store: Store, dataset: str, filters: Filters | None = Non
     """
 
     bins = bins or frozen_bins(store, dataset, engine=engine)
-    roles = store.dataset(dataset).roles
-    numeric = bins.fine
-    fine_p, coarse_p = whole_counts(store, dataset, bins, "production", filters, profiles,
-                                    engine)
-    fine_r, coarse_r = whole_counts(store, dataset, bins, "reference", filters, profiles,
-                                    engine)
+    production = whole_counts(store, dataset, bins, "production", filters, profiles, engine)
+    reference = whole_counts(store, dataset, bins, "reference", filters, profiles, engine)
     std = pooled_std(reference_moments(store, dataset, None, profiles, engine), None)
+    return drift_table_from_counts(bins, store.dataset(dataset).roles.features, reference,
+                                   production, std)
 
-    def vectors(frame, feature, width, with_range):
-        part = frame[frame["feature"] == feature]
-        idx = part["bin"].to_numpy(dtype=int)
-        out = {"n": np.zeros(width)}
-        np.add.at(out["n"], idx, part["n"].to_numpy(dtype=float))
-        if with_range:
-            for name, fill in (("lo", np.nan), ("hi", np.nan), ("sum", 0.0)):
-                out[name] = np.full(width, fill)
-                out[name][idx] = part[name].to_numpy(dtype=float, na_value=fill)
-        return out
 
+def _count_vectors(frame: pd.DataFrame, feature: str, width: int, with_range: bool) -> dict:
+    """One feature's long counts as dense vectors over its ``width`` bins: ``n``, and
+    ``lo``/``hi``/``sum`` when ``with_range`` (NaN, NaN, 0 where a bin is empty)."""
+    part = frame[frame["feature"] == feature]
+    idx = part["bin"].to_numpy(dtype=int)
+    out = {"n": np.zeros(width)}
+    np.add.at(out["n"], idx, part["n"].to_numpy(dtype=float))
+    if with_range:
+        for name, fill in (("lo", np.nan), ("hi", np.nan), ("sum", 0.0)):
+            out[name] = np.full(width, fill)
+            out[name][idx] = part[name].to_numpy(dtype=float, na_value=fill)
+    return out
+
+
+def _distinct_values(r: dict, p: dict) -> int:
+    """A lower bound of the distinct values in two fine-bin vectors: a bin whose min
+    equals its max holds one value, any other at least two (exact up to 5 values)."""
+    single = (r["lo"] == r["hi"]) | (r["n"] == 0)
+    single_p = (p["lo"] == p["hi"]) | (p["n"] == 0)
+    values = set(r["lo"][(r["n"] > 0) & single]) | set(p["lo"][(p["n"] > 0) & single_p])
+    return len(values) + 2 * int((~single).sum() + (~single_p).sum())
+
+
+def drift_table_from_counts(bins: FrozenBins, features: dict, reference: tuple,
+                            production: tuple, std: dict[str, float]) -> pd.DataFrame:
+    """:func:`binned_drift_table`'s table from the counts: ``reference`` and
+    ``production`` are each (fine, coarse) long frames of ``feature``, ``bin``, ``n``
+    (and ``lo``, ``hi``, ``sum`` for fine), as :func:`analysis.counts.whole_counts`
+    returns; ``std`` the reference's standard deviation per numeric feature (the
+    Wasserstein distance's scale). Pure numpy: the same on every engine."""
+    (fine_r, coarse_r), (fine_p, coarse_p) = reference, production
     rows = []
-    for feature in roles.features:
-        kind = roles.features[feature]
+    for feature, kind in features.items():
         test, r = "jensenshannon", None
-        if feature in numeric:
-            width = n_bins(numeric[feature])
-            r = vectors(fine_r, feature, width, True)
-            p = vectors(fine_p, feature, width, True)
-            single = (r["lo"] == r["hi"]) | (r["n"] == 0)
-            single_p = (p["lo"] == p["hi"]) | (p["n"] == 0)
-            values = set(r["lo"][(r["n"] > 0) & single]) | set(p["lo"][(p["n"] > 0) & single_p])
-            distinct = len(values) + 2 * int((~single).sum() + (~single_p).sum())
-            if distinct > 5:
+        if feature in bins.fine:
+            width = n_bins(bins.fine[feature])
+            r = _count_vectors(fine_r, feature, width, True)
+            p = _count_vectors(fine_p, feature, width, True)
+            if _distinct_values(r, p) > 5:
                 test = "wasserstein"
         spec = TESTS[test]
         width = n_bins(bins.coarse[feature])
-        ref_coarse = vectors(coarse_r, feature, width, False)["n"]
-        prod_coarse = vectors(coarse_p, feature, width, False)["n"]
+        ref_coarse = _count_vectors(coarse_r, feature, width, False)["n"]
+        prod_coarse = _count_vectors(coarse_p, feature, width, False)["n"]
         # the last coarse bin counts missing values
         row = FeatureDrift(feature, kind, test, None, None, spec.threshold, None,
                            int(ref_coarse[:-1].sum()), int(prod_coarse[:-1].sum()))
@@ -449,7 +463,7 @@ def binned_drift_table(store: Store, dataset: str, filters: Filters | None = Non
             p_trim = {k: v[:-1] for k, v in p.items()}
             sizes = (r_trim["n"].sum(), p_trim["n"].sum())
             if p_trim["n"].sum() and r_trim["n"].sum():
-                w = stats.wasserstein_from_bins(numeric[feature].edges, r_trim, p_trim)
+                w = stats.wasserstein_from_bins(bins.fine[feature].edges, r_trim, p_trim)
                 row.statistic = w / max(std.get(feature, 0.0), 1e-3)
         else:
             sizes = (ref_coarse.sum(), prod_coarse.sum())
@@ -492,4 +506,5 @@ def band(metric: str, value: float) -> str:
 
 __all__ = ["METRICS", "Cube", "build_cube", "select", "grid", "segment_drift",
            "sort_features", "band", "cell_class", "grid_caption", "drift_rule", "pooled_std",
-           "window_start", "window_end", "cell_statistic", "cell_noise_level"]
+           "window_start", "window_end", "cell_statistic", "cell_noise_level",
+           "binned_drift_table", "drift_table_from_counts"]

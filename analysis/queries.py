@@ -200,104 +200,10 @@ def segment_values(store: Store, dataset: str, column: str) -> list[str]:
     return values.tolist()
 
 
-def row_counts(store: Store, dataset: str, filters: Filters | None = None) -> dict[str, int]:
-    """Rows per slice after filters."""
-    out = {}
-    for sl in ("reference", "production"):
-        src = _source(store, dataset, sl)
-        if src is None:
-            out[sl] = 0
-            continue
-        where, params = _where(store, dataset, sl, filters)
-        out[sl] = int(_query(f"SELECT count(*) AS n FROM {src}{where}", params)["n"].iloc[0])
-    return out
-
-
-def _error_sql(prediction: str, target: str) -> str:
-    # TRY_CAST: a classifier's labels (text) give no MAE rather than a type error
-    y, p = f"TRY_CAST({quote(target)} AS DOUBLE)", f"TRY_CAST({quote(prediction)} AS DOUBLE)"
-    return (f"avg(abs({y} - {p})) AS mae, "
-            f"100 * avg(CASE WHEN {y} <> 0 THEN abs({y} - {p}) / abs({y}) END) AS mape, "
-            f"count({quote(target)}) AS labelled")
-
-
-def reference_error(store: Store, dataset: str, filters: Filters | None = None) -> dict:
-    """MAE and MAPE (%) of the model on the reference rows with a label.
-
-    MAE = mean |y - y_hat|; MAPE = 100 * mean |y - y_hat| / |y| over rows with y != 0.
-    """
-    roles = store.dataset(dataset).roles
-    src = _source(store, dataset, "reference")
-    if src is None or not (roles.prediction and roles.target):
-        return {"mae": None, "mape": None, "rows": 0, "labelled": 0}
-    where, params = _where(store, dataset, "reference", filters)
-    row = _query(f"SELECT count(*) AS rows, {_error_sql(roles.prediction, roles.target)} "
-                 f"FROM {src}{where}", params).iloc[0]
-    return {k: (None if pd.isna(row[k]) else float(row[k])) if k in ("mae", "mape") else int(row[k])
-            for k in ("mae", "mape", "rows", "labelled")}
-
-
 def window_start_sql(timestamp: str, unit: str) -> str:
     if unit not in WINDOW_UNITS:
         raise ValueError(f"window unit must be one of {WINDOW_UNITS}, got {unit!r}")
     return f"date_trunc('{unit}', {quote(timestamp)})"
-
-
-def window_metrics(store: Store, dataset: str, unit: str = "month",
-                   filters: Filters | None = None) -> pd.DataFrame:
-    """Per production window: ``window_start``, ``rows``, ``labelled``, ``mae``, ``mape``.
-
-    Windows are calendar units (``date_trunc``); weeks start on Monday. MAE and MAPE are
-    NaN where a window has no labelled rows or the dataset has no prediction/target.
-    """
-    roles = store.dataset(dataset).roles
-    cols = ["window_start", "rows", "labelled", "mae", "mape"]
-    src = _source(store, dataset, "production")
-    if src is None or roles.timestamp is None:
-        return pd.DataFrame(columns=cols)
-    where, params = _where(store, dataset, "production", filters)
-    if roles.prediction and roles.target:
-        err = _error_sql(roles.prediction, roles.target)
-    else:
-        err = "NULL AS mae, NULL AS mape, 0 AS labelled"
-    w = window_start_sql(roles.timestamp, unit)
-    sql = (f"SELECT {w} AS window_start, count(*) AS rows, {err} FROM {src}{where} "
-           f"GROUP BY 1 ORDER BY 1")
-    out = _query(sql, params)
-    return out[cols]
-
-
-def segment_window_metrics(store: Store, dataset: str, segment: str, unit: str = "month",
-                           filters: Filters | None = None) -> pd.DataFrame:
-    """Per production window and value of ``segment``: rows, labelled, mae, mape, and the
-    same segment's reference MAE / MAPE (``ref_mae``, ``ref_mape``) and their changes
-    (``mae_change`` = mae - ref_mae, ``mape_change`` in percentage points)."""
-    roles = store.dataset(dataset).roles
-    cols = ["window_start", "segment", "rows", "labelled", "mae", "mape", "ref_mae",
-            "ref_mape", "mae_change", "mape_change"]
-    src = _source(store, dataset, "production")
-    ref_src = _source(store, dataset, "reference")
-    if src is None or roles.timestamp is None:
-        return pd.DataFrame(columns=cols)
-    seg = f"coalesce(CAST({quote(segment)} AS VARCHAR), '(missing)')"
-    if roles.prediction and roles.target:
-        err = _error_sql(roles.prediction, roles.target)
-    else:
-        err = "NULL AS mae, NULL AS mape, 0 AS labelled"
-    where, params = _where(store, dataset, "production", filters)
-    w = window_start_sql(roles.timestamp, unit)
-    prod = _query(f"SELECT {w} AS window_start, {seg} AS segment, count(*) AS rows, {err} "
-                  f"FROM {src}{where} GROUP BY 1, 2", params)
-    if ref_src is not None:
-        ref_where, ref_params = _where(store, dataset, "reference", filters)
-        ref = _query(f"SELECT {seg} AS segment, {err} FROM {ref_src}{ref_where} GROUP BY 1",
-                     ref_params).rename(columns={"mae": "ref_mae", "mape": "ref_mape"})
-        prod = prod.merge(ref[["segment", "ref_mae", "ref_mape"]], on="segment", how="left")
-    else:
-        prod["ref_mae"] = prod["ref_mape"] = float("nan")
-    prod["mae_change"] = prod["mae"] - prod["ref_mae"]
-    prod["mape_change"] = prod["mape"] - prod["ref_mape"]
-    return prod.sort_values(["segment", "window_start"]).reset_index(drop=True)[cols]
 
 
 def load_windows(store: Store, dataset: str, columns: Sequence[str], unit: str,

@@ -22,8 +22,9 @@ from analysis.figures import (category_shares, decomposition_figure, distributio
                               heatmap_figure, histogram_shares, overview_figure,
                               segment_grid_figure, unit_of)
 from analysis.formats import selection
-from analysis.queries import (Filters, reference_error, row_counts, segment_window_metrics,
-                              time_bounds)
+from analysis.engine import Engine
+from analysis.errors import reference_error, row_counts, segment_window_metrics
+from analysis.queries import Filters, time_bounds
 from analysis.reference_bins import frozen_bins
 from analysis.stats import EmptySampleError
 from analysis.store import Store
@@ -40,19 +41,21 @@ class Chart:
     data: pd.DataFrame
 
 
-def _charts(store: Store, dataset: str, filters: Filters, unit: str) -> tuple[list[Chart], dict]:
+def _charts(store: Store, dataset: str, filters: Filters, unit: str,
+            engine: Engine | None = None) -> tuple[list[Chart], dict]:
     roles = store.dataset(dataset).roles
-    summary = window_summary(store, dataset, unit, filters)
-    ref = reference_error(store, dataset, filters)
-    table = filtered_drift_table(store, dataset, filters)
+    summary = window_summary(store, dataset, unit, filters, engine=engine)
+    ref = reference_error(store, dataset, filters, engine)
+    table = filtered_drift_table(store, dataset, filters, engine=engine)
     charts = [Chart("overview", f"Model error, volume and drifted features per {unit} "
                                 "against the reference level.",
                     overview_figure(summary, ref["mae"], ref["mape"], len(roles.features),
                                     target=roles.target or "", unit=unit), summary)]
     if roles.timestamp:
-        bins = frozen_bins(store, dataset)
+        bins = frozen_bins(store, dataset, engine=engine)
         segment = roles.segments[0] if roles.segments else None
-        cube = heatmap.build_cube(store, dataset, segment, "coarse", "day", bins=bins)
+        cube = heatmap.build_cube(store, dataset, segment, "coarse", "day", bins=bins,
+                                  engine=engine)
         chosen = (list(filters.segments.get(segment, ())) or None) if segment else None
         cells = heatmap.grid(heatmap.select(cube, unit, filters.start, filters.end, chosen),
                              "psi", bins)
@@ -65,7 +68,7 @@ def _charts(store: Store, dataset: str, filters: Filters, unit: str) -> tuple[li
                                                heatmap.sort_features(cells), unit,
                                                f"PSI by feature and {unit} · {who}"), cells))
         if segment and roles.prediction and roles.target:
-            errors = segment_window_metrics(store, dataset, segment, unit, filters)
+            errors = segment_window_metrics(store, dataset, segment, unit, filters, engine)
             charts.append(Chart("segment_error", f"MAPE change (percentage points) of each "
                                 f"{segment} against its own reference, per {unit}.",
                                 segment_grid_figure(errors, "mape_change", "MAPE change (pp)",
@@ -90,7 +93,7 @@ def _charts(store: Store, dataset: str, filters: Filters, unit: str) -> tuple[li
     drifted = table[table["drifted"].fillna(False).astype(bool)].sort_values(
         "statistic", ascending=False)
     for feature in drifted["feature"].head(TOP_FEATURES):
-        reference, production = feature_samples(store, dataset, feature, filters)
+        reference, production = feature_samples(store, dataset, feature, filters, engine)
         row = drifted.set_index("feature").loc[feature]
         fig = distribution_figure(reference, production, roles.features[feature], feature,
                                   unit_of(feature))
@@ -109,14 +112,15 @@ def _charts(store: Store, dataset: str, filters: Filters, unit: str) -> tuple[li
 
 
 def build_bundle(store: Store, dataset: str, filters: Filters | None = None,
-                 unit: str = "month", progress=None) -> bytes:
-    """The postmortem bundle (zip bytes) for ``dataset`` under ``filters``."""
+                 unit: str = "month", progress=None, engine: Engine | None = None) -> bytes:
+    """The postmortem bundle (zip bytes) for ``dataset`` under ``filters``, its numbers
+    computed on ``engine`` (None: the embedded DuckDB)."""
     filters = filters or Filters()
     info = store.dataset(dataset)
-    counts = row_counts(store, dataset, filters)
+    counts = row_counts(store, dataset, filters, engine)
     if counts["production"] == 0:
         raise EmptySampleError("no production rows in the selected range and segments")
-    charts, facts = _charts(store, dataset, filters, unit)
+    charts, facts = _charts(store, dataset, filters, unit, engine)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:

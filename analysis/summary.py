@@ -3,17 +3,22 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis import noise
+from analysis import errors, noise
+from analysis.counts import binned_counts, reference_moments, whole_counts
 from analysis.drift import (TESTS, ReferenceProfile, describe_tests, drift_table,
                             holm_adjusted)
+from analysis.engine import Engine, sample_rows
 from analysis.formats import error, of_total, rows
-from analysis.queries import Filters, load_frame, load_windows, window_metrics
+from analysis.heatmap import binned_drift_table, drift_table_from_counts, pooled_std
+from analysis.queries import Filters, load_frame, load_windows
 from analysis.reference_bins import frozen_bins
 from analysis.stats import EmptySampleError
 from analysis.store import Store
 
 SUMMARY_COLUMNS = ["window_start", "rows", "labelled", "mae", "mape", "drifted_features",
                    "judged_features", "drifted_list", "tests", "note"]
+#: The values of a feature's distribution picture drawn from a Spark engine.
+SAMPLE_ROWS = 100_000
 
 
 def _window_table(profile: ReferenceProfile | None, window: pd.DataFrame, test: str | None,
@@ -42,8 +47,12 @@ def _drift_counts(table: pd.DataFrame | None, note: str) -> tuple:
 
 def window_summary(store: Store, dataset: str, unit: str = "month",
                    filters: Filters | None = None, test: str | None = None,
-                   binning: str = "quantile", min_rows: int = noise.MIN_ROWS) -> pd.DataFrame:
+                   binning: str = "quantile", min_rows: int = noise.MIN_ROWS,
+                   engine: Engine | None = None) -> pd.DataFrame:
     """Per production window: volume, model error and how many features drifted.
+
+    On the Spark engine, :func:`binned_window_summary` (aggregates only; ``test`` and
+    ``binning`` must be left at their defaults); otherwise as follows.
 
     Each window's features are compared with the (segment-filtered) reference by the
     default test per column, or ``test`` when given, on the whole reference's frozen
@@ -56,8 +65,11 @@ def window_summary(store: Store, dataset: str, unit: str = "month",
     features, comma-separated, and ``tests`` the tests that ran (see
     :func:`tests_caption`).
     """
+    if engine is not None and engine.spark:
+        _only_default_test(test, binning)
+        return binned_window_summary(store, dataset, unit, filters, engine, min_rows)
     roles = store.dataset(dataset).roles
-    metrics = window_metrics(store, dataset, unit, filters)
+    metrics = errors.window_metrics(store, dataset, unit, filters)
     if metrics.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     features = roles.features
@@ -79,6 +91,49 @@ def window_summary(store: Store, dataset: str, unit: str = "month",
     drift["drifted_features"] = drift["drifted_features"].astype("float")
     merged = metrics.merge(drift, on="window_start", how="left")
     return merged.fillna({"drifted_list": "", "tests": "", "note": ""})[SUMMARY_COLUMNS]
+
+
+def binned_window_summary(store: Store, dataset: str, unit: str = "month",
+                          filters: Filters | None = None, engine: Engine | None = None,
+                          min_rows: int = noise.MIN_ROWS) -> pd.DataFrame:
+    """:func:`window_summary` from engine aggregates alone, for data too large to pull
+    into this process (the Spark engine): every window's features are judged by
+    :func:`analysis.heatmap.binned_drift_table`'s default tests (Wasserstein on the fine
+    bins for numeric features with more than 5 values, else Jensen-Shannon on the coarse
+    bins; both distances by the noise rule, so there is no p-value to adjust). Two
+    queries bin the production rows by window (fine with ranges, coarse), the reference
+    is summed from its profiles, and the model error comes from
+    :func:`analysis.errors.window_metrics`. Same columns as :func:`window_summary`."""
+    metrics = errors.window_metrics(store, dataset, unit, filters, engine)
+    if metrics.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    roles = store.dataset(dataset).roles
+    bins = frozen_bins(store, dataset, engine=engine)
+    reference = whole_counts(store, dataset, bins, "reference", filters, engine=engine)
+    std = pooled_std(reference_moments(store, dataset, None, engine=engine), None)
+    fine = binned_counts(store, dataset, "production", bins.fine, unit=unit, filters=filters,
+                         with_range=True, engine=engine)
+    coarse = binned_counts(store, dataset, "production", bins.coarse, unit=unit,
+                           filters=filters, engine=engine)
+    reference_rows = int(reference[1].groupby("feature", observed=True)["n"].sum().max()
+                         if len(reference[1]) else 0)
+    drift = []
+    for start, size in zip(metrics["window_start"], metrics["rows"]):
+        table, note = None, ""
+        if reference_rows == 0:
+            note = "not judged: the reference has no rows"
+        elif size < min_rows:
+            note = f"not judged: {rows(int(size))} (fewer than {min_rows})"
+        else:
+            window = (fine[fine["window"] == start], coarse[coarse["window"] == start])
+            table = drift_table_from_counts(bins, roles.features, reference, window, std)
+            if not table["drifted"].notna().any():
+                table, note = None, table["note"].iloc[0] if len(table) else "no features"
+        drift.append((start, *_drift_counts(table, note)))
+    drift = pd.DataFrame(drift, columns=["window_start", "drifted_features", "judged_features",
+                                         "drifted_list", "tests", "note"])
+    drift["drifted_features"] = drift["drifted_features"].astype("float")
+    return metrics.merge(drift, on="window_start", how="left")[SUMMARY_COLUMNS]
 
 
 def latest_window(summary: pd.DataFrame, min_rows: int = noise.MIN_ROWS) -> pd.Series:
@@ -124,9 +179,19 @@ def tests_caption(summary: pd.DataFrame) -> str:
             + describe_tests(tests_run(summary), holm_over="every window and feature shown"))
 
 
+def _only_default_test(test: str | None, binning: str) -> None:
+    if test is not None or binning != "quantile":
+        raise ValueError("on the Spark engine the drift tests are the default ones, "
+                         "computed from binned counts (no other test or binning)")
+
+
 def filtered_drift_table(store: Store, dataset: str, filters: Filters | None = None,
-                         test: str | None = None, binning: str = "quantile") -> pd.DataFrame:
+                         test: str | None = None, binning: str = "quantile",
+                         engine: Engine | None = None) -> pd.DataFrame:
     """Drift table of the filtered production rows against the segment-filtered reference.
+
+    On the Spark engine, :func:`analysis.heatmap.binned_drift_table` (from aggregates;
+    default tests only, so ``p_adjusted`` is absent); otherwise as follows.
 
     Binned statistics use the whole reference's frozen bins, so a segment's numbers are
     the same here and on the heatmap. The p-values of the table's tests are judged
@@ -135,21 +200,35 @@ def filtered_drift_table(store: Store, dataset: str, filters: Filters | None = N
 
     Raises :class:`EmptySampleError` with a message naming the empty side.
     """
+    if engine is not None and engine.spark:
+        _only_default_test(test, binning)
+        counts = errors.row_counts(store, dataset, filters, engine)
+        _raise_when_empty(counts["reference"], counts["production"])
+        return binned_drift_table(store, dataset, filters, engine=engine)
     features = store.dataset(dataset).roles.features
     reference = load_frame(store, dataset, "reference", list(features), filters)
     production = load_frame(store, dataset, "production", list(features), filters)
-    if reference.empty:
-        raise EmptySampleError("the reference has no rows for the selected segments")
-    if production.empty:
-        raise EmptySampleError("no production rows in the selected time range and segments")
+    _raise_when_empty(len(reference), len(production))
     table = drift_table(reference, production, features, test=test, binning=binning,
                         bins=frozen_bins(store, dataset).coarse)
     return holm_adjusted([table])[0]
 
 
-def feature_samples(store: Store, dataset: str, feature: str,
-                    filters: Filters | None = None) -> tuple[pd.Series, pd.Series]:
-    """The reference and production values of one feature under the filters."""
+def _raise_when_empty(reference_rows: int, production_rows: int) -> None:
+    if reference_rows == 0:
+        raise EmptySampleError("the reference has no rows for the selected segments")
+    if production_rows == 0:
+        raise EmptySampleError("no production rows in the selected time range and segments")
+
+
+def feature_samples(store: Store, dataset: str, feature: str, filters: Filters | None = None,
+                    engine: Engine | None = None) -> tuple[pd.Series, pd.Series]:
+    """The reference and production values of one feature under the filters; on the
+    Spark engine a sample of each side of at most about
+    ``SAMPLE_ROWS`` values (:func:`analysis.engine.sample_rows`), for the pictures."""
+    if engine is not None and engine.spark:
+        return tuple(sample_rows(store, dataset, side, [feature], filters, engine,
+                                 SAMPLE_ROWS)[feature] for side in ("reference", "production"))
     ref = load_frame(store, dataset, "reference", [feature], filters)[feature]
     prod = load_frame(store, dataset, "production", [feature], filters)[feature]
     return ref, prod

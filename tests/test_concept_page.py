@@ -11,7 +11,8 @@ from streamlit.testing.v1 import AppTest
 from analysis import concept_view as view
 from analysis import investigation as inv
 from analysis import jobs
-from analysis.queries import Filters, reference_error
+from analysis.errors import reference_error
+from analysis.queries import Filters
 from small_upload import diabetes_store
 
 ROOT = Path(__file__).resolve().parent.parent

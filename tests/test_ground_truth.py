@@ -1,8 +1,14 @@
 """The dashboard's analysis finds exactly the demo's documented drift, and nothing else."""
 import pytest
 
-from analysis.queries import Filters, reference_error
-from analysis.summary import window_summary
+from analysis.errors import reference_error
+from analysis.queries import Filters
+from analysis.summary import binned_window_summary, window_summary
+
+#: The Overview's summary from raw values (DuckDB) and from binned counts (what it runs
+#: on Spark): both must find the ground truth.
+SUMMARIES = pytest.mark.parametrize("summarise", [window_summary, binned_window_summary],
+                                    ids=["raw", "binned"])
 
 
 def _drifted_by_month(summary):
@@ -10,8 +16,9 @@ def _drifted_by_month(summary):
             for ts, lst in zip(summary.window_start, summary.drifted_list)}
 
 
-def test_overall_data_drift_from_month_6_and_none_before(demo_store, ground_truth):
-    summary = window_summary(demo_store, ground_truth["dataset"], "month")
+@SUMMARIES
+def test_overall_data_drift_from_month_6_and_none_before(demo_store, ground_truth, summarise):
+    summary = summarise(demo_store, ground_truth["dataset"], "month")
     by_month = _drifted_by_month(summary)
     start = ground_truth["data_drift"]["from_month"]
     expected = set(ground_truth["data_drift"]["features"])
@@ -25,9 +32,10 @@ def test_overall_data_drift_from_month_6_and_none_before(demo_store, ground_trut
         assert by_month[month] == set()
 
 
+@SUMMARIES
 @pytest.mark.parametrize("group", ["students", "families", "professionals", "relocating"])
-def test_data_drift_only_in_its_segments(demo_store, ground_truth, group):
-    summary = window_summary(demo_store, ground_truth["dataset"], "month",
+def test_data_drift_only_in_its_segments(demo_store, ground_truth, group, summarise):
+    summary = summarise(demo_store, ground_truth["dataset"], "month",
                              Filters(segments={"user_group": (group,)}))
     by_month = _drifted_by_month(summary)
     dd = ground_truth["data_drift"]
@@ -38,12 +46,14 @@ def test_data_drift_only_in_its_segments(demo_store, ground_truth, group):
             assert drifted == set(), (group, month, drifted)
 
 
-def test_concept_drift_raises_error_of_its_segment_only_from_month_9(demo_store, ground_truth):
+@SUMMARIES
+def test_concept_drift_raises_error_of_its_segment_only_from_month_9(demo_store, ground_truth,
+                                                                     summarise):
     cd = ground_truth["concept_drift"]
     group = cd["segments"][0]
     f = Filters(segments={"user_group": (group,)})
     ref = reference_error(demo_store, ground_truth["dataset"], f)
-    summary = window_summary(demo_store, ground_truth["dataset"], "month", f)
+    summary = summarise(demo_store, ground_truth["dataset"], "month", f)
     for ts, mape, n_drifted in zip(summary.window_start, summary.mape, summary.drifted_features):
         assert n_drifted == 0  # the concept changed, the inputs did not
         if ts.month >= cd["from_month"]:

@@ -4,7 +4,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from analysis.queries import Filters, reference_error
+from analysis.errors import reference_error
+from analysis.queries import Filters
 from analysis.summary import window_summary
 
 from pathlib import Path

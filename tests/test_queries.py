@@ -6,7 +6,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from analysis import queries
+from analysis import errors, queries
 from analysis.queries import Filters
 from analysis.store import Roles, Store
 
@@ -38,13 +38,13 @@ def _expected_error(f: pd.DataFrame) -> tuple[float, float]:
 
 def test_window_metrics_match_pandas(store):
     prod = store.frame.iloc[1000:]
-    got = queries.window_metrics(store, "d", "month").set_index("window_start")
+    got = errors.window_metrics(store, "d", "month").set_index("window_start")
     for month, part in prod.groupby(prod.ts.dt.to_period("M")):
         row = got.loc[month.to_timestamp()]
         mae, mape = _expected_error(part)
         assert row["rows"] == len(part)
         assert row["mae"] == pytest.approx(mae) and row["mape"] == pytest.approx(mape)
-    weeks = queries.window_metrics(store, "d", "week")
+    weeks = errors.window_metrics(store, "d", "week")
     assert (pd.to_datetime(weeks.window_start).dt.day_of_week == 0).all()  # Monday starts
     assert weeks["rows"].sum() == len(prod)
 
@@ -54,14 +54,17 @@ def test_filters_time_on_production_segments_on_both(store):
     prod = store.frame.iloc[1000:]
     ref = store.frame.iloc[:1000]
     expected_prod = prod[(prod.ts >= "2025-04-01") & (prod.ts < "2025-05-01") & (prod.group == "a")]
-    counts = queries.row_counts(store, "d", f)
+    counts = errors.row_counts(store, "d", f)
     assert counts == {"reference": int((ref.group == "a").sum()), "production": len(expected_prod)}
-    got = queries.reference_error(store, "d", f)
+    got = errors.reference_error(store, "d", f)
     mae, mape = _expected_error(ref[ref.group == "a"])
     assert got["mae"] == pytest.approx(mae) and got["mape"] == pytest.approx(mape)
     frame = queries.load_frame(store, "d", "production", ["x"], f)
     assert sorted(frame.x) == pytest.approx(sorted(expected_prod.x))
-    assert queries.row_counts(store, "d", Filters(segments={"group": ()}))["production"] == 0
+    nothing = Filters(segments={"group": ()})
+    assert errors.row_counts(store, "d", nothing) == {"reference": 0, "production": 0}
+    assert errors.reference_error(store, "d", nothing)["mae"] is None
+    assert errors.window_metrics(store, "d", "month", nothing).empty
 
 
 def test_bounds_and_segment_values(store):
@@ -70,7 +73,7 @@ def test_bounds_and_segment_values(store):
     assert lo == prod.ts.min() and hi == prod.ts.max()
     assert queries.segment_values(store, "d", "group") == ["a", "b", "c"]
     with pytest.raises(ValueError, match="window unit"):
-        queries.window_metrics(store, "d", "fortnight")
+        errors.window_metrics(store, "d", "fortnight")
 
 
 def test_cell_key_keeps_the_sidebar_choice():

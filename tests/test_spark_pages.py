@@ -1,0 +1,146 @@
+"""The Overview, Feature drift and Segments pages and the postmortem bundle on Apache
+Spark: the model's error per window and segment, the per-window drift summary and the
+drift table computed on Spark equal DuckDB's, and the pages run on it.
+
+On the shared local Spark session of the run (``spark_engine``, conftest.py).
+"""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from analysis import errors, heatmap, summary
+from analysis.engine import sample_rows
+from analysis.queries import Filters
+from analysis.store import Roles, Store
+
+pytestmark = pytest.mark.spark
+DATASET = "rides"
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def _rows(rng, n, start, shift=0.0):
+    """Rows with a label (some NULL, some 0, which MAPE skips), a prediction (some NULL),
+    a segment with NULLs, and a feature that moves by ``shift``."""
+    y = np.round(rng.gamma(4, 10, n), 1)
+    y[rng.random(n) < 0.05] = 0.0
+    pred = y + rng.normal(shift * 5, 4, n)
+    frame = pd.DataFrame({
+        "ts": pd.date_range(start, periods=n, freq="37min"),
+        "group": rng.choice(["a", "b", None], n, p=[0.5, 0.4, 0.1]),
+        "x": rng.normal(shift, 1, n), "k": rng.poisson(3, n).astype(float),
+        "c": rng.choice(["u", "v", "w"], n), "pred": pred, "y": y})
+    frame.loc[rng.random(n) < 0.1, "y"] = np.nan
+    frame.loc[rng.random(n) < 0.02, "pred"] = np.nan
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+@pytest.fixture(scope="module")
+def rides(tmp_path_factory):
+    rng = np.random.default_rng(21)
+    store = Store(tmp_path_factory.mktemp("rides"))
+    store.create_dataset(DATASET, Roles(timestamp="ts", segments=["group"], prediction="pred",
+                                        target="y", numeric=["x", "k"], categorical=["c"]))
+    store.add_snapshot(DATASET, "reference", _rows(rng, 4000, "2025-01-01"), source="r")
+    for i, start in enumerate(("2025-03-01", "2025-04-15")):
+        store.add_snapshot(DATASET, "production", _rows(rng, 3000, start, 0.5 * i),
+                           source=f"p{i}")
+    return store
+
+
+FILTERS = [None, Filters(segments={"group": ("a",)}),
+           Filters(pd.Timestamp("2025-03-20"), pd.Timestamp("2025-05-10"), {"group": ("b",)})]
+
+
+@pytest.mark.parametrize("filters", FILTERS, ids=["all", "group-a", "range-and-b"])
+def test_error_tables_equal_on_spark_and_duckdb(rides, spark_engine, filters):
+    """Rows, labelled rows, MAE and MAPE per window, per segment and window, of the
+    reference, and the row counts: the same on both engines (errors to 1e-9), and the
+    MAE by hand."""
+    for unit in ("day", "month") if filters is None else ("week",):
+        duck, spark = (errors.window_metrics(rides, DATASET, unit, filters, e)
+                       for e in (None, spark_engine))
+        pd.testing.assert_frame_equal(duck, spark, rtol=1e-9, check_dtype=False)
+        assert len(duck) > 1
+    duck, spark = (errors.segment_window_metrics(rides, DATASET, "group", "week", filters, e)
+                   for e in (None, spark_engine))
+    pd.testing.assert_frame_equal(duck, spark, rtol=1e-9, check_dtype=False)
+    assert "(missing)" in set(duck["segment"]) or filters is not None
+    duck, spark = (errors.reference_error(rides, DATASET, filters, e)
+                   for e in (None, spark_engine))
+    assert duck == pytest.approx(spark, rel=1e-9)
+    assert errors.row_counts(rides, DATASET, filters) == \
+        errors.row_counts(rides, DATASET, filters, spark_engine)
+    ref = pd.concat(pd.read_parquet(f) for f in rides.files(DATASET, "reference"))
+    if filters is not None:
+        ref = ref[ref["group"].isin(filters.segments["group"])]
+    both = ref.dropna(subset=["y", "pred"])
+    assert duck["mae"] == pytest.approx(np.mean(np.abs(both.y - both.pred)), rel=1e-12)
+    nonzero = both[both.y != 0]
+    assert duck["mape"] == pytest.approx(
+        100 * np.mean(np.abs(nonzero.y - nonzero.pred) / nonzero.y), rel=1e-12)
+
+
+@pytest.mark.parametrize("filters", FILTERS[::2], ids=["all", "range-and-b"])
+def test_window_summary_and_drift_table_equal_on_spark_and_duckdb(rides, spark_engine,
+                                                                   filters):
+    """The Overview's per-window summary and the Feature drift page's table, from binned
+    counts: the same windows, verdicts and statistics on both engines; and the shifted
+    feature is the one the second snapshot's windows flag."""
+    duck = summary.binned_window_summary(rides, DATASET, "month", filters)
+    spark = summary.window_summary(rides, DATASET, "month", filters, engine=spark_engine)
+    pd.testing.assert_frame_equal(duck, spark, rtol=1e-9, check_dtype=False)
+    judged = duck[duck["note"] == ""]
+    assert set(judged[judged["window_start"] >= pd.Timestamp("2025-05-01")]["drifted_list"]) \
+        == {"x"}
+    assert set(judged[judged["window_start"] < pd.Timestamp("2025-04-01")]["drifted_list"]) \
+        == {""}
+    duck = heatmap.binned_drift_table(rides, DATASET, filters)
+    spark = summary.filtered_drift_table(rides, DATASET, filters, engine=spark_engine)
+    assert list(duck["test"]) == list(spark["test"])
+    assert list(duck["drifted"]) == list(spark["drifted"])
+    np.testing.assert_allclose(duck["statistic"].to_numpy(float),
+                               spark["statistic"].to_numpy(float), rtol=0, atol=1e-9)
+
+
+def test_spark_draws_a_bounded_sample_for_the_pictures(rides, spark_engine):
+    """The distribution pictures on Spark read a sample: every row when few, about
+    ``limit`` rows drawn from the filtered ones when many."""
+    f = Filters(segments={"group": ("a",)})
+    every = sample_rows(rides, DATASET, "production", ["x", "group"], f, spark_engine)
+    assert len(every) == errors.row_counts(rides, DATASET, f)["production"]
+    assert set(every["group"]) == {"a"}
+    some = sample_rows(rides, DATASET, "production", ["x"], f, spark_engine, limit=500)
+    assert 300 < len(some) < 700
+    assert set(some["x"]) <= set(every["x"])
+    with pytest.raises(ValueError, match="default ones"):
+        summary.filtered_drift_table(rides, DATASET, None, test="ks", engine=spark_engine)
+
+
+def test_overview_feature_drift_and_segments_pages_on_spark(demo_store, spark_engine,
+                                                            monkeypatch):
+    """The dashboard configured for Spark: Overview, Feature drift and Segments draw their
+    numbers from Spark without an error; Feature drift names the engine and offers only the
+    default tests."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DRIFT_ENGINE", "spark")
+    monkeypatch.setenv("DRIFT_SPARK_MASTER", spark_engine.master)
+    st.cache_data.clear()
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.run()
+    for page in ("pages/1_Overview.py", "pages/4_Segments.py"):
+        at.switch_page(page)
+        at.run()
+        assert not at.exception and not at.error, (page, at.exception,
+                                                    [e.value for e in at.error])
+    at.switch_page("pages/2_Feature_drift.py")
+    at.run()
+    assert at.selectbox(key="feature.test").disabled
+    assert any("Apache Spark (local[2])" in c.value and "binned counts" in c.value
+               for c in at.caption)
+    assert at.metric[0].value == "6 of 11"   # the demo's six drifted features
+    st.cache_data.clear()
