@@ -36,7 +36,7 @@ def store() -> Store:
 
 
 def engine() -> Engine:
-    """The engine every page's store queries run on (but Data vs concept's), from the
+    """The engine every page's store queries run on, from the
     configuration: ``DRIFT_ENGINE`` (``duckdb`` or ``spark``), ``DRIFT_SPARK_MASTER``
     and ``DRIFT_SPARK_TABLE`` in the environment, else ``engine``, ``spark_master``
     and ``spark_table`` in ``.streamlit/secrets.toml``; DuckDB by default."""

@@ -4,7 +4,6 @@ result (:func:`analysis.investigation.investigate_store`). The page only draws t
 """
 from __future__ import annotations
 
-import math
 
 import pandas as pd
 
@@ -37,6 +36,16 @@ def metric_label_with_unit(result: dict) -> str:
     label = result.get("metric_label") or ""
     unit = metric_unit(result.get("metric"), result.get("target"))
     return f"{label} ({unit})" if unit and "(" not in label else label
+
+
+def sample_note(result: dict) -> str | None:
+    """What an investigation read when it ran on a sample (the Spark engine), or None."""
+    sample = result.get("sample")
+    if not sample:
+        return None
+    (ref, ref_total), (prod, prod_total) = sample["reference"], sample["production"]
+    return (f"Investigated in {sample['engine']} on a random sample: {ref:,} of {ref_total:,} "
+            f"reference rows and {prod:,} of {prod_total:,} production rows.")
 
 
 def banner(result: dict) -> tuple[str, str]:

@@ -345,3 +345,16 @@ def sample_rows(store: Store, dataset: str, slice: str, columns: Sequence[str],
     if rows > limit:
         chosen = chosen.filter(ibis.random() < limit / rows)
     return to_arrow(con, chosen).to_pandas()
+
+
+def engine_to_json(engine: Engine | None) -> dict | None:
+    """``engine`` as JSON-ready settings for a background job (None: the embedded DuckDB)."""
+    if engine is None or not engine.spark:
+        return None
+    return {"name": engine.name, "master": engine.master, "table": engine.table,
+            "shape": engine.shape}
+
+
+def engine_from_json(data: dict | None) -> Engine | None:
+    """The engine :func:`engine_to_json` described."""
+    return Engine(**data) if data else None

@@ -23,11 +23,16 @@ from sklearn.linear_model import Ridge
 
 from analysis import attribution as at
 from analysis.binning import bins_for
+from analysis.engine import Engine, engine_to_json, sample_rows
+from analysis.errors import row_counts
 from analysis.formats import decimals_for
 from analysis.queries import (ROW_FILE, ROW_NUMBER, Filters, fetch_rows, load_frame, load_keyed,
                               time_bounds)
 from analysis.store import Store
 from analysis.tables import jsonable
+
+#: Rows of each slice the investigation reads from a Spark engine (a random sample).
+SPARK_SAMPLE = 200_000
 
 def _code_version() -> str:
     """Hash of the code a stored result depends on: a change recomputes it."""
@@ -63,8 +68,15 @@ def _columns(problem: at.Problem) -> list[str]:
 
 
 def load_slices(store: Store, dataset: str, problem: at.Problem,
-                filters: Filters | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                filters: Filters | None = None, engine: Engine | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every row of both slices within ``filters`` (the problem's columns); on the Spark
+    engine a random sample of at most about :data:`SPARK_SAMPLE` rows of each, drawn
+    there (:func:`analysis.engine.sample_rows`), since a lake does not fit here."""
     cols = _columns(problem)
+    if engine is not None and engine.spark:
+        return tuple(sample_rows(store, dataset, side, cols, filters, engine, SPARK_SAMPLE)
+                     for side in ("reference", "production"))
     return (load_frame(store, dataset, "reference", cols, filters, categories=True),
             load_frame(store, dataset, "production", cols, filters, categories=True))
 
@@ -88,11 +100,13 @@ def _normalised(store: Store, dataset: str, filters: Filters) -> Filters:
 
 
 def _stored_result(store: Store, dataset: str, filters: Filters | None, segment: str | None,
-                   unit: str, metric: str | None) -> tuple[at.Problem, Filters, Path]:
+                   unit: str, metric: str | None, engine: Engine | None = None
+                   ) -> tuple[at.Problem, Filters, Path]:
     problem = store_problem(store, dataset, segment, metric)
     filters = _normalised(store, dataset, filters or Filters())
     key = {"version": store.version(dataset), "code": _CODE, "filters": filters.key(),
-           "segment": problem.segment, "unit": unit, "metric": metric}
+           "segment": problem.segment, "unit": unit, "metric": metric,
+           **_engine_key(engine)}
     return problem, filters, _cache_path(store, dataset, key)
 
 
@@ -109,23 +123,32 @@ def filters_from_json(data: dict) -> Filters:
                    {k: tuple(v) for k, v in (data.get("segments") or {}).items()})
 
 
+def _engine_key(engine: Engine | None) -> dict:
+    """The engine's part of a stored result's key: none for DuckDB (every row read), the
+    engine's settings for Spark (a sample read)."""
+    settings = engine_to_json(engine)
+    return {"engine": settings} if settings else {}
+
+
 def investigation_job(store: Store, dataset: str, filters: Filters | None = None,
                       segment: str | None = None, unit: str = "auto",
-                      metric: str | None = None) -> tuple[Path, dict]:
+                      metric: str | None = None, engine: Engine | None = None
+                      ) -> tuple[Path, dict]:
     """Where :func:`investigate_store` keeps this result, and the parameters of the
     ``investigation`` job (:mod:`analysis.jobs`) that computes it."""
-    _, _, path = _stored_result(store, dataset, filters, segment, unit, metric)
+    _, _, path = _stored_result(store, dataset, filters, segment, unit, metric, engine)
     return path, {"root": str(store.root), "dataset": dataset,
                   "filters": filters_to_json(filters), "segment": segment, "unit": unit,
-                  "metric": metric}
+                  "metric": metric, "engine": engine_to_json(engine)}
 
 
 def cached_investigation(store: Store, dataset: str, filters: Filters | None = None,
                          segment: str | None = None, unit: str = "auto",
-                         metric: str | None = None) -> dict | None:
+                         metric: str | None = None, engine: Engine | None = None
+                         ) -> dict | None:
     """The stored result of :func:`investigate_store` for these arguments, or None
     (never computes)."""
-    _, _, path = _stored_result(store, dataset, filters, segment, unit, metric)
+    _, _, path = _stored_result(store, dataset, filters, segment, unit, metric, engine)
     return _read_json(path)
 
 
@@ -139,15 +162,28 @@ def _read_json(path: Path) -> dict | None:
 def investigate_store(store: Store, dataset: str, filters: Filters | None = None,
                       segment: str | None = None, unit: str = "auto", metric: str | None = None,
                       progress: Callable[[str], None] | None = None,
-                      path: Path | None = None) -> dict:
+                      path: Path | None = None, engine: Engine | None = None) -> dict:
     """The investigation's JSON-ready result for a stored dataset, kept on disk (at
-    ``path`` when given, else where :func:`investigation_job` says)."""
-    problem, filters, default = _stored_result(store, dataset, filters, segment, unit, metric)
+    ``path`` when given, else where :func:`investigation_job` says).
+
+    On the Spark engine it investigates the random samples :func:`load_slices` draws,
+    and ``sample`` in the result says how many rows of how many were read."""
+    problem, filters, default = _stored_result(store, dataset, filters, segment, unit, metric,
+                                               engine)
     if path is None:
         path = default
         stored = _read_json(path)
         if stored is not None:
             return stored
+    if engine is not None and engine.spark:
+        reference, production = load_slices(store, dataset, problem, filters, engine)
+        result = at.investigate(reference, production, problem, unit=unit, progress=progress)
+        totals = row_counts(store, dataset, filters, engine)
+        out = jsonable({**result.to_dict(), "sample": {
+            "engine": engine.label, "reference": [len(reference), totals["reference"]],
+            "production": [len(production), totals["production"]]}})
+        _write_json(path, out)
+        return out
     reference = load_frame(store, dataset, "reference", _columns(problem), filters,
                            categories=True)
     # production: a few columns of every row, every column of the rows sampled
@@ -323,17 +359,19 @@ def cell_evidence(reference: pd.DataFrame, window: pd.DataFrame, problem: at.Pro
 
 
 def evidence_job(store: Store, dataset: str, filters: Filters | None, segment: str | None,
-                 cell_segment: str, start: str | None, end: str | None) -> tuple[Path, dict]:
+                 cell_segment: str, start: str | None, end: str | None,
+                 engine: Engine | None = None) -> tuple[Path, dict]:
     """Where :func:`cell_evidence_store` keeps one cell's evidence, and the parameters of
     the ``evidence`` job that computes it."""
     problem = store_problem(store, dataset, segment)
     filters = _normalised(store, dataset, filters or Filters())
     key = {"evidence": True, "version": store.version(dataset), "code": _CODE,
            "filters": filters.key(), "segment": problem.segment, "cell": cell_segment,
-           "start": start, "end": end}
+           "start": start, "end": end, **_engine_key(engine)}
     return _cache_path(store, dataset, key), {
         "root": str(store.root), "dataset": dataset, "filters": filters_to_json(filters),
-        "segment": segment, "cell_segment": cell_segment, "start": start, "end": end}
+        "segment": segment, "cell_segment": cell_segment, "start": start, "end": end,
+        "engine": engine_to_json(engine)}
 
 
 def _evidence_to_json(evidence: dict) -> dict:
@@ -353,36 +391,39 @@ def evidence_from_json(data: dict) -> dict:
 
 
 def cached_evidence(store: Store, dataset: str, filters: Filters | None, segment: str | None,
-                    cell_segment: str, start: str | None, end: str | None) -> dict | None:
+                    cell_segment: str, start: str | None, end: str | None,
+                    engine: Engine | None = None) -> dict | None:
     """The stored :func:`cell_evidence_store` result for this cell, or None (never
     computes)."""
-    path, _ = evidence_job(store, dataset, filters, segment, cell_segment, start, end)
+    path, _ = evidence_job(store, dataset, filters, segment, cell_segment, start, end, engine)
     stored = _read_json(path)
     return None if stored is None else evidence_from_json(stored)
 
 
 def cell_evidence_store(store: Store, dataset: str, filters: Filters | None, segment: str | None,
                         cell_segment: str, start: str | None, end: str | None,
-                        seed: int = 0, path: Path | None = None) -> dict:
+                        seed: int = 0, path: Path | None = None,
+                        engine: Engine | None = None) -> dict:
     """:func:`cell_evidence` for one cell of a stored dataset's investigation (kept on
     disk beside the investigation, at ``path`` when given, and read from there when it
     is)."""
     if path is None:
-        path = evidence_job(store, dataset, filters, segment, cell_segment, start, end)[0]
+        path = evidence_job(store, dataset, filters, segment, cell_segment, start, end,
+                            engine)[0]
         stored = _read_json(path)
         if stored is not None:
             return evidence_from_json(stored)
     evidence = _cell_evidence_uncached(store, dataset, filters, segment, cell_segment, start,
-                                       end, seed)
+                                       end, seed, engine)
     _write_json(path, _evidence_to_json(evidence))
     return evidence
 
 
 def _cell_evidence_uncached(store: Store, dataset: str, filters: Filters | None,
                             segment: str | None, cell_segment: str, start: str | None,
-                            end: str | None, seed: int) -> dict:
+                            end: str | None, seed: int, engine: Engine | None = None) -> dict:
     problem = store_problem(store, dataset, segment)
-    reference, production = load_slices(store, dataset, problem, filters)
+    reference, production = load_slices(store, dataset, problem, filters, engine)
     if problem.has_model and problem.task == "classification":
         kind, problem.positive = at.prediction_kind(reference[problem.target],
                                                     reference[problem.prediction])

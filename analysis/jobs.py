@@ -189,21 +189,25 @@ def wait(result: Path, timeout: float = 600.0, poll: float = 0.2) -> JobState:
 
 def _run_investigation(params: dict, result: Path, progress: Callable[[str], None]) -> None:
     from analysis import investigation as inv
+    from analysis.engine import engine_from_json
     from analysis.store import Store
 
     inv.investigate_store(Store(params["root"]), params["dataset"],
                           inv.filters_from_json(params["filters"]), params["segment"],
-                          params["unit"], params["metric"], progress=progress, path=result)
+                          params["unit"], params["metric"], progress=progress, path=result,
+                          engine=engine_from_json(params.get("engine")))
 
 
 def _run_evidence(params: dict, result: Path, progress: Callable[[str], None]) -> None:
     from analysis import investigation as inv
+    from analysis.engine import engine_from_json
     from analysis.store import Store
 
     progress("retraining on the cell and comparing with the reference model")
     inv.cell_evidence_store(Store(params["root"]), params["dataset"],
                             inv.filters_from_json(params["filters"]), params["segment"],
-                            params["cell_segment"], params["start"], params["end"], path=result)
+                            params["cell_segment"], params["start"], params["end"], path=result,
+                            engine=engine_from_json(params.get("engine")))
 
 
 KINDS: dict[str, Callable[[dict, Path, Callable[[str], None]], None]] = {

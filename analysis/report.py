@@ -82,7 +82,7 @@ def _charts(store: Store, dataset: str, filters: Filters, unit: str,
         # (a minute to compute: the bundle does not start it)
         from analysis.investigation import cached_investigation, window_parts
 
-        investigation = cached_investigation(store, dataset, filters)
+        investigation = cached_investigation(store, dataset, filters, engine=engine)
         parts = window_parts(investigation) if investigation else pd.DataFrame()
         if not parts.empty:
             charts.append(Chart("data_vs_concept", "The error change per window against the "

@@ -26,7 +26,8 @@ metric = c3.selectbox("Error metric", [None, *metrics], key="concept.metric",
                       format_func=lambda m: "default" if m is None else METRICS[m],
                       disabled=not (roles.target and roles.prediction))
 
-path, params = inv.investigation_job(ctx.store, ctx.dataset, ctx.filters, segment, unit, metric)
+path, params = inv.investigation_job(ctx.store, ctx.dataset, ctx.filters, segment, unit, metric,
+                                     ui.engine())
 result = ui.stored_result(path)
 if result is None:
     ui.job_panel("investigation", path, params, "Investigating every group and window",
@@ -42,6 +43,8 @@ if result is None:
 who = formats.selection(ctx.key[2])
 kind, text = view.banner(result)
 getattr(st, kind)(text)
+if view.sample_note(result):
+    st.caption(view.sample_note(result))
 st.markdown("**For the postmortem**")
 st.code(result["summary"], language=None, wrap_lines=True)
 
@@ -138,7 +141,7 @@ if why_not:
     st.info(why_not)
     st.stop()
 ev_path, ev_params = inv.evidence_job(ctx.store, ctx.dataset, ctx.filters, segment, cell_segment,
-                                      cell_start, cell["end"])
+                                      cell_start, cell["end"], ui.engine())
 stored = ui.stored_result(ev_path)
 if stored is None:
     st.caption("The evidence retrains a model on this cell's rows and compares it with the "

@@ -38,3 +38,13 @@ def test_present_excludes_null_nan_and_infinities():
     t = ibis.memtable({"x": [1.0, None, np.nan, np.inf, -np.inf, 0.0]})
     assert con.to_pyarrow(t.select(ok=present(t.x))).column("ok").to_pylist() == [
         True, False, False, False, False, True]
+
+
+def test_engine_settings_travel_to_a_background_job_and_back():
+    """A job gets the page's engine as JSON: DuckDB as None (its results keep their
+    keys), Spark with its master, table and shape."""
+    from analysis.engine import Engine, engine_from_json, engine_to_json
+    assert engine_to_json(None) is None and engine_to_json(Engine()) is None
+    assert engine_from_json(None) is None
+    spark = Engine("spark", "spark://10.0.0.5:7077", "db.predictions", "union")
+    assert engine_from_json(engine_to_json(spark)) == spark

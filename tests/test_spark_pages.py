@@ -144,3 +144,24 @@ def test_overview_feature_drift_and_segments_pages_on_spark(demo_store, spark_en
                for c in at.caption)
     assert at.metric[0].value == "6 of 11"   # the demo's six drifted features
     st.cache_data.clear()
+
+
+def test_investigation_on_spark_reads_a_sample_and_finds_the_same_drift(rides, spark_engine,
+                                                                          monkeypatch):
+    """Data vs concept on Spark: the investigation reads a random sample drawn in Spark
+    (here at most about 5,000 of the 6,000 production rows), says so, keeps its result
+    apart from DuckDB's, and finds what DuckDB's finds on every row: data drift in x."""
+    from analysis import concept_view, investigation
+    monkeypatch.setattr(investigation, "SPARK_SAMPLE", 5000)
+    duck = investigation.investigate_store(rides, DATASET)
+    spark = investigation.investigate_store(rides, DATASET, engine=spark_engine)
+    read, total = spark["sample"]["production"]
+    assert total == 6000 and 4500 < read < 5500 and spark["production_rows"] == read
+    assert spark["sample"]["reference"] == [4000, 4000]
+    assert "random sample" in concept_view.sample_note(spark)
+    assert concept_view.sample_note(duck) is None
+    for result in (duck, spark):
+        assert result["verdict"] == "data"
+        assert [f["feature"] for f in result["drifted_features"]] == ["x"]
+    assert investigation.cached_investigation(rides, DATASET, engine=spark_engine) == spark
+    assert investigation.cached_investigation(rides, DATASET) == duck
