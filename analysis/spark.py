@@ -6,16 +6,20 @@ backend. What differs from the embedded DuckDB is only plumbing:
 
 * the session: ``local[N]`` (a JVM in this process's machine, bound to 127.0.0.1), a
   cluster master URL (``spark://``, ``yarn``, ``k8s://``) or a Spark Connect URL
-  (``sc://``); one per process, and one Ibis connection per thread on a
-  :meth:`SparkSession.newSession` of it (its own temporary views, as DuckDB's
-  per-thread connections);
+  (``sc://host:port``: this process is only a client of a server that runs the
+  driver, and needs no Java); one per process, and one Ibis connection per thread on a
+  :meth:`SparkSession.newSession` of it, or on Spark Connect a session of its own on
+  the server (its own temporary views, as DuckDB's per-thread connections);
 * sources: the slice's Parquet snapshots read by Spark (each file split into tasks by
   its row groups), or a table of the Spark catalog for production rows;
 * results: compiled Spark SQL (cached like DuckDB's) collected as Arrow.
 
 Spark needs Java (17, Debian's ``openjdk-17-jre-headless``; :func:`java_problem`
 says what is missing). Extra session settings come from ``DRIFT_SPARK_CONF``:
-``key=value`` pairs separated by spaces or commas (``spark.ui.enabled=false``).
+``key=value`` pairs separated by spaces or commas (``spark.ui.enabled=false``); a Spark
+Connect client takes only the ``spark.sql.*`` ones (its server has the rest). Spark
+Connect needs no Java here, but its client libraries (grpcio, grpcio-status,
+googleapis-common-protos, pinned in requirements.txt).
 """
 from __future__ import annotations
 
@@ -38,8 +42,12 @@ from analysis.store import Store
 
 DEFAULT_MASTER = "local[*]"
 LOOPBACK = "127.0.0.1"
+#: Seconds to wait for a Spark Connect server to answer before giving up (its client
+#: would otherwise retry for ten minutes, as for a server that restarts)
+CONNECT_TIMEOUT = 10.0
 _LOCK = threading.Lock()
 _SESSIONS: dict = {}          # master -> the SparkSession this process started
+_THREAD_SESSIONS: dict = {}   # Spark Connect master -> the threads' own sessions on it
 _LOCAL = threading.local()    # per thread: master -> Ibis connection
 
 
@@ -62,18 +70,27 @@ def is_local(master: str) -> bool:
     return master == "local" or master.startswith("local[")
 
 
+def is_connect(master: str) -> bool:
+    """Whether ``master`` is a Spark Connect server's URL (``sc://host:port``)."""
+    return master.startswith("sc://")
+
+
 def settings(master: str, environ=None) -> dict[str, str]:
     """The session settings for ``master``: UTC session time, compiled CASE trees kept
     compiled by the JVM, few shuffle partitions (the aggregates are small); in local
-    mode the driver bound to 127.0.0.1; then ``DRIFT_SPARK_CONF``'s pairs on top."""
+    mode the driver bound to 127.0.0.1; then ``DRIFT_SPARK_CONF``'s pairs on top.
+
+    A Spark Connect server was started with its own driver and application settings:
+    a client sets only its session's SQL settings, so only the ``spark.sql.*`` pairs
+    (the server would refuse the others, with a warning each)."""
     environ = os.environ if environ is None else environ
     huge = "-XX:-DontCompileHugeMethods"   # large CASE trees stay JIT-compiled
-    conf = {"spark.app.name": "drift-investigator",
-            "spark.sql.session.timeZone": "UTC",
-            "spark.driver.extraJavaOptions": huge,
-            "spark.executor.extraJavaOptions": huge,
-            "spark.sql.adaptive.enabled": "true",
-            "spark.ui.showConsoleProgress": "false"}
+    conf = {"spark.sql.session.timeZone": "UTC", "spark.sql.adaptive.enabled": "true"}
+    if not is_connect(master):
+        conf.update({"spark.app.name": "drift-investigator",
+                     "spark.driver.extraJavaOptions": huge,
+                     "spark.executor.extraJavaOptions": huge,
+                     "spark.ui.showConsoleProgress": "false"})
     if is_local(master):
         # Spark's default warehouse is ./spark-warehouse, created wherever it starts
         warehouse = Path(tempfile.gettempdir()) / "drift-spark-warehouse"
@@ -85,51 +102,120 @@ def settings(master: str, environ=None) -> dict[str, str]:
             key, sep, value = pair.partition("=")
             if not sep or not key:
                 raise ValueError(f"DRIFT_SPARK_CONF: expected key=value, got {pair!r}")
-            conf[key] = value
+            if not is_connect(master) or key.startswith("spark.sql."):
+                conf[key] = value
     return conf
 
 
 def session(engine: Engine):
     """The process's Spark session for ``engine`` (started on first use; an active
-    session, such as a test's, is used as it is)."""
+    session, such as a test's, is used as it is). For a Spark Connect URL, a session on
+    that server (:class:`SparkUnavailable` if it does not answer)."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:  # pragma: no cover - pyspark is in requirements.txt
         raise SparkUnavailable(f"pyspark is not installed: {exc}") from None
     master = engine.master or DEFAULT_MASTER
     with _LOCK:
+        if is_connect(master):
+            if master not in _SESSIONS:
+                _reach(master)
+                _SESSIONS[master] = _connect_session(master)
+            return _SESSIONS[master]
         active = SparkSession.getActiveSession()
-        if active is not None and not master.startswith("sc://"):
+        if active is not None:
             return active
         if master in _SESSIONS:
             return _SESSIONS[master]
-        if not master.startswith("sc://"):
-            problem = java_problem()
-            if problem:
-                raise SparkUnavailable(problem)
-        builder = SparkSession.builder
-        if master.startswith("sc://"):
-            builder = builder.remote(master)
-        else:
-            if is_local(master):
-                # the UI and block manager bind to SPARK_LOCAL_IP (read by the JVM)
-                os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
-            builder = builder.master(master)
-            for key, value in settings(master).items():
-                builder = builder.config(key, value)
+        problem = java_problem()
+        if problem:
+            raise SparkUnavailable(problem)
+        if is_local(master):
+            # the UI and block manager bind to SPARK_LOCAL_IP (read by the JVM)
+            os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
+        builder = SparkSession.builder.master(master)
+        for key, value in settings(master).items():
+            builder = builder.config(key, value)
         _SESSIONS[master] = spark = builder.getOrCreate()
-        if not master.startswith("sc://"):
-            spark.sparkContext.setLogLevel("ERROR")   # warnings of Spark's own go to its log
+        spark.sparkContext.setLogLevel("ERROR")   # warnings of Spark's own go to its log
         return spark
 
 
+def _connect_session(master: str):
+    """A new session on the Spark Connect server ``master`` (its own id, so its own
+    temporary views), with the session settings of :func:`settings`.
+
+    It is built by Spark Connect's own builder, not by ``SparkSession.builder.remote``:
+    that one refuses to start while a classic session runs in the process (a test's
+    ``local[2]``), and marks the whole process as a Connect client
+    (``SPARK_CONNECT_MODE_ENABLED``), which turns the classic sessions' helpers into
+    Connect's. ``create()`` rather than ``getOrCreate()``: the latter returns whichever
+    Connect session is active, whatever its server."""
+    try:
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+    except ImportError as exc:
+        raise SparkUnavailable(
+            f"Spark Connect needs its client libraries (grpcio, grpcio-status, "
+            f"googleapis-common-protos; in requirements.txt): {exc}") from None
+    builder = ConnectSession.builder.remote(master)
+    for key, value in settings(master).items():
+        builder = builder.config(key, value)
+    return builder.create()
+
+
+def _reach(master: str) -> None:
+    """Fail in :data:`CONNECT_TIMEOUT` seconds when the Spark Connect server at
+    ``master`` does not answer (its client retries a refused connection for ten
+    minutes before it gives up)."""
+    try:
+        import grpc
+        from pyspark.sql.connect.client import DefaultChannelBuilder
+    except ImportError as exc:
+        raise SparkUnavailable(
+            f"Spark Connect needs its client libraries (grpcio, grpcio-status, "
+            f"googleapis-common-protos; in requirements.txt): {exc}") from None
+    try:
+        channel = DefaultChannelBuilder(master).toChannel()
+    except Exception as exc:  # a malformed URL
+        raise SparkUnavailable(f"not a Spark Connect URL: {master!r} ({exc})") from None
+    try:
+        grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT)
+    except grpc.FutureTimeoutError:
+        raise SparkUnavailable(f"no Spark Connect server answers at {master} (waited "
+                               f"{CONNECT_TIMEOUT:g} s)") from None
+    finally:
+        channel.close()
+
+
 def stop() -> None:
-    """Stop the sessions this process started (their JVM ends with them)."""
+    """Stop the sessions this process started (their JVM ends with them; on Spark
+    Connect, the server releases them and goes on)."""
     with _LOCK:
-        for spark in _SESSIONS.values():
-            spark.stop()
+        for master, spark in _SESSIONS.items():
+            _stop_threads(master)
+            _stop(spark)
         _SESSIONS.clear()
     _LOCAL.__dict__.clear()
+
+
+def _stop_threads(master: str) -> None:
+    """Release the threads' own Spark Connect sessions on ``master`` (a classic
+    session's ``newSession()`` ends with its SparkContext)."""
+    for own in _THREAD_SESSIONS.pop(master, []):
+        _stop(own)
+
+
+def _stop(spark) -> None:
+    """Stop a session. A Spark Connect client tells the server, after reading a result,
+    that it may drop it (``ReleaseExecute``, sent by a pool of threads): those calls
+    must reach the server before the session is released, or they fail on a closed
+    session (logged warnings). Closing the client waits for them, but only after it
+    released the session: so wait for them first, with the same call."""
+    if type(spark).__module__.startswith("pyspark.sql.connect"):
+        from pyspark.sql.connect.client.reattach import (
+            ExecutePlanResponseReattachableIterator)
+        ExecutePlanResponseReattachableIterator.shutdown()
+    spark.stop()
 
 
 atexit.register(stop)
@@ -144,9 +230,10 @@ def scoped():
         yield
     finally:
         with _LOCK:
-            started = [_SESSIONS.pop(m) for m in list(_SESSIONS) if m not in before]
-        for spark in started:
-            spark.stop()
+            started = [m for m in _SESSIONS if m not in before]
+            for master in started:
+                _stop_threads(master)
+                _stop(_SESSIONS.pop(master))
 
 
 def local_con(engine: Engine):
@@ -154,15 +241,21 @@ def local_con(engine: Engine):
     thread, so each thread's temporary views (``slice_source``...) are its own."""
     master = engine.master or DEFAULT_MASTER
     base = session(engine)
-    # a classic session's SparkContext identifies it (a test may stop one, start another)
-    token = id(getattr(base, "_sc", None) or base)
+    # a classic session's SparkContext identifies it (a test may stop one, start
+    # another); a Spark Connect session has none (no JVM here), but a unique id (not
+    # id(): a command's session is stopped, and the next one may reuse its address)
+    token = base.session_id if is_connect(master) else id(getattr(base, "_sc", None) or base)
     cons = _LOCAL.__dict__.setdefault("cons", {})
     entry = cons.get(master)
     if entry is None or entry[0] != token:
-        try:
+        if is_connect(master):
+            # a Connect session has no newSession() (it needs the JVM's SparkContext):
+            # another session on the same server has its own id, so its own views
+            own = _connect_session(master)
+            with _LOCK:
+                _THREAD_SESSIONS.setdefault(master, []).append(own)
+        else:
             own = base.newSession()
-        except Exception:  # Spark Connect may refuse: share the one session
-            own = base
         entry = cons[master] = (token, ibis.pyspark.connect(own))
     return entry[1]
 

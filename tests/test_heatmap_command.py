@@ -116,6 +116,11 @@ def test_spark_settings_bind_local_mode_to_loopback():
     assert "spark.driver.bindAddress" not in cluster   # executors must reach the driver
     with pytest.raises(ValueError, match="key=value"):
         settings("local[2]", {"DRIFT_SPARK_CONF": "spark.ui.enabled"})
+    # a Spark Connect client sets only its session's SQL settings
+    assert settings("sc://lake:15002", {"DRIFT_SPARK_CONF": "spark.ui.enabled=false "
+                                        "spark.sql.shuffle.partitions=8"}) == {
+        "spark.sql.session.timeZone": "UTC", "spark.sql.adaptive.enabled": "true",
+        "spark.sql.shuffle.partitions": "8"}
 
 
 def test_home_page_names_the_engine(demo_store, monkeypatch):
