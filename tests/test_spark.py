@@ -3,7 +3,7 @@ the drift table, the frozen bins, the snapshots' profiles (and their merge with
 DuckDB's), a production table, and the ``heatmap`` command, compared cell by cell.
 
 Every test here runs on the one local Spark session of the run (``spark_engine``, in
-conftest.py); they are skipped only when Java is absent.
+conftest.py); without Java they fail, saying so (scripts/test.sh installs it).
 """
 import json
 import shutil
