@@ -67,9 +67,8 @@ if ctx is not None:
         f"**target:** {roles.target or '—'}"
     )
 
-st.caption(f"Aggregation engine: **{ui.engine().label}** — the heatmap's and the segments' "
-           "binned counts run there (set with `DRIFT_ENGINE` / `DRIFT_SPARK_MASTER` or "
-           "`.streamlit/secrets.toml`).")
+st.caption(f"Aggregation engine: **{ui.engine().label}** — every page's queries run there "
+           "(set with `DRIFT_ENGINE` / `DRIFT_SPARK_MASTER` or `.streamlit/secrets.toml`).")
 
 st.subheader("Where to look")
 for path, name, question in PAGES:

@@ -16,7 +16,7 @@ import streamlit as st
 from analysis import (counts, errors, export, formats, heatmap, jobs, queries, reference_bins,
                       report, summary)
 from analysis.drift import common_note, display_columns, display_table
-from analysis.engine import Engine, engine_from_config
+from analysis.engine import Engine, engine_from_config, engine_problem
 from analysis.ingest import default_dataset
 from analysis.noise import percentile_name
 from analysis.queries import Filters
@@ -46,6 +46,12 @@ def engine() -> Engine:
     except Exception:  # no secrets file: the environment (or the default) decides
         secrets = {}
     return engine_from_config(secrets=secrets)
+
+
+@st.cache_data(ttl=60, show_spinner="Starting the engine…")
+def _engine_problem(engine_: Engine) -> str | None:
+    # a master that does not answer takes a minute to say so: not on every rerun
+    return engine_problem(engine_)
 
 
 def _filters(key: tuple) -> Filters:
@@ -180,6 +186,12 @@ def sidebar() -> Context | None:
     if not names:
         st.error(f"The store at `{st_store.root}` holds no dataset. Build the demo with "
                  "`python -m analysis demo`, or start the dashboard with `scripts/run.sh`.")
+        return None
+    problem = _engine_problem(engine())
+    if problem:
+        st.error(f"The configured engine, {engine().label}, cannot run: {problem}. Fix "
+                 "`DRIFT_ENGINE` / `DRIFT_SPARK_MASTER` (or `.streamlit/secrets.toml`), or "
+                 "unset them for the embedded DuckDB.")
         return None
     with st.sidebar:
         st.header("Investigation")

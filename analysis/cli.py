@@ -159,6 +159,7 @@ def cmd_snapshots(args) -> int:
 def cmd_report(args) -> int:
     from datetime import datetime, timedelta
 
+    from analysis import heatmap_command
     from analysis.queries import Filters
     from analysis.report import build_bundle
 
@@ -181,8 +182,10 @@ def cmd_report(args) -> int:
             raise InputError(f"dataset {args.dataset!r} has no segment column {column!r} "
                              f"(segments: {', '.join(info.roles.segments) or 'none'})")
         segments[column] = (value,)
-    data = build_bundle(store, args.dataset, Filters(start, end, segments), unit=args.window,
-                        progress=lambda m: print(m, file=sys.stderr))
+    engine = heatmap_command.choose_engine(args.engine, args.spark_master, args.spark_table)
+    data = heatmap_command.run_on(engine, lambda: build_bundle(
+        store, args.dataset, Filters(start, end, segments), unit=args.window,
+        progress=lambda m: print(m, file=sys.stderr), engine=engine))
     Path(args.out).write_bytes(data)
     print(f"wrote {args.out} ({len(data) / 1e6:.1f} MB)")
     return 0
@@ -429,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remove", metavar="ID", help="remove this snapshot")
     p.set_defaults(func=cmd_snapshots)
 
+    from analysis import heatmap_command   # its engine options; Ibis loads only here
     p = sub.add_parser("report", help="write a postmortem bundle (zip: HTML report, PNGs, CSVs)")
     _store_option(p)
     _dataset_option(p)
@@ -437,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segment", help="a segment value, or COLUMN=VALUE (default: all)")
     p.add_argument("--window", choices=["day", "week", "month"], default="month")
     p.add_argument("--out", required=True, help="zip file to write")
+    heatmap_command.add_engine_options(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("investigate", help="data drift versus concept drift, per segment x window")
@@ -545,7 +550,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     from analysis.streaming import report as stream_report
     stream_report.add_parser(sub)
-    from analysis import heatmap_command
     heatmap_command.add_parser(sub)
     return parser
 

@@ -358,3 +358,17 @@ def engine_to_json(engine: Engine | None) -> dict | None:
 def engine_from_json(data: dict | None) -> Engine | None:
     """The engine :func:`engine_to_json` described."""
     return Engine(**data) if data else None
+
+
+def engine_problem(engine: Engine | None) -> str | None:
+    """Why ``engine`` cannot run queries (Spark without Java, a master that does not
+    start or answer), in one line; None when it can. Starts the Spark session (every
+    query needs it anyway)."""
+    if engine is None or not engine.spark:
+        return None
+    from analysis import spark
+    try:
+        spark.session(engine)
+    except spark.SparkUnavailable as exc:
+        return str(exc)
+    return None

@@ -124,20 +124,24 @@ def choose_engine(name: str | None, master: str | None = None, table: str | None
         raise InputError(str(exc)) from None
 
 
+def run_on(engine: Engine, work):
+    """``work()``'s result; on Spark within a session this command starts and ends, a
+    Spark that cannot start being a one-line :class:`InputError`."""
+    if not engine.spark:
+        return work()
+    from analysis import spark
+    try:
+        with spark.scoped():
+            return work()
+    except spark.SparkUnavailable as exc:
+        raise InputError(str(exc)) from None
+
+
 def cmd_heatmap(args) -> int:
     engine = choose_engine(args.engine, args.spark_master, args.spark_table)
     store = Store(args.store)
-    if engine.spark:
-        from analysis import spark
-        try:
-            with spark.scoped():   # the session this command starts ends with it
-                cells = heatmap_cells(store, args.dataset, args.unit, args.metric,
-                                      args.segment, args.group, engine)
-        except spark.SparkUnavailable as exc:
-            raise InputError(str(exc)) from None
-    else:
-        cells = heatmap_cells(store, args.dataset, args.unit, args.metric, args.segment,
-                              args.group, engine)
+    cells = run_on(engine, lambda: heatmap_cells(store, args.dataset, args.unit, args.metric,
+                                                 args.segment, args.group, engine))
     if args.json:
         print(json.dumps(records(cells), indent=2))
         return 0
@@ -159,6 +163,13 @@ def add_parser(sub) -> None:
                                                    "%(default)s)")
     p.add_argument("--segment", help="segment column: cells for each of its groups too")
     p.add_argument("--group", help="only this group of --segment")
+    add_engine_options(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list of cells")
+    p.set_defaults(func=cmd_heatmap)
+
+
+def add_engine_options(p) -> None:
+    """``--engine``, ``--spark-master`` and ``--spark-table`` (see :func:`choose_engine`)."""
     p.add_argument("--engine", help="duckdb (embedded) or spark (default: DRIFT_ENGINE, "
                                     "else duckdb)")
     p.add_argument("--spark-master", help="local[N], a cluster master URL or a Spark "
@@ -166,5 +177,3 @@ def add_parser(sub) -> None:
                                           "DRIFT_SPARK_MASTER, else local[*])")
     p.add_argument("--spark-table", help="read production rows from this Spark table "
                                          "instead of the store's snapshots")
-    p.add_argument("--json", action="store_true", help="print a JSON list of cells")
-    p.set_defaults(func=cmd_heatmap)

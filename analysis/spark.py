@@ -136,7 +136,11 @@ def session(engine: Engine):
         builder = SparkSession.builder.master(master)
         for key, value in settings(master).items():
             builder = builder.config(key, value)
-        _SESSIONS[master] = spark = builder.getOrCreate()
+        try:
+            _SESSIONS[master] = spark = builder.getOrCreate()
+        except Exception as exc:   # py4j's, pyspark's: say it in one line
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SparkUnavailable(f"Spark at {master} did not start: {reason}") from None
         spark.sparkContext.setLogLevel("ERROR")   # warnings of Spark's own go to its log
         return spark
 

@@ -126,8 +126,8 @@ def test_spark_settings_bind_local_mode_to_loopback():
 def test_home_page_names_the_engine(demo_store, monkeypatch):
     st.cache_data.clear()
     for env, label in (({}, "DuckDB (embedded)"),
-                       ({"DRIFT_ENGINE": "spark", "DRIFT_SPARK_MASTER": "spark://lake:7077"},
-                        "Apache Spark (spark://lake:7077)")):
+                       ({"DRIFT_ENGINE": "spark", "DRIFT_SPARK_MASTER": "sc://127.0.0.1:9"},
+                        "Apache Spark (sc://127.0.0.1:9)")):
         for name in ("DRIFT_ENGINE", "DRIFT_SPARK_MASTER"):
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
@@ -136,6 +136,9 @@ def test_home_page_names_the_engine(demo_store, monkeypatch):
         at.run()
         assert not at.exception, at.exception
         assert any(label in c.value for c in at.caption), [c.value for c in at.caption]
+        if env:   # no server there: one clear error instead of the pages' numbers
+            assert [e.value for e in at.error] and "cannot run: no Spark Connect server " \
+                "answers at sc://127.0.0.1:9" in at.error[0].value, [e.value for e in at.error]
 
 
 def test_spark_without_java_is_a_one_line_error(shop, capsys, monkeypatch):

@@ -165,3 +165,27 @@ def test_investigation_on_spark_reads_a_sample_and_finds_the_same_drift(rides, s
         assert [f["feature"] for f in result["drifted_features"]] == ["x"]
     assert investigation.cached_investigation(rides, DATASET, engine=spark_engine) == spark
     assert investigation.cached_investigation(rides, DATASET) == duck
+
+
+def test_report_command_builds_the_postmortem_bundle_on_spark(rides, spark_engine, tmp_path,
+                                                             capsys):
+    """``python -m analysis report --engine spark``: the bundle's drift table is the one
+    DuckDB's binned counts give, and its report names the drifted feature; a wrong engine
+    is a one-line error (exit 2)."""
+    import io
+    import zipfile
+
+    from analysis import cli
+    out = tmp_path / "bundle.zip"
+    args = ["report", "--store", str(rides.root), "--dataset", DATASET, "--from", "2025-05-01",
+            "--out", str(out)]
+    assert cli.main(args + ["--engine", "spark", "--spark-master", spark_engine.master]) == 0
+    bundle = zipfile.ZipFile(out)
+    table = pd.read_csv(io.BytesIO(bundle.read("data/drift_table.csv")))
+    duck = heatmap.binned_drift_table(rides, DATASET, Filters(pd.Timestamp("2025-05-01")))
+    assert list(table["feature"]) == list(duck["feature"])
+    np.testing.assert_allclose(table["statistic"], duck["statistic"].astype(float), atol=1e-9)
+    assert "1 of 3 features drifted" in " ".join(bundle.read("report.html").decode().split())
+    capsys.readouterr()
+    assert cli.main(args + ["--engine", "bogus"]) == 2
+    assert "unknown engine 'bogus'" in capsys.readouterr().err
