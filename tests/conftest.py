@@ -121,19 +121,3 @@ def spark_engine():
         else:
             os.environ["DRIFT_SPARK_CONF"] = saved
 
-
-#: Test files that start or read the demo store's background jobs and dashboards: with
-#: ``pytest -n 2`` they run in one worker, one after another, as they would alone.
-_DEMO_GROUP = ("test_concept_page.py", "test_jobs.py", "test_report.py", "test_pages.py",
-               "test_live_page.py", "test_stream_page.py", "e2e")
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``--dist loadgroup``): the Spark tests share one worker (one
-    JVM), the demo-store job and page tests another; the rest spread over both."""
-    for item in items:
-        path = str(item.path)
-        if item.get_closest_marker("spark"):
-            item.add_marker(pytest.mark.xdist_group("spark"))
-        elif any(part in path for part in _DEMO_GROUP):
-            item.add_marker(pytest.mark.xdist_group("demo"))

@@ -1,7 +1,6 @@
-"""``python -m analysis drift`` end to end, as a subprocess on real CSV files."""
+"""``python -m analysis drift`` end to end on real CSV files (in this process but for one
+run as a subprocess: tests/cli_helpers.py)."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,13 +8,13 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 from binary_files import png_bytes
+from cli_helpers import run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "analysis", *args], cwd=ROOT,
-                          capture_output=True, text=True)
+def run(*args, subprocess_run=False):
+    return run_command(*args, subprocess_run=subprocess_run)
 
 
 @pytest.fixture()
@@ -35,7 +34,8 @@ def csvs(tmp_path):
 
 def test_json_rows_match_scipy(csvs):
     ref_path, prod_path = csvs
-    out = run("drift", "--reference", str(ref_path), "--production", str(prod_path), "--json")
+    out = run("drift", "--reference", str(ref_path), "--production", str(prod_path), "--json",
+              subprocess_run=True)   # the real entry point, once
     assert out.returncode == 0, out.stderr
     rows = {r["feature"]: r for r in json.loads(out.stdout)}
     assert set(rows) == {"price", "rooms", "city", "promo"}  # timestamp column skipped

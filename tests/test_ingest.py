@@ -18,6 +18,7 @@ from analysis import queries
 from analysis.ingest import infer_roles, ingest, read_snapshot
 from analysis.store import Roles, Store
 from binary_files import png_bytes
+from cli_helpers import run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 # the command line runs from another folder; this checkout's package, not whichever one
@@ -104,9 +105,8 @@ def test_bad_file_refused_with_its_finding_and_store_unchanged(store, tmp_path, 
         path = tmp_path / "prod_copy.csv"
         _frame(seed=1, start="2025-03-01").to_csv(path, index=False)
     before = _fingerprint(store.root)
-    out = subprocess.run([sys.executable, "-m", "analysis", "ingest", "--store", str(store.root),
-                          "--dataset", "rent", "--slice", "production", str(path)],
-                         capture_output=True, text=True, cwd=tmp_path, env=CLI_ENV)
+    out = run_command("ingest", "--store", str(store.root), "--dataset", "rent", "--slice",
+                      "production", str(path))
     assert out.returncode == 2, out.stdout + out.stderr
     assert f"error: [{check}]" in out.stderr, out.stderr
     assert "the store is unchanged" in out.stderr
@@ -187,9 +187,7 @@ def test_roles_inferred_for_a_new_dataset_and_printed(tmp_path):
 
 def test_snapshots_cli_lists_and_removes(store, tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "analysis", "snapshots", "--store",
-                               str(store.root), "--dataset", "rent", *args],
-                              capture_output=True, text=True, cwd=tmp_path, env=CLI_ENV)
+        return run_command("snapshots", "--store", str(store.root), "--dataset", "rent", *args)
     listed = json.loads(run("--json").stdout)
     assert [s["slice"] for s in listed] == ["reference", "production"]
     assert {"id", "slice", "rows", "source", "loaded_at"} <= set(listed[0])

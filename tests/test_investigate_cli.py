@@ -1,4 +1,5 @@
-"""``python -m analysis investigate`` end to end, as a subprocess on CSV files."""
+"""``python -m analysis investigate`` end to end on CSV files (in this process but for one
+run as a subprocess: tests/cli_helpers.py)."""
 import json
 import subprocess
 import sys
@@ -7,14 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cli_helpers import run_command
 from generators import make_case
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "analysis", "investigate", *args], cwd=ROOT,
-                          capture_output=True, text=True)
+def run(*args, subprocess_run=False):
+    return run_command("investigate", *args, subprocess_run=subprocess_run)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def test_json_names_where_and_since_when(concept_csvs):
     case, ref, prod = concept_csvs
     out = run("--reference", str(ref), "--production", str(prod), "--target", "y",
               "--prediction", "prediction", "--timestamp", "event_time", "--segment", "region",
-              "--json")
+              "--json", subprocess_run=True)   # the real entry point, once
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     for key in ("verdict", "drifted_features", "concept_features", "decomposition", "cells"):

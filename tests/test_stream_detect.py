@@ -3,8 +3,6 @@ seeded streams from an independent generator (faults found, dated and explained;
 fault-free streams quiet), and the ``detect`` command end to end."""
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -15,6 +13,7 @@ from scipy import stats
 from analysis.streaming import causes, detectors, events, minutes
 from analysis.streaming.detect import CTR, detect_alerts
 from analysis.tables import InputError
+from cli_helpers import run_command
 from stream_generators import generate
 
 
@@ -152,9 +151,8 @@ def test_a_fault_on_an_unused_feature_is_seen_but_not_blamed():
 
 
 # -- the command -------------------------------------------------------------------------
-def _run(*args):
-    return subprocess.run([sys.executable, "-m", "analysis", "detect", *args],
-                          capture_output=True, text=True, timeout=300)
+def _run(*args, subprocess_run=False):
+    return run_command("detect", *args, subprocess_run=subprocess_run)
 
 
 def test_detect_command_json_on_a_csv_with_a_baseline(tmp_path):
@@ -162,7 +160,8 @@ def test_detect_command_json_on_a_csv_with_a_baseline(tmp_path):
         tmp_path / "events.csv", index=False)
     generate(seed=32, hours=1, rate=200).to_parquet(tmp_path / "baseline.parquet")
     out = _run("--events", str(tmp_path / "events.csv"),
-               "--baseline", str(tmp_path / "baseline.parquet"), "--json")
+               "--baseline", str(tmp_path / "baseline.parquet"), "--json",
+               subprocess_run=True)   # the real entry point, once
     assert out.returncode == 0, out.stderr
     alerts = json.loads(out.stdout)
     assert [a["signal"] for a in alerts] == ["ctr"]
