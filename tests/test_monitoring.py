@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 from sklearn.isotonic import IsotonicRegression
-from sklearn.metrics import roc_auc_score
 
 from analysis.monitoring import cbpe as cb
 from analysis.monitoring.live import LiveMonitor, freshness_text, headline, window_table
 from analysis.monitoring.multivariate import domain_auc, hanley_mcneil_se
+from cli_helpers import run_command
 from serving_helpers import iris_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,14 +223,13 @@ def test_investigate_reports_estimated_accuracy_without_a_target(tmp_path):
         assert cell["rows"] == len(rows)
         assert cell["estimated_accuracy"] == pytest.approx(
             np.maximum(rows["score"], 1 - rows["score"]).mean(), abs=1e-9)
-    text = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env)
+    text = run_command(*args[3:])   # the text report, in this process
     assert "estimated accuracy without labels" in text.stdout
 
 
 def test_datasets_command_lists_rows_per_slice(tmp_path):
     store, _ = iris_store(tmp_path, minutes=2, rows=30, label_share=0.5)
-    run = lambda *a: subprocess.run([sys.executable, "-m", "analysis", "datasets", "--store",  # noqa: E731
-                                     str(store.root), *a], cwd=ROOT, capture_output=True, text=True)
+    run = lambda *a: run_command("datasets", "--store", str(store.root), *a)  # noqa: E731
     out = run("--json")
     assert out.returncode == 0, out.stderr
     (row,) = json.loads(out.stdout)
