@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analysis import (counts, errors, export, formats, heatmap, jobs, queries, reference_bins,
-                      report, summary)
+from analysis import (counts, export, formats, heatmap, jobs, queries, reference_bins, report,
+                      slices, summary)
 from analysis.drift import common_note, display_columns, display_table
 from analysis.engine import Engine, engine_from_config, engine_problem
 from analysis.ingest import default_dataset
@@ -59,14 +59,23 @@ def _filters(key: tuple) -> Filters:
     return Filters(start, end, {col: vals for col, vals in segments})
 
 
-@st.cache_data(**CACHE)
 def production_bounds(root: str, version: str, dataset: str):
-    return queries.time_bounds(Store(root), dataset, "production")
+    return _production_bounds(root, version, dataset, engine())
 
 
 @st.cache_data(**CACHE)
+def _production_bounds(root: str, version: str, dataset: str, engine_: Engine):
+    return slices.time_bounds(Store(root), dataset, "production", engine_)
+
+
 def segment_values(root: str, version: str, dataset: str, column: str) -> list[str]:
-    return queries.segment_values(Store(root), dataset, column)
+    return _segment_values(root, version, dataset, column, engine())
+
+
+@st.cache_data(**CACHE)
+def _segment_values(root: str, version: str, dataset: str, column: str,
+                    engine_: Engine) -> list[str]:
+    return slices.segment_values(Store(root), dataset, column, engine_)
 
 
 # every loader below runs on the configured engine (:func:`engine`), which keys its cache
@@ -86,7 +95,7 @@ def reference_error(root: str, version: str, dataset: str, key: tuple) -> dict:
 
 @st.cache_data(**CACHE)
 def _reference_error(root: str, version: str, dataset: str, key: tuple, engine_: Engine) -> dict:
-    return errors.reference_error(Store(root), dataset, _filters(key), engine_)
+    return slices.reference_error(Store(root), dataset, _filters(key), engine_)
 
 
 def drift_table(root: str, version: str, dataset: str, key: tuple, test, binning: str):
@@ -116,7 +125,7 @@ def row_counts(root: str, version: str, dataset: str, key: tuple) -> dict:
 
 @st.cache_data(**CACHE)
 def _row_counts(root: str, version: str, dataset: str, key: tuple, engine_: Engine) -> dict:
-    return errors.row_counts(Store(root), dataset, _filters(key), engine_)
+    return slices.row_counts(Store(root), dataset, _filters(key), engine_)
 
 
 def _remember(widget_key: str, state_key: str) -> None:
@@ -302,7 +311,7 @@ def segment_window_metrics(root: str, version: str, dataset: str, segment: str, 
 @st.cache_data(**CACHE)
 def _segment_window_metrics(root: str, version: str, dataset: str, segment: str, unit: str,
                             key: tuple, engine_: Engine):
-    return errors.segment_window_metrics(Store(root), dataset, segment, unit, _filters(key),
+    return slices.segment_window_metrics(Store(root), dataset, segment, unit, _filters(key),
                                          engine_)
 
 

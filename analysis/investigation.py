@@ -24,10 +24,9 @@ from sklearn.linear_model import Ridge
 from analysis import attribution as at
 from analysis.binning import bins_for
 from analysis.engine import Engine, engine_to_json, sample_rows
-from analysis.errors import row_counts
+from analysis.slices import row_counts, time_bounds
 from analysis.formats import decimals_for
-from analysis.queries import (ROW_FILE, ROW_NUMBER, Filters, fetch_rows, load_frame, load_keyed,
-                              time_bounds)
+from analysis.queries import ROW_FILE, ROW_NUMBER, Filters, fetch_rows, load_frame, load_keyed
 from analysis.store import Store
 from analysis.tables import jsonable
 
@@ -87,10 +86,11 @@ def _cache_path(store: Store, dataset: str, key: dict) -> Path:
     return store.root / dataset / "investigations" / f"{token}.result"
 
 
-def _normalised(store: Store, dataset: str, filters: Filters) -> Filters:
+def _normalised(store: Store, dataset: str, filters: Filters,
+                engine: Engine | None = None) -> Filters:
     """The same filters without a time range that covers all production rows anyway, so
     the sidebar's default range and no range share one cached result."""
-    bounds = time_bounds(store, dataset, "production")
+    bounds = time_bounds(store, dataset, "production", engine)
     if bounds is None or filters.start is None and filters.end is None:
         return filters
     first, last = bounds
@@ -103,7 +103,7 @@ def _stored_result(store: Store, dataset: str, filters: Filters | None, segment:
                    unit: str, metric: str | None, engine: Engine | None = None
                    ) -> tuple[at.Problem, Filters, Path]:
     problem = store_problem(store, dataset, segment, metric)
-    filters = _normalised(store, dataset, filters or Filters())
+    filters = _normalised(store, dataset, filters or Filters(), engine)
     key = {"version": store.version(dataset), "code": _CODE, "filters": filters.key(),
            "segment": problem.segment, "unit": unit, "metric": metric,
            **_engine_key(engine)}
@@ -364,7 +364,7 @@ def evidence_job(store: Store, dataset: str, filters: Filters | None, segment: s
     """Where :func:`cell_evidence_store` keeps one cell's evidence, and the parameters of
     the ``evidence`` job that computes it."""
     problem = store_problem(store, dataset, segment)
-    filters = _normalised(store, dataset, filters or Filters())
+    filters = _normalised(store, dataset, filters or Filters(), engine)
     key = {"evidence": True, "version": store.version(dataset), "code": _CODE,
            "filters": filters.key(), "segment": problem.segment, "cell": cell_segment,
            "start": start, "end": end, **_engine_key(engine)}

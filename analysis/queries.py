@@ -176,30 +176,6 @@ def fetch_rows(store: Store, dataset: str, slice: str, columns: Sequence[str],
     return _categorical_frame(sql, (), {"__wanted": wanted}).reset_index(drop=True)
 
 
-def time_bounds(store: Store, dataset: str, slice: str) -> tuple[datetime, datetime] | None:
-    """(first, last) timestamp of a slice, or None without snapshots or timestamp."""
-    ts = store.dataset(dataset).roles.timestamp
-    src = _source(store, dataset, slice)
-    if src is None or ts is None:
-        return None
-    row = _query(f"SELECT min({quote(ts)}) AS lo, max({quote(ts)}) AS hi FROM {src}")
-    lo, hi = row["lo"].iloc[0], row["hi"].iloc[0]
-    if pd.isna(lo):
-        return None
-    return pd.Timestamp(lo).to_pydatetime(), pd.Timestamp(hi).to_pydatetime()
-
-
-def segment_values(store: Store, dataset: str, column: str) -> list[str]:
-    """Distinct values of a segment column over both slices, sorted."""
-    parts = [s for s in (_source(store, dataset, sl) for sl in ("reference", "production")) if s]
-    if not parts:
-        return []
-    union = " UNION ".join(f"SELECT DISTINCT CAST({quote(column)} AS VARCHAR) AS v FROM {p}"
-                           for p in parts)
-    values = _query(f"SELECT v FROM ({union}) WHERE v IS NOT NULL ORDER BY v")["v"]
-    return values.tolist()
-
-
 def window_start_sql(timestamp: str, unit: str) -> str:
     if unit not in WINDOW_UNITS:
         raise ValueError(f"window unit must be one of {WINDOW_UNITS}, got {unit!r}")

@@ -23,8 +23,8 @@ from analysis.figures import (category_shares, decomposition_figure, distributio
                               segment_grid_figure, unit_of)
 from analysis.formats import selection
 from analysis.engine import Engine
-from analysis.errors import reference_error, row_counts, segment_window_metrics
-from analysis.queries import Filters, time_bounds
+from analysis.slices import reference_error, row_counts, segment_window_metrics, time_bounds
+from analysis.queries import Filters
 from analysis.reference_bins import frozen_bins
 from analysis.stats import EmptySampleError
 from analysis.store import Store
@@ -136,17 +136,18 @@ def build_bundle(store: Store, dataset: str, filters: Filters | None = None,
         if facts["investigation"]:
             zf.writestr("data/investigation.json", json.dumps(facts["investigation"], indent=1))
         zf.writestr("report.html", _report_html(store, dataset, info, filters, counts, charts,
-                                                images, facts, now))
+                                                images, facts, now, engine))
     return buffer.getvalue()
 
 
-def _report_html(store, dataset, info, filters, counts, charts, images, facts, now) -> str:
+def _report_html(store, dataset, info, filters, counts, charts, images, facts, now,
+                 engine=None) -> str:
     roles = info.roles
     esc = html.escape
     ref_snaps = store.snapshots(dataset, "reference")
     prod_snaps = store.snapshots(dataset, "production")
-    ref_bounds = time_bounds(store, dataset, "reference")
-    prod_bounds = time_bounds(store, dataset, "production")
+    ref_bounds = time_bounds(store, dataset, "reference", engine)
+    prod_bounds = time_bounds(store, dataset, "production", engine)
     start = filters.start or (prod_bounds[0] if prod_bounds else None)
     # the filter's end is exclusive; say the last day included
     end = (filters.end - timedelta(microseconds=1)) if filters.end else (

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis import errors, noise
+from analysis import noise, slices
 from analysis.counts import binned_counts, reference_moments, whole_counts
 from analysis.drift import (TESTS, ReferenceProfile, describe_tests, drift_table,
                             holm_adjusted)
@@ -69,7 +69,7 @@ def window_summary(store: Store, dataset: str, unit: str = "month",
         _only_default_test(test, binning)
         return binned_window_summary(store, dataset, unit, filters, engine, min_rows)
     roles = store.dataset(dataset).roles
-    metrics = errors.window_metrics(store, dataset, unit, filters)
+    metrics = slices.window_metrics(store, dataset, unit, filters)
     if metrics.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     features = roles.features
@@ -103,8 +103,8 @@ def binned_window_summary(store: Store, dataset: str, unit: str = "month",
     bins; both distances by the noise rule, so there is no p-value to adjust). Two
     queries bin the production rows by window (fine with ranges, coarse), the reference
     is summed from its profiles, and the model error comes from
-    :func:`analysis.errors.window_metrics`. Same columns as :func:`window_summary`."""
-    metrics = errors.window_metrics(store, dataset, unit, filters, engine)
+    :func:`analysis.slices.window_metrics`. Same columns as :func:`window_summary`."""
+    metrics = slices.window_metrics(store, dataset, unit, filters, engine)
     if metrics.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     roles = store.dataset(dataset).roles
@@ -202,7 +202,7 @@ def filtered_drift_table(store: Store, dataset: str, filters: Filters | None = N
     """
     if engine is not None and engine.spark:
         _only_default_test(test, binning)
-        counts = errors.row_counts(store, dataset, filters, engine)
+        counts = slices.row_counts(store, dataset, filters, engine)
         _raise_when_empty(counts["reference"], counts["production"])
         return binned_drift_table(store, dataset, filters, engine=engine)
     features = store.dataset(dataset).roles.features

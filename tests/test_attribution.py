@@ -442,13 +442,13 @@ def test_demo_ground_truth(demo_result, ground_truth):
 def test_demo_levels_are_the_other_pages_levels(demo_store, demo_investigation):
     """The decomposition's reference and realized errors are those of every row (what
     Overview shows), though the investigation works on samples."""
-    from analysis import errors
+    from analysis import slices
 
     assert demo_investigation["reference_rows"] > at.SAMPLE_CAP   # the reference is sampled
-    level = errors.reference_error(demo_store, "rental_pricing")["mae"]
+    level = slices.reference_error(demo_store, "rental_pricing")["mae"]
     assert demo_investigation["decomposition"]["reference"]["value"] == \
         pytest.approx(level, rel=1e-12)
-    months = errors.window_metrics(demo_store, "rental_pricing", "month")
+    months = slices.window_metrics(demo_store, "rental_pricing", "month")
     alls = [c for c in demo_investigation["cells"] if c["segment"] == "all"]
     assert min(c["rows"] for c in alls) > at.SAMPLE_CAP            # so are the windows
     np.testing.assert_allclose([c["decomposition"]["realized"]["value"] for c in alls],

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from analysis import concept_view as view
 from analysis import investigation as inv
 from analysis import jobs
-from analysis.errors import reference_error
+from analysis.slices import reference_error
 from analysis.queries import Filters
 from small_upload import diabetes_store
 

@@ -3,7 +3,6 @@ dates, missing p-values, the support warning, the banner for "not judged"."""
 import math
 
 import pandas as pd
-import pytest
 
 from analysis import concept_view as view
 from analysis.formats import decimals_for

@@ -1,7 +1,7 @@
 """The dashboard's analysis finds exactly the demo's documented drift, and nothing else."""
 import pytest
 
-from analysis.errors import reference_error
+from analysis.slices import reference_error
 from analysis.queries import Filters
 from analysis.summary import binned_window_summary, window_summary
 

@@ -128,7 +128,7 @@ def test_window_bounds():
 
 
 def test_segment_window_metrics_match_pandas(demo_store, raw):
-    from analysis.errors import segment_window_metrics
+    from analysis.slices import segment_window_metrics
     roles = demo_store.dataset(DATASET).roles
     cols = [roles.timestamp, "user_group", roles.prediction, roles.target]
     prod = load_frame(demo_store, DATASET, "production", cols)

@@ -4,8 +4,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from analysis.errors import reference_error
-from analysis.queries import Filters
+from analysis.slices import reference_error
 from analysis.summary import window_summary
 
 from pathlib import Path

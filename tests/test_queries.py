@@ -6,7 +6,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from analysis import errors, queries
+from analysis import queries, slices
 from analysis.queries import Filters
 from analysis.store import Roles, Store
 
@@ -38,13 +38,13 @@ def _expected_error(f: pd.DataFrame) -> tuple[float, float]:
 
 def test_window_metrics_match_pandas(store):
     prod = store.frame.iloc[1000:]
-    got = errors.window_metrics(store, "d", "month").set_index("window_start")
+    got = slices.window_metrics(store, "d", "month").set_index("window_start")
     for month, part in prod.groupby(prod.ts.dt.to_period("M")):
         row = got.loc[month.to_timestamp()]
         mae, mape = _expected_error(part)
         assert row["rows"] == len(part)
         assert row["mae"] == pytest.approx(mae) and row["mape"] == pytest.approx(mape)
-    weeks = errors.window_metrics(store, "d", "week")
+    weeks = slices.window_metrics(store, "d", "week")
     assert (pd.to_datetime(weeks.window_start).dt.day_of_week == 0).all()  # Monday starts
     assert weeks["rows"].sum() == len(prod)
 
@@ -54,26 +54,26 @@ def test_filters_time_on_production_segments_on_both(store):
     prod = store.frame.iloc[1000:]
     ref = store.frame.iloc[:1000]
     expected_prod = prod[(prod.ts >= "2025-04-01") & (prod.ts < "2025-05-01") & (prod.group == "a")]
-    counts = errors.row_counts(store, "d", f)
+    counts = slices.row_counts(store, "d", f)
     assert counts == {"reference": int((ref.group == "a").sum()), "production": len(expected_prod)}
-    got = errors.reference_error(store, "d", f)
+    got = slices.reference_error(store, "d", f)
     mae, mape = _expected_error(ref[ref.group == "a"])
     assert got["mae"] == pytest.approx(mae) and got["mape"] == pytest.approx(mape)
     frame = queries.load_frame(store, "d", "production", ["x"], f)
     assert sorted(frame.x) == pytest.approx(sorted(expected_prod.x))
     nothing = Filters(segments={"group": ()})
-    assert errors.row_counts(store, "d", nothing) == {"reference": 0, "production": 0}
-    assert errors.reference_error(store, "d", nothing)["mae"] is None
-    assert errors.window_metrics(store, "d", "month", nothing).empty
+    assert slices.row_counts(store, "d", nothing) == {"reference": 0, "production": 0}
+    assert slices.reference_error(store, "d", nothing)["mae"] is None
+    assert slices.window_metrics(store, "d", "month", nothing).empty
 
 
 def test_bounds_and_segment_values(store):
-    lo, hi = queries.time_bounds(store, "d", "production")
+    lo, hi = slices.time_bounds(store, "d", "production")
     prod = store.frame.iloc[1000:]
     assert lo == prod.ts.min() and hi == prod.ts.max()
-    assert queries.segment_values(store, "d", "group") == ["a", "b", "c"]
+    assert slices.segment_values(store, "d", "group") == ["a", "b", "c"]
     with pytest.raises(ValueError, match="window unit"):
-        errors.window_metrics(store, "d", "fortnight")
+        slices.window_metrics(store, "d", "fortnight")
 
 
 def test_cell_key_keeps_the_sidebar_choice():

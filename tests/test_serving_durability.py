@@ -6,7 +6,6 @@ import threading
 import time
 
 import duckdb
-import pytest
 
 from analysis.catalog import datasets_table
 from analysis.queries import parquet_source

@@ -5,7 +5,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
-import pyarrow as pa
 import pytest
 
 from analysis.catalog import datasets_table

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from analysis import errors, heatmap, summary
+from analysis import heatmap, slices, summary
 from analysis.engine import sample_rows
 from analysis.queries import Filters
 from analysis.store import Roles, Store
@@ -60,19 +60,25 @@ def test_error_tables_equal_on_spark_and_duckdb(rides, spark_engine, filters):
     reference, and the row counts: the same on both engines (errors to 1e-9), and the
     MAE by hand."""
     for unit in ("day", "month") if filters is None else ("week",):
-        duck, spark = (errors.window_metrics(rides, DATASET, unit, filters, e)
+        duck, spark = (slices.window_metrics(rides, DATASET, unit, filters, e)
                        for e in (None, spark_engine))
         pd.testing.assert_frame_equal(duck, spark, rtol=1e-9, check_dtype=False)
         assert len(duck) > 1
-    duck, spark = (errors.segment_window_metrics(rides, DATASET, "group", "week", filters, e)
+    duck, spark = (slices.segment_window_metrics(rides, DATASET, "group", "week", filters, e)
                    for e in (None, spark_engine))
     pd.testing.assert_frame_equal(duck, spark, rtol=1e-9, check_dtype=False)
     assert "(missing)" in set(duck["segment"]) or filters is not None
-    duck, spark = (errors.reference_error(rides, DATASET, filters, e)
+    duck, spark = (slices.reference_error(rides, DATASET, filters, e)
                    for e in (None, spark_engine))
     assert duck == pytest.approx(spark, rel=1e-9)
-    assert errors.row_counts(rides, DATASET, filters) == \
-        errors.row_counts(rides, DATASET, filters, spark_engine)
+    assert slices.row_counts(rides, DATASET, filters) == \
+        slices.row_counts(rides, DATASET, filters, spark_engine)
+    if filters is None:   # the sidebar's time range and groups
+        for side in ("reference", "production"):
+            assert slices.time_bounds(rides, DATASET, side) == \
+                slices.time_bounds(rides, DATASET, side, spark_engine)
+        assert slices.segment_values(rides, DATASET, "group") == \
+            slices.segment_values(rides, DATASET, "group", spark_engine) == ["a", "b"]
     ref = pd.concat(pd.read_parquet(f) for f in rides.files(DATASET, "reference"))
     if filters is not None:
         ref = ref[ref["group"].isin(filters.segments["group"])]
@@ -110,7 +116,7 @@ def test_spark_draws_a_bounded_sample_for_the_pictures(rides, spark_engine):
     ``limit`` rows drawn from the filtered ones when many."""
     f = Filters(segments={"group": ("a",)})
     every = sample_rows(rides, DATASET, "production", ["x", "group"], f, spark_engine)
-    assert len(every) == errors.row_counts(rides, DATASET, f)["production"]
+    assert len(every) == slices.row_counts(rides, DATASET, f)["production"]
     assert set(every["group"]) == {"a"}
     some = sample_rows(rides, DATASET, "production", ["x"], f, spark_engine, limit=500)
     assert 300 < len(some) < 700

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from analysis import errors
+from analysis import slices
 from analysis.store import Roles, Store, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,9 +37,9 @@ def test_catalog_roundtrip_and_snapshots(tmp_path):
     second = store.add_snapshot("shop", "production", _table(30, 2), source="p.csv")
     assert [s.id for s in store.snapshots("shop")] == [first.id, second.id]
     assert store.snapshots("shop", "production")[0].rows == 30
-    assert errors.row_counts(store, "shop") == {"reference": 50, "production": 30}
+    assert slices.row_counts(store, "shop") == {"reference": 50, "production": 30}
     store.remove_snapshot("shop", second.id)
-    assert errors.row_counts(store, "shop") == {"reference": 50, "production": 0}
+    assert slices.row_counts(store, "shop") == {"reference": 50, "production": 0}
 
 
 def test_duplicate_content_is_refused_and_store_unchanged(tmp_path):
@@ -91,9 +91,9 @@ def test_writer_process_adds_snapshots_while_reader_queries(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", writer])
     seen = set()
     while proc.poll() is None:
-        seen.add(errors.row_counts(store, "live")["production"])
+        seen.add(slices.row_counts(store, "live")["production"])
     assert proc.wait() == 0
-    seen.add(errors.row_counts(store, "live")["production"])
+    seen.add(slices.row_counts(store, "live")["production"])
     assert seen <= {5000 * k for k in range(9)}, seen  # never a partial snapshot
     assert max(seen) == 40_000
     assert len(store.snapshots("live", "production")) == 8

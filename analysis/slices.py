@@ -1,6 +1,7 @@
-"""The model's error per window and segment (rows, labelled rows, MAE, MAPE) as Ibis
-expressions, so the Overview, the Segments page and the postmortem run it on the
-configured engine (:class:`analysis.engine.Engine`: the embedded DuckDB or Spark).
+"""What the pages ask of a slice, as Ibis expressions run on the configured engine
+(:class:`analysis.engine.Engine`: the embedded DuckDB or Spark): its rows, time bounds
+and segment values (the sidebar), and the model's error per window and segment (rows,
+labelled rows, MAE, MAPE: the Overview, the Segments page and the postmortem).
 
 MAE = mean |y - y_hat| over rows where both are numbers; MAPE = 100 * mean
 |y - y_hat| / |y| over those rows with y != 0; labelled = rows whose target is not
@@ -8,6 +9,8 @@ NULL. Target and prediction are cast to float with ``TRY_CAST``: a classifier's 
 labels give no MAE rather than a type error.
 """
 from __future__ import annotations
+
+from datetime import datetime
 
 import ibis
 import pandas as pd
@@ -111,3 +114,32 @@ def row_counts(store: Store, dataset: str, filters: Filters | None = None,
     """Rows per slice (``reference``, ``production``) within ``filters``."""
     return {slice: int(error_table(store, dataset, slice, filters, engine=engine)["rows"].sum())
             for slice in ("reference", "production")}
+
+
+def time_bounds(store: Store, dataset: str, slice: str, engine: Engine | None = None
+                ) -> tuple[datetime, datetime] | None:
+    """(first, last) timestamp of a slice, or None without rows or timestamp."""
+    ts = store.dataset(dataset).roles.timestamp
+    if ts is None:
+        return None
+    con, t = connect_slice(store, dataset, slice, engine=engine)
+    if t is None:
+        return None
+    row = to_arrow(con, t.aggregate(lo=t[ts].min(), hi=t[ts].max())).to_pylist()[0]
+    if row["lo"] is None:
+        return None
+    return pd.Timestamp(row["lo"]).to_pydatetime(), pd.Timestamp(row["hi"]).to_pydatetime()
+
+
+def segment_values(store: Store, dataset: str, column: str, engine: Engine | None = None
+                   ) -> list[str]:
+    """Distinct values of a segment column over both slices, as text, sorted (NULL left
+    out)."""
+    values = set()
+    for slice in ("reference", "production"):
+        con, t = connect_slice(store, dataset, slice, engine=engine)
+        if t is not None:
+            text = t[column].cast("string")
+            values |= set(to_arrow(con, t.filter(text.notnull()).select(v=text).distinct())
+                          .column("v").to_pylist())
+    return sorted(values)
