@@ -302,14 +302,16 @@ def test_heatmap_command_gives_the_same_cells_on_both_engines(lake, spark_engine
     assert code == 0 and "Apache Spark (local[2])" in text and "2025-03-01" in text
 
 
-def test_heatmap_page_aggregates_on_spark(demo_store, spark_engine, monkeypatch):
+def test_heatmap_page_aggregates_on_spark(lake, spark_engine, monkeypatch):
     """The dashboard configured for Spark: the Heatmap page draws its grid from Spark's
     cubes (PSI from the profiles, KS binning the rows), with the cells DuckDB gives."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     from analysis.engine import engine_from_config
+    from page_helpers import use_store
     from pathlib import Path
+    use_store(lake.root, monkeypatch)
     monkeypatch.setenv("DRIFT_ENGINE", "spark")
     monkeypatch.setenv("DRIFT_SPARK_MASTER", spark_engine.master)
     assert engine_from_config() == spark_engine
