@@ -6,6 +6,7 @@ that does not draw the widget runs).
 """
 from __future__ import annotations
 
+import functools
 import json
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -59,72 +60,55 @@ def _filters(key: tuple) -> Filters:
     return Filters(start, end, {col: vals for col, vals in segments})
 
 
-def production_bounds(root: str, version: str, dataset: str):
-    return _production_bounds(root, version, dataset, engine())
+def _on_engine(loader):
+    """``loader`` cached per arguments and per configured engine (:func:`engine`), which
+    it receives as its last argument, ``engine_``: every page's store queries run on it,
+    and a changed configuration is a new cache entry."""
+    cached = st.cache_data(**CACHE)(loader)
+
+    @functools.wraps(loader)
+    def call(*args, **kwargs):
+        return cached(*args, **kwargs, engine_=engine())
+    return call
 
 
-@st.cache_data(**CACHE)
-def _production_bounds(root: str, version: str, dataset: str, engine_: Engine):
+@_on_engine
+def production_bounds(root: str, version: str, dataset: str, engine_: Engine):
     return slices.time_bounds(Store(root), dataset, "production", engine_)
 
 
-def segment_values(root: str, version: str, dataset: str, column: str) -> list[str]:
-    return _segment_values(root, version, dataset, column, engine())
-
-
-@st.cache_data(**CACHE)
-def _segment_values(root: str, version: str, dataset: str, column: str,
-                    engine_: Engine) -> list[str]:
+@_on_engine
+def segment_values(root: str, version: str, dataset: str, column: str,
+                   engine_: Engine) -> list[str]:
     return slices.segment_values(Store(root), dataset, column, engine_)
 
 
-# every loader below runs on the configured engine (:func:`engine`), which keys its cache
-def window_summary(root: str, version: str, dataset: str, unit: str, key: tuple):
-    return _window_summary(root, version, dataset, unit, key, engine())
-
-
-@st.cache_data(**CACHE)
-def _window_summary(root: str, version: str, dataset: str, unit: str, key: tuple,
-                    engine_: Engine):
+@_on_engine
+def window_summary(root: str, version: str, dataset: str, unit: str, key: tuple,
+                   engine_: Engine):
     return summary.window_summary(Store(root), dataset, unit, _filters(key), engine=engine_)
 
 
-def reference_error(root: str, version: str, dataset: str, key: tuple) -> dict:
-    return _reference_error(root, version, dataset, key, engine())
-
-
-@st.cache_data(**CACHE)
-def _reference_error(root: str, version: str, dataset: str, key: tuple, engine_: Engine) -> dict:
+@_on_engine
+def reference_error(root: str, version: str, dataset: str, key: tuple, engine_: Engine) -> dict:
     return slices.reference_error(Store(root), dataset, _filters(key), engine_)
 
 
-def drift_table(root: str, version: str, dataset: str, key: tuple, test, binning: str):
-    return _drift_table(root, version, dataset, key, test, binning, engine())
-
-
-@st.cache_data(**CACHE)
-def _drift_table(root: str, version: str, dataset: str, key: tuple, test, binning: str,
-                 engine_: Engine):
+@_on_engine
+def drift_table(root: str, version: str, dataset: str, key: tuple, test, binning: str,
+                engine_: Engine):
     return summary.filtered_drift_table(Store(root), dataset, _filters(key), test, binning,
                                         engine_)
 
 
-def feature_samples(root: str, version: str, dataset: str, feature: str, key: tuple):
-    return _feature_samples(root, version, dataset, feature, key, engine())
-
-
-@st.cache_data(**CACHE)
-def _feature_samples(root: str, version: str, dataset: str, feature: str, key: tuple,
-                     engine_: Engine):
+@_on_engine
+def feature_samples(root: str, version: str, dataset: str, feature: str, key: tuple,
+                    engine_: Engine):
     return summary.feature_samples(Store(root), dataset, feature, _filters(key), engine_)
 
 
-def row_counts(root: str, version: str, dataset: str, key: tuple) -> dict:
-    return _row_counts(root, version, dataset, key, engine())
-
-
-@st.cache_data(**CACHE)
-def _row_counts(root: str, version: str, dataset: str, key: tuple, engine_: Engine) -> dict:
+@_on_engine
+def row_counts(root: str, version: str, dataset: str, key: tuple, engine_: Engine) -> dict:
     return slices.row_counts(Store(root), dataset, _filters(key), engine_)
 
 
@@ -257,67 +241,47 @@ def sidebar() -> Context | None:
 
 
 # -- heatmap and segments ----------------------------------------------------------
-# the binned counts run on the configured engine (:func:`engine`), which keys each cache
-def frozen_bins(root: str, version: str, dataset: str):
-    return _frozen_bins(root, version, dataset, engine())
-
-
-@st.cache_data(**CACHE)
-def _frozen_bins(root: str, version: str, dataset: str, engine_: Engine):
+@_on_engine
+def frozen_bins(root: str, version: str, dataset: str, engine_: Engine):
     return reference_bins.frozen_bins(Store(root), dataset, engine=engine_)
 
 
-def coarse_cube(root: str, version: str, dataset: str, segment):
+@_on_engine
+def coarse_cube(root: str, version: str, dataset: str, segment, engine_: Engine):
     """Day-grain counts on the coarse bins, every segment value, summed from the
     snapshots' profiles; every filter, window unit and segment choice afterwards is numpy
     on this."""
-    return _coarse_cube(root, version, dataset, segment, engine())
-
-
-@st.cache_data(**CACHE)
-def _coarse_cube(root: str, version: str, dataset: str, segment, engine_: Engine):
     store_ = Store(root)
     return heatmap.build_cube(store_, dataset, segment, "coarse", "day", engine=engine_,
                               bins=reference_bins.frozen_bins(store_, dataset, engine=engine_))
 
 
-def fine_cube(root: str, version: str, dataset: str, segment, unit: str, start, end):
-    return _fine_cube(root, version, dataset, segment, unit, start, end, engine())
-
-
-@st.cache_data(**CACHE)
-def _fine_cube(root: str, version: str, dataset: str, segment, unit: str, start, end,
-               engine_: Engine):
+@_on_engine
+def fine_cube(root: str, version: str, dataset: str, segment, unit: str, start, end,
+              engine_: Engine):
     store_ = Store(root)
     return heatmap.build_cube(store_, dataset, segment, "fine", unit, Filters(start, end),
                               bins=reference_bins.frozen_bins(store_, dataset, engine=engine_),
                               engine=engine_)
 
 
-def reference_moments(root: str, version: str, dataset: str, segment):
-    return _reference_moments(root, version, dataset, segment, engine())
-
-
-@st.cache_data(**CACHE)
-def _reference_moments(root: str, version: str, dataset: str, segment, engine_: Engine):
+@_on_engine
+def reference_moments(root: str, version: str, dataset: str, segment, engine_: Engine):
     return counts.reference_moments(Store(root), dataset, segment, engine=engine_)
 
 
+@_on_engine
 def segment_window_metrics(root: str, version: str, dataset: str, segment: str, unit: str,
-                           key: tuple):
-    return _segment_window_metrics(root, version, dataset, segment, unit, key, engine())
-
-
-@st.cache_data(**CACHE)
-def _segment_window_metrics(root: str, version: str, dataset: str, segment: str, unit: str,
-                            key: tuple, engine_: Engine):
+                           key: tuple, engine_: Engine):
     return slices.segment_window_metrics(Store(root), dataset, segment, unit, _filters(key),
                                          engine_)
 
 
-@st.cache_data(**CACHE)
-def compare_cells(root: str, version: str, dataset: str, key_a: tuple, key_b: tuple):
-    return summary.compare_cells(Store(root), dataset, _filters(key_a), _filters(key_b))
+@_on_engine
+def compare_cells(root: str, version: str, dataset: str, key_a: tuple, key_b: tuple,
+                  engine_: Engine):
+    return summary.compare_cells(Store(root), dataset, _filters(key_a), _filters(key_b),
+                                 engine=engine_)
 
 
 def cell_key(ctx: "Context", segment: str | None, value: str | None, start, unit: str) -> tuple:

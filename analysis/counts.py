@@ -31,7 +31,7 @@ from analysis.codes import (CELL_SHIFT, CODES_DAY, code_expr, code_slots, codes_
                             profile_paths)
 from analysis.engine import (MISSING_SEGMENT, UNIT_CODES, Engine, connect, connect_slice,
                              epoch_us, files_view, local_con, present, present_or_null, run,
-                             shape_of, to_arrow, to_frame, unpivot)
+                             runs_on_spark, shape_of, to_arrow, to_frame, unpivot)
 from analysis.profiles import ensure_codes
 from analysis.queries import Filters
 from analysis.reference_bins import FrozenBins, bin_expr, frozen_bins, n_bins
@@ -366,7 +366,7 @@ def day_counts_from_codes(store: Store, dataset: str, bins: FrozenBins,
     frame as :func:`binned_counts` with ``unit='day'`` (``unit=None`` for the reference,
     whose window is NULL), without re-binning; on Spark (which keeps no codes) binned
     from the rows."""
-    if engine is not None and engine.spark:
+    if runs_on_spark(engine):
         return _day_counts_from_rows(store, dataset, bins, segment, filters, slice, engine)
     files = ensure_codes(store, dataset, bins, slice=slice)
     if not files:

@@ -124,6 +124,11 @@ def engine_from_config(environ=None, secrets=None) -> Engine:
                   setting("DRIFT_SPARK_TABLE", "spark_table"))
 
 
+def runs_on_spark(engine: Engine | None) -> bool:
+    """Whether ``engine`` is a Spark one (None: the embedded DuckDB)."""
+    return engine is not None and engine.spark
+
+
 def shape_of(engine: Engine | None) -> str:
     """The query shape of ``engine`` (None: the embedded DuckDB's, "union")."""
     return engine.layout if engine is not None else "union"
@@ -150,7 +155,7 @@ def is_spark(con) -> bool:
 
 def connect(engine: Engine | None = None):
     """This thread's Ibis connection to ``engine`` (None: the embedded DuckDB)."""
-    if engine is None or not engine.spark:
+    if not runs_on_spark(engine):
         return local_con()
     from analysis import spark
     return spark.local_con(engine)
@@ -201,7 +206,7 @@ def connect_slice(store: Store, dataset: str, slice: str, filters: Filters | Non
     The view name is fixed and the filters live in the view, so that compiled SQL depends
     on neither the file list nor the filter values and can be reused (compiling a
     1000-leaf bin tree costs more than running it)."""
-    if engine is not None and engine.spark:
+    if runs_on_spark(engine):
         from analysis import spark
         return spark.connect_slice(store, dataset, slice, filters, files, engine)
     files = [str(p) for p in (store.files(dataset, slice) if files is None else files)]
@@ -349,7 +354,7 @@ def sample_rows(store: Store, dataset: str, slice: str, columns: Sequence[str],
 
 def engine_to_json(engine: Engine | None) -> dict | None:
     """``engine`` as JSON-ready settings for a background job (None: the embedded DuckDB)."""
-    if engine is None or not engine.spark:
+    if not runs_on_spark(engine):
         return None
     return {"name": engine.name, "master": engine.master, "table": engine.table,
             "shape": engine.shape}
@@ -364,7 +369,7 @@ def engine_problem(engine: Engine | None) -> str | None:
     """Why ``engine`` cannot run queries (Spark without Java, a master that does not
     start or answer), in one line; None when it can. Starts the Spark session (every
     query needs it anyway)."""
-    if engine is None or not engine.spark:
+    if not runs_on_spark(engine):
         return None
     from analysis import spark
     try:

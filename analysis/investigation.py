@@ -23,10 +23,10 @@ from sklearn.linear_model import Ridge
 
 from analysis import attribution as at
 from analysis.binning import bins_for
-from analysis.engine import Engine, engine_to_json, sample_rows
-from analysis.slices import row_counts, time_bounds
+from analysis.engine import Engine, engine_to_json, runs_on_spark, sample_rows
 from analysis.formats import decimals_for
 from analysis.queries import ROW_FILE, ROW_NUMBER, Filters, fetch_rows, load_frame, load_keyed
+from analysis.slices import row_counts, time_bounds
 from analysis.store import Store
 from analysis.tables import jsonable
 
@@ -73,7 +73,7 @@ def load_slices(store: Store, dataset: str, problem: at.Problem,
     engine a random sample of at most about :data:`SPARK_SAMPLE` rows of each, drawn
     there (:func:`analysis.engine.sample_rows`), since a lake does not fit here."""
     cols = _columns(problem)
-    if engine is not None and engine.spark:
+    if runs_on_spark(engine):
         return tuple(sample_rows(store, dataset, side, cols, filters, engine, SPARK_SAMPLE)
                      for side in ("reference", "production"))
     return (load_frame(store, dataset, "reference", cols, filters, categories=True),
@@ -175,27 +175,27 @@ def investigate_store(store: Store, dataset: str, filters: Filters | None = None
         stored = _read_json(path)
         if stored is not None:
             return stored
-    if engine is not None and engine.spark:
+    if runs_on_spark(engine):
         reference, production = load_slices(store, dataset, problem, filters, engine)
         result = at.investigate(reference, production, problem, unit=unit, progress=progress)
         totals = row_counts(store, dataset, filters, engine)
-        out = jsonable({**result.to_dict(), "sample": {
-            "engine": engine.label, "reference": [len(reference), totals["reference"]],
-            "production": [len(production), totals["production"]]}})
-        _write_json(path, out)
-        return out
-    reference = load_frame(store, dataset, "reference", _columns(problem), filters,
-                           categories=True)
-    # production: a few columns of every row, every column of the rows sampled
-    light = [c for c in (problem.timestamp, problem.segment, problem.target, problem.prediction)
-             if c is not None]
-    production = load_keyed(store, dataset, "production", light, filters)
-    keys = production[[ROW_FILE, ROW_NUMBER]]
-    result = at.investigate(
-        reference, production, problem, unit=unit, progress=progress,
-        fetch_production=lambda rows: fetch_rows(store, dataset, "production",
-                                                  _columns(problem), keys.iloc[rows]))
-    out = jsonable(result.to_dict())
+        extra = {"sample": {"engine": engine.label,
+                            "reference": [len(reference), totals["reference"]],
+                            "production": [len(production), totals["production"]]}}
+    else:
+        reference = load_frame(store, dataset, "reference", _columns(problem), filters,
+                               categories=True)
+        # production: a few columns of every row, every column of the rows sampled
+        light = [c for c in (problem.timestamp, problem.segment, problem.target,
+                             problem.prediction) if c is not None]
+        production = load_keyed(store, dataset, "production", light, filters)
+        keys = production[[ROW_FILE, ROW_NUMBER]]
+        result = at.investigate(
+            reference, production, problem, unit=unit, progress=progress,
+            fetch_production=lambda rows: fetch_rows(store, dataset, "production",
+                                                      _columns(problem), keys.iloc[rows]))
+        extra = {}
+    out = jsonable({**result.to_dict(), **extra})
     _write_json(path, out)
     return out
 

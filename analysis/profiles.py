@@ -43,8 +43,8 @@ from analysis.codes import (CELL_SHIFT, CODES_DAY, cell_columns, code_expr, code
                             profile_complete, profile_paths, segment_values, write_codes,
                             write_meta)
 from analysis.engine import (MISSING_SEGMENT, Engine, compiled, connect, copy_to, epoch_us,
-                             files_view, new_con, present, present_or_null, run, shape_of,
-                             to_arrow, unpivot, view)
+                             files_view, new_con, present, present_or_null, run, runs_on_spark,
+                             shape_of, to_arrow, unpivot, view)
 from analysis.queries import parquet_source
 from analysis.reference_bins import FrozenBins, bin_expr, frozen_bins
 from analysis.store import Store
@@ -76,7 +76,7 @@ def ensure_codes(store: Store, dataset: str, bins: FrozenBins, progress=None,
     snaps = [snap for snap in every if snap.slice == slice]
     out = [folder / f"{snap.id}.parquet" for snap in snaps]
     current = {snap.id for snap in every}
-    spark = engine is not None and engine.spark
+    spark = runs_on_spark(engine)
 
     def done(path: Path, snap) -> bool:
         return profile_complete(folder, snap.id) and (spark or path.is_file())

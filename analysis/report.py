@@ -17,15 +17,15 @@ import plotly.graph_objects as go
 
 from analysis import __version__, heatmap
 from analysis.drift import TESTS
+from analysis.engine import Engine
 from analysis.export import figure_bytes
 from analysis.figures import (category_shares, decomposition_figure, distribution_figure,
                               heatmap_figure, histogram_shares, overview_figure,
                               segment_grid_figure, unit_of)
 from analysis.formats import selection
-from analysis.engine import Engine
-from analysis.slices import reference_error, row_counts, segment_window_metrics, time_bounds
 from analysis.queries import Filters
 from analysis.reference_bins import frozen_bins
+from analysis.slices import reference_error, row_counts, segment_window_metrics, time_bounds
 from analysis.stats import EmptySampleError
 from analysis.store import Store
 from analysis.summary import feature_samples, filtered_drift_table, window_summary

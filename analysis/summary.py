@@ -7,7 +7,7 @@ from analysis import noise, slices
 from analysis.counts import binned_counts, reference_moments, whole_counts
 from analysis.drift import (TESTS, ReferenceProfile, describe_tests, drift_table,
                             holm_adjusted)
-from analysis.engine import Engine, sample_rows
+from analysis.engine import Engine, runs_on_spark, sample_rows
 from analysis.formats import error, of_total, rows
 from analysis.heatmap import binned_drift_table, drift_table_from_counts, pooled_std
 from analysis.queries import Filters, load_frame, load_windows
@@ -65,7 +65,7 @@ def window_summary(store: Store, dataset: str, unit: str = "month",
     features, comma-separated, and ``tests`` the tests that ran (see
     :func:`tests_caption`).
     """
-    if engine is not None and engine.spark:
+    if runs_on_spark(engine):
         _only_default_test(test, binning)
         return binned_window_summary(store, dataset, unit, filters, engine, min_rows)
     roles = store.dataset(dataset).roles
@@ -200,7 +200,7 @@ def filtered_drift_table(store: Store, dataset: str, filters: Filters | None = N
 
     Raises :class:`EmptySampleError` with a message naming the empty side.
     """
-    if engine is not None and engine.spark:
+    if runs_on_spark(engine):
         _only_default_test(test, binning)
         counts = slices.row_counts(store, dataset, filters, engine)
         _raise_when_empty(counts["reference"], counts["production"])
@@ -226,7 +226,7 @@ def feature_samples(store: Store, dataset: str, feature: str, filters: Filters |
     """The reference and production values of one feature under the filters; on the
     Spark engine a sample of each side of at most about
     ``SAMPLE_ROWS`` values (:func:`analysis.engine.sample_rows`), for the pictures."""
-    if engine is not None and engine.spark:
+    if runs_on_spark(engine):
         return tuple(sample_rows(store, dataset, side, [feature], filters, engine,
                                  SAMPLE_ROWS)[feature] for side in ("reference", "production"))
     ref = load_frame(store, dataset, "reference", [feature], filters)[feature]
@@ -242,10 +242,14 @@ def cell_frames(store: Store, dataset: str, cells: list[Filters]) -> list[pd.Dat
 
 
 def compare_cells(store: Store, dataset: str, a: Filters, b: Filters,
-                  test: str | None = None) -> pd.DataFrame:
+                  test: str | None = None, engine: Engine | None = None) -> pd.DataFrame:
     """Drift table of production cell ``b`` against production cell ``a``, feature by
     feature (``a`` plays the reference), on the reference's frozen bins; p-values
-    Holm-adjusted over the features as in :func:`filtered_drift_table`."""
+    Holm-adjusted over the features as in :func:`filtered_drift_table`. On the Spark
+    engine, :func:`binned_compare_cells` (default tests only)."""
+    if runs_on_spark(engine):
+        _only_default_test(test, "quantile")
+        return binned_compare_cells(store, dataset, a, b, engine)
     frame_a, frame_b = cell_frames(store, dataset, [a, b])
     if frame_a.empty:
         raise EmptySampleError("cell A has no production rows")
@@ -255,3 +259,20 @@ def compare_cells(store: Store, dataset: str, a: Filters, b: Filters,
     table = drift_table(frame_a, frame_b, features, test=test,
                         bins=frozen_bins(store, dataset).coarse)
     return holm_adjusted([table])[0]
+
+
+def binned_compare_cells(store: Store, dataset: str, a: Filters, b: Filters,
+                         engine: Engine | None = None) -> pd.DataFrame:
+    """:func:`compare_cells` from engine aggregates: the default tests of
+    :func:`analysis.heatmap.binned_drift_table`, with cell ``a``'s counts in the
+    reference's place (the Wasserstein distance still normed by the reference's
+    standard deviation)."""
+    bins = frozen_bins(store, dataset, engine=engine)
+    counts_a, counts_b = (whole_counts(store, dataset, bins, "production", cell, engine=engine)
+                          for cell in (a, b))
+    for name, (_, coarse) in (("A", counts_a), ("B", counts_b)):
+        if coarse["n"].sum() == 0:
+            raise EmptySampleError(f"cell {name} has no production rows")
+    std = pooled_std(reference_moments(store, dataset, None, engine=engine), None)
+    return drift_table_from_counts(bins, store.dataset(dataset).roles.features, counts_a,
+                                   counts_b, std)

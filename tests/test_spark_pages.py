@@ -14,6 +14,7 @@ import pytest
 from analysis import heatmap, slices, summary
 from analysis.engine import sample_rows
 from analysis.queries import Filters
+from analysis.stats import EmptySampleError
 from analysis.store import Roles, Store
 
 pytestmark = pytest.mark.spark
@@ -109,6 +110,23 @@ def test_window_summary_and_drift_table_equal_on_spark_and_duckdb(rides, spark_e
     assert list(duck["drifted"]) == list(spark["drifted"])
     np.testing.assert_allclose(duck["statistic"].to_numpy(float),
                                spark["statistic"].to_numpy(float), rtol=0, atol=1e-9)
+
+
+def test_segments_cell_comparison_equal_on_spark_and_duckdb(rides, spark_engine):
+    """The Segments page's two-cell comparison from binned counts: the same statistics
+    and verdicts on both engines; x moved between March and May, nothing else; an empty
+    cell is said to be empty."""
+    march = Filters(pd.Timestamp("2025-03-01"), pd.Timestamp("2025-04-01"))
+    may = Filters(pd.Timestamp("2025-05-01"), pd.Timestamp("2025-06-01"))
+    duck = summary.binned_compare_cells(rides, DATASET, march, may)
+    spark = summary.compare_cells(rides, DATASET, march, may, engine=spark_engine)
+    assert list(duck["drifted"]) == list(spark["drifted"])
+    np.testing.assert_allclose(duck["statistic"].to_numpy(float),
+                               spark["statistic"].to_numpy(float), rtol=0, atol=1e-9)
+    assert list(duck[duck["drifted"].fillna(False).astype(bool)]["feature"]) == ["x"]
+    with pytest.raises(EmptySampleError, match="cell B has no production rows"):
+        summary.compare_cells(rides, DATASET, march, Filters(pd.Timestamp("2030-01-01")),
+                              engine=spark_engine)
 
 
 def test_spark_draws_a_bounded_sample_for_the_pictures(rides, spark_engine):
