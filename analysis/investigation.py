@@ -90,8 +90,10 @@ def _normalised(store: Store, dataset: str, filters: Filters,
                 engine: Engine | None = None) -> Filters:
     """The same filters without a time range that covers all production rows anyway, so
     the sidebar's default range and no range share one cached result."""
+    if filters.start is None and filters.end is None:
+        return filters
     bounds = time_bounds(store, dataset, "production", engine)
-    if bounds is None or filters.start is None and filters.end is None:
+    if bounds is None:
         return filters
     first, last = bounds
     if (filters.start is None or filters.start <= first) and (filters.end is None or filters.end > last):

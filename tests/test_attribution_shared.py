@@ -100,7 +100,7 @@ def test_poisson_counts_follow_poisson_one():
     from scipy import stats
     from analysis.attribution.samples import poisson_counts
     counts = poisson_counts(np.random.default_rng(3), 20_000)
-    assert counts.dtype == np.uint8 and counts.shape == (at.BOOTSTRAP, 20_000)
+    assert counts.dtype == np.uint8 and counts.shape == (20_000, at.BOOTSTRAP)
     values, freq = np.unique(counts, return_counts=True)
     expected = stats.poisson.pmf(values, 1.0) * counts.size
     keep = expected >= 5

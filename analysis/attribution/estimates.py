@@ -76,6 +76,7 @@ class _LossLevels:
                                     p.positive)
         self.seg_ref = segments_of(reference, p.segment)
         self.seg_prod = seg_prod
+        self._ref_levels: dict[str, float] = {}   # per group: the same in every window
 
     @staticmethod
     def _mean(values: np.ndarray) -> float:
@@ -85,11 +86,13 @@ class _LossLevels:
     def of(self, ref_segment: str, win_segment: str, rows: np.ndarray) -> tuple[float, float]:
         """(reference level of ``ref_segment``, level of ``win_segment`` in window ``rows``);
         ALL takes every group."""
-        ref = self.ref_loss if ref_segment == ALL else self.ref_loss[self.seg_ref == ref_segment]
+        if ref_segment not in self._ref_levels:
+            self._ref_levels[ref_segment] = self._mean(
+                self.ref_loss if ref_segment == ALL else self.ref_loss[self.seg_ref == ref_segment])
         win = self.prod_loss[rows]
         if win_segment != ALL:
             win = win[self.seg_prod[rows] == win_segment]
-        return self._mean(ref), self._mean(win)
+        return self._ref_levels[ref_segment], self._mean(win)
 
 
 def _anchored(anchors: tuple[float, float] | None, lp: tuple, e_iw: tuple, e_sa: tuple,

@@ -20,8 +20,10 @@ class Side:
     ``values`` and ``codes`` hold each feature's cleaned values and its frozen-bin codes;
     ``loss`` the user's model's per-row loss (None without one); ``model`` the reference
     model's per-row quantities (see :func:`analysis.attribution.engine.score_reference_model`);
-    ``reps`` the Poisson(1) bootstrap counts of every row, drawn once (``BOOTSTRAP`` x n,
-    small integers stored as uint8), shared by every cell the row belongs to.
+    ``reps`` the Poisson(1) bootstrap counts of every row, drawn once (n x ``BOOTSTRAP``,
+    small integers stored as uint8), shared by every cell the row belongs to. A row's
+    counts are contiguous, so a cell's rows are gathered in blocks (ten times faster
+    than gathering columns of a replicate-major layout).
     """
 
     frame: pd.DataFrame
@@ -36,8 +38,8 @@ class Side:
     position: np.ndarray | None = None    # production: each row's position in the full table
 
     def replicates(self, rows: np.ndarray) -> np.ndarray:
-        """Bootstrap counts of ``rows`` as floats (B x len(rows))."""
-        return self.reps[:, rows].astype(float)
+        """Bootstrap counts of ``rows`` as floats (B x len(rows), a transposed view)."""
+        return self.reps[rows].astype(float).T
 
 
 def make_side(frame: pd.DataFrame, p: Problem, encoder: Encoder, bins: dict,
@@ -65,16 +67,18 @@ _POISSON_CDF = np.cumsum([math.exp(-1) / math.factorial(k) for k in range(10)]).
 
 
 def poisson_counts(rng: np.random.Generator, n: int, block: int = 8192) -> np.ndarray:
-    """``BOOTSTRAP`` x ``n`` Poisson(1) counts as uint8, by inversion: a count is the
+    """``n`` x ``BOOTSTRAP`` Poisson(1) counts as uint8, by inversion: a count is the
     number of the distribution function's values that one uniform draw exceeds. Drawn a
     block of rows at a time from float32 uniforms (a quarter of the memory and a fifth of
     the time of ``rng.poisson``'s int64 draws)."""
-    out = np.empty((BOOTSTRAP, n), dtype=np.uint8)
+    out = np.empty((n, BOOTSTRAP), dtype=np.uint8)
     for start in range(0, n, block):
         stop = min(start + block, n)
+        # drawn replicate-major, as before the layout changed, so a seed gives the same
+        # counts to the same rows
         u = rng.random((BOOTSTRAP, stop - start), dtype=np.float32)
-        counts = out[:, start:stop]
-        np.greater(u, _POISSON_CDF[0], out=counts, casting="unsafe")
+        counts = np.greater(u, _POISSON_CDF[0]).astype(np.uint8)
         for level in _POISSON_CDF[1:]:
             counts += u > level
+        out[start:stop] = counts.T
     return out
