@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analysis import (counts, export, formats, heatmap, jobs, queries, reference_bins, report,
-                      slices, summary)
+from analysis import (calendar_windows, counts, export, formats, heatmap, jobs, queries,
+                      reference_bins, report, slices, summary)
 from analysis.drift import common_note, display_columns, display_table
 from analysis.engine import Engine, engine_from_config, engine_problem
 from analysis.ingest import default_dataset
@@ -287,7 +287,7 @@ def compare_cells(root: str, version: str, dataset: str, key_a: tuple, key_b: tu
 def cell_key(ctx: "Context", segment: str | None, value: str | None, start, unit: str) -> tuple:
     """Filter key of one window x segment value (see :func:`queries.cell_key`)."""
     return queries.cell_key(ctx.key, segment, value, pd.Timestamp(start),
-                            pd.Timestamp(heatmap.window_end(start, unit)))
+                            pd.Timestamp(calendar_windows.window_end(start, unit)))
 
 
 def selected_segments(ctx: "Context", segment: str | None) -> list[str] | None:

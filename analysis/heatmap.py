@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import noise, stats
+from analysis.calendar_windows import window_start
 from analysis.counts import binned_counts, day_counts, reference_moments, whole_counts
 from analysis.drift import TESTS, FeatureDrift, judge_distance
 from analysis.engine import Engine
@@ -50,38 +51,6 @@ METRICS = {
     "ks": ("KS statistic D", "fine", (0.05, 0.1)),
 }
 ALL = "all"
-
-
-def window_start(values, unit: str) -> np.ndarray:
-    """Calendar window start (datetime64[us]) of each timestamp; weeks start on Monday."""
-    stamps = np.asarray(values, dtype="datetime64[us]")
-    if unit == "hour":
-        return stamps.astype("datetime64[h]").astype("datetime64[us]")
-    days = stamps.astype("datetime64[D]")
-    if unit == "day":
-        out = days
-    elif unit == "week":
-        # 1970-01-01 was a Thursday: shift so weeks start on Monday
-        out = (days - ((days.astype(np.int64) + 3) % 7).astype("timedelta64[D]"))
-    elif unit == "month":
-        out = days.astype("datetime64[M]").astype("datetime64[D]")
-    else:
-        raise ValueError(f"unknown window unit {unit!r}")
-    return out.astype("datetime64[us]")
-
-
-def window_end(start, unit: str) -> np.datetime64:
-    """Exclusive end of the window starting at ``start``."""
-    if unit == "hour":
-        return (np.datetime64(start, "h") + np.timedelta64(1, "h")).astype("datetime64[us]")
-    s = np.datetime64(start, "D")
-    if unit == "day":
-        e = s + np.timedelta64(1, "D")
-    elif unit == "week":
-        e = s + np.timedelta64(7, "D")
-    else:
-        e = (s.astype("datetime64[M]") + np.timedelta64(1, "M")).astype("datetime64[D]")
-    return e.astype("datetime64[us]")
 
 
 @dataclass
@@ -506,5 +475,5 @@ def band(metric: str, value: float) -> str:
 
 __all__ = ["METRICS", "Cube", "build_cube", "select", "grid", "segment_drift",
            "sort_features", "band", "cell_class", "grid_caption", "drift_rule", "pooled_std",
-           "window_start", "window_end", "cell_statistic", "cell_noise_level",
+           "cell_statistic", "cell_noise_level",
            "binned_drift_table", "drift_table_from_counts"]

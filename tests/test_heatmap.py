@@ -121,10 +121,11 @@ def test_filters_and_rollups_are_sums(coarse, bins):
 
 
 def test_window_bounds():
-    assert heatmap.window_start(np.array(["2025-06-01T13:00"], dtype="datetime64[us]"),
-                                "week")[0] == np.datetime64("2025-05-26")
-    assert heatmap.window_end("2025-12-01", "month") == np.datetime64("2026-01-01")
-    assert heatmap.window_end("2025-05-26", "week") == np.datetime64("2025-06-02")
+    from analysis.calendar_windows import window_end, window_start
+    assert window_start(np.array(["2025-06-01T13:00"], dtype="datetime64[us]"),
+                        "week")[0] == np.datetime64("2025-05-26")
+    assert window_end("2025-12-01", "month") == np.datetime64("2026-01-01")
+    assert window_end("2025-05-26", "week") == np.datetime64("2025-06-02")
 
 
 def test_segment_window_metrics_match_pandas(demo_store, raw):

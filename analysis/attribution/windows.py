@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.attribution.problem import CELL_ROWS, MIN_ROWS, UNITS, AttributionError
-from analysis.heatmap import window_end, window_start
+from analysis.calendar_windows import window_end, window_start
 
 
 def cell_sizes(timestamps, segments=None) -> dict[str, dict[str, float]]:
