@@ -189,12 +189,14 @@ def investigate_store(store: Store, dataset: str, filters: Filters | None = None
         # production: a few columns of every row, every column of the rows sampled
         light = [c for c in (problem.timestamp, problem.segment, problem.target,
                              problem.prediction) if c is not None]
-        production = load_keyed(store, dataset, "production", light, filters)
+        files = store.files(dataset, "production")   # one list: the keys index it
+        production = load_keyed(store, dataset, "production", light, filters, files)
         keys = production[[ROW_FILE, ROW_NUMBER]]
         result = at.investigate(
             reference, production, problem, unit=unit, progress=progress,
             fetch_production=lambda rows: fetch_rows(store, dataset, "production",
-                                                      _columns(problem), keys.iloc[rows]))
+                                                      _columns(problem), keys.iloc[rows],
+                                                      files))
         extra = {}
     out = jsonable({**result.to_dict(), **extra})
     _write_json(path, out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import duckdb
@@ -144,17 +145,25 @@ ROW_FILE, ROW_NUMBER = "__drift_file", "file_row_number"
 
 
 def _keyed_source(files) -> str:
-    """:func:`parquet_source` with each row's key: its file and row number in it."""
-    return parquet_source(files)[:-1] + f", filename = '{ROW_FILE}', file_row_number = true)"
+    """:func:`parquet_source` with each row's key: its file (its position in ``files``)
+    and its row number in that file, both as 32-bit integers. Integers rather than the
+    file's name: a name is a string per row, which at millions of rows cost the reader
+    several times the columns it was asked for."""
+    source = parquet_source(files)[:-1] + ", file_row_number = true)"
+    return (f"(SELECT * REPLACE ({ROW_NUMBER}::UINTEGER AS {ROW_NUMBER}), "
+            f"file_index::UINTEGER AS {ROW_FILE} FROM {source})")
 
 
 def load_keyed(store: Store, dataset: str, slice: str, columns: Sequence[str],
-               filters: Filters | None = None) -> pd.DataFrame:
-    """:func:`load_frame` (text as categoricals) plus each row's key (``ROW_FILE``,
-    ``ROW_NUMBER``), so that :func:`fetch_rows` can read chosen rows' other columns
-    later: a caller needing a few columns of every row and every column of a sample
-    never holds every column of every row."""
-    files = store.files(dataset, slice)
+               filters: Filters | None = None, files: Sequence[Path] | None = None
+               ) -> pd.DataFrame:
+    """:func:`load_frame` (text as categoricals) plus each row's key (``ROW_FILE``, the
+    file's position in ``files``, and ``ROW_NUMBER``), so that :func:`fetch_rows` can
+    read chosen rows' other columns later: a caller needing a few columns of every row
+    and every column of a sample never holds every column of every row. ``files``: the
+    slice's snapshot files (default: the store's list now); pass the same list to
+    :func:`fetch_rows`."""
+    files = store.files(dataset, slice) if files is None else list(files)
     if not files:
         return pd.DataFrame(columns=[*columns, ROW_FILE, ROW_NUMBER])
     where, params = _where(store, dataset, slice, filters)
@@ -163,14 +172,16 @@ def load_keyed(store: Store, dataset: str, slice: str, columns: Sequence[str],
 
 
 def fetch_rows(store: Store, dataset: str, slice: str, columns: Sequence[str],
-               keys: pd.DataFrame) -> pd.DataFrame:
+               keys: pd.DataFrame, files: Sequence[Path] | None = None) -> pd.DataFrame:
     """The rows named by ``keys`` (columns ``ROW_FILE``, ``ROW_NUMBER`` as
-    :func:`load_keyed` gives them), with ``columns``, in the keys' order."""
-    wanted = pa.table({ROW_FILE: pa.array(keys[ROW_FILE].astype(str).to_numpy(), pa.string()),
-                       ROW_NUMBER: pa.array(keys[ROW_NUMBER].to_numpy(dtype="int64")),
+    :func:`load_keyed` gave them for the same ``files``), with ``columns``, in the keys'
+    order."""
+    files = store.files(dataset, slice) if files is None else list(files)
+    wanted = pa.table({ROW_FILE: pa.array(keys[ROW_FILE].to_numpy(dtype="uint32")),
+                       ROW_NUMBER: pa.array(keys[ROW_NUMBER].to_numpy(dtype="uint32")),
                        "__position": pa.array(range(len(keys)), pa.int64())})
     cols = ", ".join(f"t.{quote(c)}" for c in columns)
-    sql = (f"SELECT {cols} FROM {_keyed_source(store.files(dataset, slice))} AS t "
+    sql = (f"SELECT {cols} FROM {_keyed_source(files)} AS t "
            f"JOIN __wanted AS w ON t.{ROW_FILE} = w.{ROW_FILE} AND t.{ROW_NUMBER} = w.{ROW_NUMBER} "
            "ORDER BY w.__position")
     return _categorical_frame(sql, (), {"__wanted": wanted}).reset_index(drop=True)

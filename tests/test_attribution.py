@@ -136,6 +136,29 @@ def test_choose_unit_picks_windows_the_rows_can_support():
     assert at.choose_unit(pd.date_range("2025-01-01", periods=120, freq="36h")) is None
 
 
+def test_cell_sizes_equal_pandas_value_counts():
+    # hours over ten years (the sparse path: unique) and a few weeks (the dense path:
+    # bincount), with missing timestamps and a group per row
+    rng = np.random.default_rng(4)
+    for span_hours in (87_600, 500):
+        stamps = pd.Series(pd.Timestamp("2020-01-01")
+                           + pd.to_timedelta(rng.integers(0, span_hours, 3000), unit="h"))
+        stamps[rng.random(3000) < 0.05] = pd.NaT
+        groups = rng.choice(["a", "b", "c"], 3000)
+        sizes = at.cell_sizes(stamps, groups)
+        ok = stamps.notna()
+        for unit, freq in (("hour", "h"), ("day", "D"), ("month", "M")):
+            starts = stamps[ok].dt.to_period(freq).dt.start_time
+            windows = starts.value_counts()
+            cells = pd.DataFrame({"w": starts, "g": groups[ok.to_numpy()]}).value_counts()
+            assert sizes[unit] == {"windows": len(windows),
+                                   "window_rows": float(windows.median()),
+                                   "cell_rows": float(cells.median())}
+        weeks = stamps[ok].dt.to_period("W-SUN").dt.start_time.value_counts()   # from Monday
+        assert sizes["week"]["windows"] == len(weeks)
+        assert sizes["week"]["window_rows"] == float(weeks.median())
+
+
 def test_task_and_prediction_kind():
     assert at.infer_task(pd.Series([1.5, 2.0, 3.2])) == "regression"
     assert at.infer_task(pd.Series([0, 1, 1, 0])) == "classification"
