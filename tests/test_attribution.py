@@ -136,6 +136,21 @@ def test_choose_unit_picks_windows_the_rows_can_support():
     assert at.choose_unit(pd.date_range("2025-01-01", periods=120, freq="36h")) is None
 
 
+def test_window_numbers_follow_window_start():
+    from analysis.attribution.windows import window_numbers
+    from analysis.calendar_windows import window_start
+    rng = np.random.default_rng(9)
+    # before and after 1970, around month and year ends, every weekday
+    ts = (np.datetime64("1969-11-20T00:00", "us")
+          + rng.integers(0, 60 * 366 * 86_400, 5000) * np.timedelta64(1_000_000, "us"))
+    for unit in ("hour", "day", "week", "month"):
+        numbers, starts = window_numbers(ts, unit), window_start(ts, unit)
+        order = np.argsort(numbers, kind="stable")
+        # equal numbers exactly when equal starts, and in the same order
+        assert np.array_equal(np.diff(numbers[order]) > 0, np.diff(starts[order]) > np.timedelta64(0))
+        assert (np.diff(starts[order]) >= np.timedelta64(0)).all()
+
+
 def test_cell_sizes_equal_pandas_value_counts():
     # hours over ten years (the sparse path: unique) and a few weeks (the dense path:
     # bincount), with missing timestamps and a group per row
