@@ -142,6 +142,7 @@ def _categorical_frame(sql: str, params: Sequence = (), tables: Mapping | None =
 
 
 ROW_FILE, ROW_NUMBER = "__drift_file", "file_row_number"
+_ROW_PATH = "__drift_path"
 
 
 def _keyed_source(files) -> str:
@@ -149,9 +150,14 @@ def _keyed_source(files) -> str:
     and its row number in that file, both as 32-bit integers. Integers rather than the
     file's name: a name is a string per row, which at millions of rows cost the reader
     several times the columns it was asked for."""
-    source = parquet_source(files)[:-1] + ", file_row_number = true)"
-    return (f"(SELECT * REPLACE ({ROW_NUMBER}::UINTEGER AS {ROW_NUMBER}), "
-            f"file_index::UINTEGER AS {ROW_FILE} FROM {source})")
+    # the file's name under a name no data column has (DuckDB's own file_index would
+    # be shadowed by a data column of that name), turned into its position once per
+    # chunk of rows (the name is one value per chunk)
+    paths = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+    source = parquet_source(files)[:-1] + f", filename = '{_ROW_PATH}', file_row_number = true)"
+    return (f"(SELECT * EXCLUDE ({_ROW_PATH}) REPLACE ({ROW_NUMBER}::UINTEGER AS {ROW_NUMBER}), "
+            f"(list_position([{paths}], {_ROW_PATH}) - 1)::UINTEGER AS {ROW_FILE} "
+            f"FROM {source})")
 
 
 def load_keyed(store: Store, dataset: str, slice: str, columns: Sequence[str],

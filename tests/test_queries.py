@@ -115,3 +115,29 @@ def test_fetch_rows_reads_the_keyed_rows_in_the_order_asked(store):
     expected = full.iloc[order].reset_index(drop=True)
     assert rows["group"].astype(str).tolist() == expected["group"].astype(str).tolist()
     pd.testing.assert_frame_equal(rows.drop(columns="group"), expected.drop(columns="group"))
+
+
+def test_keyed_rows_across_snapshots_even_with_a_column_named_file_index(tmp_path):
+    # DuckDB's own file_index would be shadowed by this data column: the keys must not be
+    rng = np.random.default_rng(11)
+    s = Store(tmp_path)
+    s.create_dataset("k", Roles(numeric=["x", "file_index"]))
+    parts = []
+    for i in range(3):
+        part = pd.DataFrame({"x": rng.normal(size=400) + 10 * i,
+                             "file_index": np.full(400, 99.0 + i)})
+        s.add_snapshot("k", "production", pa.Table.from_pandas(part), source=f"p{i}")
+        parts.append(part)
+    light = queries.load_keyed(s, "k", "production", ["x"])
+    files = s.files("k", "production")
+    assert sorted(light[queries.ROW_FILE].unique().tolist()) == [0, 1, 2]
+    assert len(files) == 3
+    order = rng.permutation(len(light))[:500]
+    rows = queries.fetch_rows(s, "k", "production", ["x", "file_index"],
+                              light.iloc[order][[queries.ROW_FILE, queries.ROW_NUMBER]], files)
+    np.testing.assert_array_equal(rows["x"].to_numpy(), light["x"].to_numpy()[order])
+    # each row came from the file its key names, at the row number its key names
+    by_file = {str(f): p for f, p in zip(files, parts)}
+    for key_file, key_row, x in zip(light[queries.ROW_FILE].to_numpy()[order],
+                                    light[queries.ROW_NUMBER].to_numpy()[order], rows["x"]):
+        assert by_file[str(files[key_file])]["x"].iloc[key_row] == x
