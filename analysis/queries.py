@@ -62,10 +62,14 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def path_list(files) -> str:
+    """The paths of ``files`` as a SQL list literal."""
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
+
+
 def parquet_source(files) -> str:
     """SQL reading the Parquet ``files`` as one table (columns matched by name)."""
-    paths = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-    return f"read_parquet([{paths}], union_by_name = true)"
+    return f"read_parquet({path_list(files)}, union_by_name = true)"
 
 
 def _source(store: Store, dataset: str, slice: str) -> str | None:
@@ -153,10 +157,9 @@ def _keyed_source(files) -> str:
     # the file's name under a name no data column has (DuckDB's own file_index would
     # be shadowed by a data column of that name), turned into its position once per
     # chunk of rows (the name is one value per chunk)
-    paths = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
     source = parquet_source(files)[:-1] + f", filename = '{_ROW_PATH}', file_row_number = true)"
     return (f"(SELECT * EXCLUDE ({_ROW_PATH}) REPLACE ({ROW_NUMBER}::UINTEGER AS {ROW_NUMBER}), "
-            f"(list_position([{paths}], {_ROW_PATH}) - 1)::UINTEGER AS {ROW_FILE} "
+            f"(list_position({path_list(files)}, {_ROW_PATH}) - 1)::UINTEGER AS {ROW_FILE} "
             f"FROM {source})")
 
 

@@ -137,8 +137,7 @@ def test_choose_unit_picks_windows_the_rows_can_support():
 
 
 def test_window_numbers_follow_window_start():
-    from analysis.attribution.windows import window_numbers
-    from analysis.calendar_windows import window_start
+    from analysis.calendar_windows import window_numbers, window_start
     rng = np.random.default_rng(9)
     # before and after 1970, around month and year ends, every weekday
     ts = (np.datetime64("1969-11-20T00:00", "us")
