@@ -121,3 +121,11 @@ def spark_engine():
         else:
             os.environ["DRIFT_SPARK_CONF"] = saved
 
+
+
+def pytest_collection_modifyitems(config, items):
+    """When the run is spread over workers (``-n``, pytest-xdist), the Spark tests go to
+    one worker together: one Spark session, one JVM, for the whole run."""
+    for item in items:
+        if item.get_closest_marker("spark"):
+            item.add_marker(pytest.mark.xdist_group("spark"))
