@@ -40,6 +40,27 @@ def test_effective_sample_size_and_weighted_mean():
     assert rep[1] == pytest.approx((2 * 1 * 1 + 2 * 3) / (2 + 2))
 
 
+def test_weighted_means_equal_one_weighted_mean_at_a_time():
+    """One product of the counts for several means, a weights array shared by two of
+    them, gives what each :func:`weighted_mean` gives alone."""
+    from analysis.attribution.estimates import weighted_means
+    rng = np.random.default_rng(5)
+    n = 300
+    reps = rng.poisson(1.0, (50, n)).astype(float)
+    v1, v2 = rng.normal(size=n), rng.exponential(size=n)
+    w, u = rng.uniform(0, 3, n), np.ones(n)
+    pairs = [(v1, w), (v2, w), (v1, u), (v2 * v1, u)]
+    for (point, rep), (values, weights) in zip(at.weighted_means(pairs, reps), pairs):
+        expected_point, expected_rep = at.weighted_mean(values, weights, reps)
+        assert point == pytest.approx(expected_point, rel=1e-12)
+        np.testing.assert_allclose(rep, expected_rep, rtol=1e-12)
+    # hand-computed on the small case above
+    v = np.array([1.0, 2.0, 3.0, 4.0])
+    small = np.array([[1, 1, 1, 1], [2, 0, 1, 0]], dtype=float)
+    [(point, rep)] = weighted_means([(v, np.array([1.0, 1.0, 2.0, 4.0]))], small)
+    assert point == pytest.approx(25 / 8) and rep[1] == pytest.approx(8 / 4)
+
+
 def test_row_losses_match_sklearn():
     y = pd.Series([100.0, 200.0, 0.0, 50.0])
     pred = pd.Series([110.0, 180.0, 5.0, 50.0])

@@ -88,7 +88,7 @@ from analysis.attribution.domain import (DomainFit, SharedDomain, _cell_pi, auc_
 from analysis.attribution.encoding import Encoder, clean_values, segments_of
 from analysis.attribution.engine import Investigation, investigate
 from analysis.attribution.estimates import (effective_sample_size, interval, null_se,
-                                            two_sided_p, weighted_mean)
+                                            two_sided_p, weighted_mean, weighted_means)
 from analysis.attribution.features import describe_path, disagreement_tree
 from analysis.attribution.problem import (ALL, ALPHA, AUC_MIN, BIAS_MIN, BOOTSTRAP, CELL_ROWS,
                                           CLASSIFICATION_METRICS, CLIP, CONCEPT_MIN, METRICS,
@@ -113,5 +113,5 @@ __all__ = [
     "infer_task", "interval", "investigate", "label_text", "looks_like_id", "metric_level",
     "model_loss_and_residual", "null_se", "prediction_kind", "problem_from_frames",
     "row_losses", "segments_of", "target_codes", "two_sided_p", "unit_for", "verdict_text",
-    "weighted_mean", "_cell_pi", "_names", "_perfect",
+    "weighted_mean", "weighted_means", "_cell_pi", "_names", "_perfect",
 ]

@@ -12,7 +12,7 @@ from analysis.attribution.encoding import clean_values
 from analysis.attribution.samples import Side
 from analysis.attribution.estimates import (_anchored, _decompose, _support_aware,
                                             effective_sample_size, interval, null_se,
-                                            two_sided_p, weighted_mean)
+                                            two_sided_p, weighted_means)
 from analysis.attribution.problem import (ALPHA, AUC_MIN, BIAS_MIN, CLIP, CONCEPT_MIN,
                                           MIN_ROWS, PSI_MIN, SUPPORT_RATIO, Problem)
 from analysis.drift import NUMERIC
@@ -177,16 +177,17 @@ def decompose_cell(cell: Cell, p: Problem, ref: Side, win: Side, rows: CellRows)
     m_r, m_w = np.isfinite(lr_), np.isfinite(lw_)
     if m_r.sum() < 1 or m_w.sum() < 1:
         return
-    rr2, rw2 = ref.replicates(rows.ref[m_r]), win.replicates(rows.win[m_w])
     pi_ref, pi_win = rows.pi_ref[m_r], rows.pi_win[m_w]
-    r_win = pi_win / (1 - pi_win)
+    loss_ref, loss_win = lr_[m_r], lw_[m_w]
     weights = np.minimum(pi_ref / (1 - pi_ref), CLIP)
-    lp = weighted_mean(lr_[m_r], np.ones(int(m_r.sum())), rr2)
-    lq = weighted_mean(lw_[m_w], np.ones(int(m_w.sum())), rw2)
-    e_iw = weighted_mean(lr_[m_r], weights, rr2)
-    e_sa = _support_aware(e_iw, lw_[m_w], r_win > SUPPORT_RATIO, rw2)
-    sr = weighted_mean(lr_[m_r], pi_ref, rr2)
-    sw = weighted_mean(lw_[m_w], 1 - pi_win, rw2)
+    lp, e_iw, sr = weighted_means([(loss_ref, np.ones(len(loss_ref))), (loss_ref, weights),
+                                   (loss_ref, pi_ref)], ref.replicates(rows.ref[m_r]))
+    outside = (pi_win / (1 - pi_win) > SUPPORT_RATIO).astype(float)
+    ones = np.ones(len(loss_win))
+    lq, sw, o, o_loss = weighted_means([(loss_win, ones), (loss_win, 1 - pi_win),
+                                        (outside, ones), (outside * loss_win, ones)],
+                                       win.replicates(rows.win[m_w]))
+    e_sa = _support_aware(e_iw, o, o_loss)
     lp, e_iw, e_sa, sr, lq, sw = _anchored(rows.anchors, lp, e_iw, e_sa, sr, lq, sw)
     cell.decomposition = _decompose(p.metric, lp, lq, e_sa, e_iw, sr, sw)
     cell._rep = {"lp": lp, "lq": lq, "e_sa": e_sa, "e_iw": e_iw, "sr": sr, "sw": sw}
@@ -229,10 +230,10 @@ def judge_concept(cell: Cell, p: Problem, ref: Side, win: Side, rows: CellRows,
     if found is None:
         return
     r_rows, w_rows, t_r, t_w, pi_w = found
-    rr, rw = ref.replicates(r_rows), win.replicates(w_rows)
     gr, gw = ref.model, win.model
-    s_ref = weighted_mean(gr["loss_adj"][r_rows], t_r, rr)
-    s_win = weighted_mean(gw["loss_adj"][w_rows], t_w, rw)
+    means = _concept_means(gr, gw, r_rows, w_rows, t_r, t_w, ref.replicates(r_rows),
+                           win.replicates(w_rows))
+    s_ref, s_win = means["loss"]
     base = float(np.mean(gr["loss"][r_rows]))
     loss_change = s_win[0] - s_ref[0]
     # two classes: under the reference's concept (calibrated p) each row's variance is
@@ -248,7 +249,7 @@ def judge_concept(cell: Cell, p: Problem, ref: Side, win: Side, rows: CellRows,
                "shared_weight_window": float((1 - pi_w).sum() / len(pi_w))}
     tests = [("loss", loss_p, abs(loss_change) >= CONCEPT_MIN * base)]
     if gr.get("resid") is not None:
-        tests += _residual_tests(concept, gr, gw, r_rows, w_rows, t_r, t_w, rr, rw, floors)
+        tests += _residual_tests(concept, means, gr, gw, r_rows, w_rows, t_r, t_w, floors)
     cell.concept = concept
     cell._concept_tests = tests if examined else []
     cell._held_concept_tests = [] if examined else tests
@@ -271,14 +272,36 @@ def _null_floors(gr: dict, gw: dict, r_rows, w_rows, t_r, t_w) -> dict:
             "v_r": v_r, "v_w": v_w}
 
 
-def _residual_tests(concept: dict, gr: dict, gw: dict, r_rows, w_rows, t_r, t_w, rr, rw,
-                    floors: dict) -> list:
+def _centre(gr: dict, r_rows: np.ndarray, t_r: np.ndarray) -> float:
+    """The reference's prediction mean on the shared region (weights ``t_r``)."""
+    pred_r = gr["pred"][r_rows]
+    return float(np.average(pred_r, weights=t_r)) if t_r.sum() > 0 else float(pred_r.mean())
+
+
+def _concept_means(gr: dict, gw: dict, r_rows, w_rows, t_r, t_w, rr, rw) -> dict:
+    """The concept tests' weighted means of the reference model's adjusted loss, and
+    when it has residuals of the adjusted residual and its product with the centred
+    prediction: name -> (reference, window), each (point, replicates)."""
+    names, ref_pairs, win_pairs = ["loss"], [(gr["loss_adj"][r_rows], t_r)], \
+        [(gw["loss_adj"][w_rows], t_w)]
+    if gr.get("resid") is not None:
+        centre = _centre(gr, r_rows, t_r)
+        names += ["bias", "covariance"]
+        ref_pairs += [(gr["resid_adj"][r_rows], t_r),
+                      (gr["resid_adj"][r_rows] * (gr["pred"][r_rows] - centre), t_r)]
+        win_pairs += [(gw["resid_adj"][w_rows], t_w),
+                      (gw["resid_adj"][w_rows] * (gw["pred"][w_rows] - centre), t_w)]
+    return dict(zip(names, zip(weighted_means(ref_pairs, rr), weighted_means(win_pairs, rw))))
+
+
+def _residual_tests(concept: dict, means: dict, gr: dict, gw: dict, r_rows, w_rows, t_r,
+                    t_w, floors: dict) -> list:
     """Bias (the mean residual) and slope (the residual's covariance with the centred
     prediction, over the prediction's SD: a rule that got weaker or stronger leaves the
-    mean residual alone but tilts it against the prediction) changes, with p-values."""
+    mean residual alone but tilts it against the prediction) changes, with p-values;
+    ``means`` from :func:`_concept_means`."""
     res_r = gr["resid"][r_rows]
-    b_ref = weighted_mean(gr["resid_adj"][r_rows], t_r, rr)
-    b_win = weighted_mean(gw["resid_adj"][w_rows], t_w, rw)
+    b_ref, b_win = means["bias"]
     scale = float(np.mean(np.abs(res_r)))
     bias_change = b_win[0] - b_ref[0]
     binary = "v_r" in floors
@@ -288,10 +311,9 @@ def _residual_tests(concept: dict, gr: dict, gw: dict, r_rows, w_rows, t_r, t_w,
     concept.update(bias_change=bias_change, bias_p=bias_p,
                    bias_change_interval=interval(b_win[1] - b_ref[1]))
     pred_r, pred_w = gr["pred"][r_rows], gw["pred"][w_rows]
-    centre = float(np.average(pred_r, weights=t_r)) if t_r.sum() > 0 else float(pred_r.mean())
+    centre = _centre(gr, r_rows, t_r)
     spread = float(np.std(pred_r)) or 1.0
-    c_ref = weighted_mean(gr["resid_adj"][r_rows] * (pred_r - centre), t_r, rr)
-    c_win = weighted_mean(gw["resid_adj"][w_rows] * (pred_w - centre), t_w, rw)
+    c_ref, c_win = means["covariance"]
     slope_change = (c_win[0] - c_ref[0]) / spread
     slope_p = two_sided_p(slope_change, (c_win[1] - c_ref[1]) / spread,
                           null_se(v_r * (pred_r - centre) ** 2, t_r,

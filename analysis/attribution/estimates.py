@@ -23,6 +23,29 @@ def weighted_mean(values: np.ndarray, weights: np.ndarray, replicates: np.ndarra
         return point, num / den
 
 
+def weighted_means(pairs: list[tuple[np.ndarray, np.ndarray]], replicates: np.ndarray
+                   ) -> list[tuple[float, np.ndarray]]:
+    """:func:`weighted_mean` of several (values, weights) pairs of the same rows, with
+    their bootstrap replicates from one matrix product: each pair adds the columns
+    ``w v`` and ``w`` (a weights array shared by pairs adds one column), so the counts
+    (B x n, the dominant cost) are read once rather than twice per mean."""
+    columns, weight_column, spec = [], {}, []
+    for values, weights in pairs:
+        if id(weights) not in weight_column:
+            weight_column[id(weights)] = len(columns)
+            columns.append(weights)
+        spec.append((len(columns), weight_column[id(weights)]))
+        columns.append(weights * values)
+    sums = replicates @ np.column_stack(columns)
+    out = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for (values, weights), (num, den) in zip(pairs, spec):
+            total = weights.sum()
+            point = float(np.dot(weights, values) / total) if total > 0 else float("nan")
+            out.append((point, sums[:, num] / sums[:, den]))
+    return out
+
+
 def effective_sample_size(weights: np.ndarray) -> float:
     """Kish's effective sample size ``(sum w)^2 / sum w^2``."""
     w = np.asarray(weights, dtype=float)
@@ -151,18 +174,14 @@ def _decompose(metric: str, lp: tuple, lq: tuple, e_sa: tuple, e_iw: tuple, s_re
     }
 
 
-def _support_aware(e_iw: tuple, loss_win: np.ndarray, outside: np.ndarray,
-                   win_reps: np.ndarray) -> tuple:
+def _support_aware(e_iw: tuple, outside: tuple, outside_loss: tuple) -> tuple:
     """Expected mean loss when the window's rows outside the reference's support keep
     their realized loss and the others get the importance-weighted reference loss:
-    ``(1 - o) E_iw + o L_out`` with ``o`` the outside share (point, replicates)."""
-    out = outside.astype(float)
-    n = len(loss_win)
-    point = (1 - out.mean()) * e_iw[0] + float(np.dot(out, loss_win)) / n
-    totals = win_reps.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        reps = (1 - (win_reps @ out) / totals) * e_iw[1] + (win_reps @ (out * loss_win)) / totals
-    return point, reps
+    ``(1 - o) E_iw + L_out`` with ``o`` the outside share and ``L_out`` the mean of the
+    loss times the outside indicator over the window's rows (each a (point,
+    replicates) pair, as :func:`weighted_means` gives with unit weights)."""
+    return ((1 - outside[0]) * e_iw[0] + outside_loss[0],
+            (1 - outside[1]) * e_iw[1] + outside_loss[1])
 
 
 def _overall_decomposition(p: Problem, mixture: list[tuple[int, dict]]) -> dict | None:
