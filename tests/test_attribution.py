@@ -194,6 +194,42 @@ def test_cell_sizes_equal_pandas_value_counts():
         assert sizes["week"]["window_rows"] == float(weeks.median())
 
 
+def test_group_codes_name_each_row_as_segments_of_does():
+    """A categorical column is coded through its categories: the same labels as
+    :func:`segments_of` (missing read as "(missing)", 1 and "1" as one group), and a
+    group's rows selected by its code."""
+    from analysis.attribution.encoding import GroupCodes, segments_of
+    values = pd.Series(["b", None, "a", "b", 1, "1", None], dtype=object)
+    for column in (values, values.astype("category")):
+        frame = pd.DataFrame({"g": column})
+        groups = GroupCodes.of(frame, "g")
+        labels = segments_of(frame, "g")
+        assert [groups.names[c] for c in groups.codes] == list(labels)
+        assert sorted(groups.names) == ["(missing)", "1", "a", "b"]
+        for name in ("b", "(missing)", "1", "zzz"):
+            np.testing.assert_array_equal(groups.member(name), labels == name)
+        assert groups.code("zzz") == -1
+        np.testing.assert_array_equal(groups.member("b", np.array([0, 2, 3])), [True, False, True])
+        assert groups.member(at.ALL).all()
+    assert list(GroupCodes.of(pd.DataFrame({"x": [1, 2]}), None).member(at.ALL)) == [True, True]
+
+
+def test_windows_are_numbered_in_time_order_with_their_starts():
+    from analysis.attribution.windows import assign_windows
+    from analysis.calendar_windows import window_start
+    rng = np.random.default_rng(8)
+    stamps = pd.Series(pd.Timestamp("2024-12-20") + pd.to_timedelta(rng.integers(0, 80 * 24, 5000), unit="h"))
+    stamps[rng.random(5000) < 0.03] = pd.NaT
+    frame = pd.DataFrame({"ts": stamps})
+    for unit in ("day", "week", "month"):
+        windows = assign_windows(frame, "ts", None, None, unit, [])
+        ok = stamps.notna().to_numpy()
+        starts = window_start(stamps[ok].to_numpy(dtype="datetime64[us]"), unit)
+        np.testing.assert_array_equal(windows.starts, np.unique(starts))
+        np.testing.assert_array_equal(windows.starts[windows.of[ok]], starts)
+        assert (windows.of[~ok] == -1).all()
+
+
 def test_task_and_prediction_kind():
     assert at.infer_task(pd.Series([1.5, 2.0, 3.2])) == "regression"
     assert at.infer_task(pd.Series([0, 1, 1, 0])) == "classification"

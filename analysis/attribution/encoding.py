@@ -77,5 +77,43 @@ def segments_of(frame: pd.DataFrame, segment: str | None) -> np.ndarray:
     return text
 
 
+class GroupCodes:
+    """Each row's group as a small integer: ``names[codes[i]]`` is row ``i``'s label as
+    :func:`segments_of` gives it. Selecting a group's rows compares integers, which at
+    millions of rows is ten times faster than comparing the labels."""
+
+    def __init__(self, codes: np.ndarray, names):
+        self.codes = np.asarray(codes)
+        self.names = list(names)
+        self._code = {name: i for i, name in enumerate(self.names)}
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, segment: str | None) -> "GroupCodes":
+        """The groups of ``frame[segment]`` (one group, ALL, without a segment); a
+        categorical column is coded through its categories, without a label per row."""
+        if segment is None:
+            return cls(np.zeros(len(frame), dtype=np.int8), [ALL])
+        column = frame[segment]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            labels = segments_of(pd.DataFrame({"g": column.cat.categories}), "g")
+            labels = np.append(labels, "(missing)").astype(object)  # code -1 takes the last
+            # two categories may read as one label (1 and "1"): one code per label
+            merged, names = pd.factorize(labels)
+            return cls(merged.astype(np.int32)[column.cat.codes.to_numpy()], names)
+        codes, names = pd.factorize(segments_of(frame, segment))
+        return cls(codes, names)
+
+    def code(self, name: str) -> int:
+        """The code of group ``name`` (-1 when no row has it)."""
+        return self._code.get(name, -1)
+
+    def member(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Whether each row (of ``rows`` when given) is in group ``name``; ALL: every row."""
+        codes = self.codes if rows is None else self.codes[rows]
+        if name == ALL:
+            return np.ones(len(codes), dtype=bool)
+        return codes == self.code(name)
+
+
 def _sample(n: int, cap: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(n, size=cap, replace=False)) if n > cap else np.arange(n)

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from analysis.attribution.cells import Cell, estimate_keys
 from analysis.attribution.domain import fit_shared_domain
-from analysis.attribution.encoding import Encoder, _sample, clean_values, segments_of
+from analysis.attribution.encoding import Encoder, GroupCodes, _sample, clean_values
 from analysis.attribution.estimates import _LossLevels, _overall_decomposition, cbpe_confidence
 from analysis.attribution.features import _concept_regions, _drifted_features
 from analysis.attribution.problem import (ALL, ALPHA, AUC_MIN, BIAS_MIN, BOOTSTRAP, CLIP,
@@ -184,8 +184,8 @@ def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Pro
     p = problem
     _check(reference, production, p)
     notes: list[str] = []
-    full_segments = segments_of(production, p.segment)
-    windows = assign_windows(production, p.timestamp, p.segment, full_segments, unit, notes)
+    groups = GroupCodes.of(production, p.segment)   # every production row's group
+    windows = assign_windows(production, p.timestamp, p.segment, groups.codes, unit, notes)
     say = Steps(progress, len(windows.starts) + 7)   # the last step ends with the result
     _drop_empty_features(reference, p, notes)
 
@@ -210,13 +210,13 @@ def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Pro
     # the user's model's mean loss on every row (not only the samples) of each group's
     # reference and each cell's window: the decomposition's levels are anchored to them,
     # so they are the numbers the other pages show (see _anchored)
-    levels = _LossLevels(reference, production, p, full_segments) if p.has_model else None
+    levels = _LossLevels(reference, production, p, groups) if p.has_model else None
     confidence, estimation = cbpe_confidence(reference, production, p)
     if estimation is not None:
         notes.append(estimation["note"])
 
     # ---- 4. and 5. the cells, and when the changes began
-    judge = CellJudge(p, ref, win, domain, bins, windows, levels, full_segments, confidence)
+    judge = CellJudge(p, ref, win, domain, bins, windows, levels, groups, confidence)
     cells, tests = judge_all(judge, say)
     say("dating the changes")
     change_points = date_changes(judge, cells)
@@ -224,7 +224,7 @@ def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Pro
     # ---- 6. features
     say("locating the concept change and ranking the features")
     concept_features = _concept_regions(cells, p, encoder, g_model, seed, win)
-    drifted = _drifted_features(cells, p, reference, take, seed, windows.of, full_segments)
+    drifted = _drifted_features(cells, p, reference, take, seed, windows.of, groups)
     for c in cells:
         c._where = {}
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from analysis.attribution.encoding import segments_of
+from analysis.attribution.encoding import GroupCodes, segments_of
 from analysis.attribution.problem import ALL, Problem, label_text, metric_level, row_losses
 
 
@@ -92,13 +92,13 @@ class _LossLevels:
     cell's window (the investigation itself works on samples)."""
 
     def __init__(self, reference: pd.DataFrame, production: pd.DataFrame, p: Problem,
-                 seg_prod: np.ndarray):
+                 groups: GroupCodes):
         self.ref_loss = row_losses(reference[p.target], reference[p.prediction], p.metric,
                                    p.positive)
         self.prod_loss = row_losses(production[p.target], production[p.prediction], p.metric,
                                     p.positive)
         self.seg_ref = segments_of(reference, p.segment)
-        self.seg_prod = seg_prod
+        self.groups = groups     # every production row's group
         self._ref_levels: dict[str, float] = {}   # per group: the same in every window
 
     @staticmethod
@@ -112,9 +112,7 @@ class _LossLevels:
         if ref_segment not in self._ref_levels:
             self._ref_levels[ref_segment] = self._mean(
                 self.ref_loss if ref_segment == ALL else self.ref_loss[self.seg_ref == ref_segment])
-        win = self.prod_loss[rows]
-        if win_segment != ALL:
-            win = win[self.seg_prod[rows] == win_segment]
+        win = self.prod_loss[rows][self.groups.member(win_segment, rows)]
         return self._ref_levels[ref_segment], self._mean(win)
 
 

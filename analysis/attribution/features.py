@@ -11,7 +11,7 @@ from sklearn.tree import DecisionTreeRegressor
 
 from analysis.attribution.cells import Cell
 from analysis.attribution.domain import Quantizer, _classifier
-from analysis.attribution.encoding import Encoder, _sample, segments_of
+from analysis.attribution.encoding import Encoder, GroupCodes, _sample, segments_of
 from analysis.attribution.problem import ALL, MIN_ROWS, Problem
 from analysis.attribution.reference_model import fit_reference_model
 from analysis.attribution.samples import Side
@@ -162,7 +162,7 @@ def _retrained_rule(group: list[Cell], p: Problem, encoder: Encoder, g_model, se
 
 def _drifted_features(cells: list[Cell], p: Problem, reference: pd.DataFrame,
                       take, seed: int, window_of: np.ndarray,
-                      seg_prod: np.ndarray) -> list[dict]:
+                      groups: GroupCodes) -> list[dict]:
     """Features that drifted in some data-flagged cell, root causes first.
 
     A feature is a root cause when its distribution *given the other drifted features*
@@ -191,7 +191,7 @@ def _drifted_features(cells: list[Cell], p: Problem, reference: pd.DataFrame,
     ranked = sorted(stats_by.values(), key=lambda s: -s["max_psi"])
     contribution, roots = _conditional_contributions(
         cells, p, reference, take, [s["feature"] for s in ranked][:12], seed, window_of,
-        seg_prod)
+        groups)
     for s in ranked:
         s["segments"] = sorted(s["segments"])
         s["conditional_contribution"] = contribution.get(s["feature"])
@@ -209,7 +209,7 @@ def _drifted_features(cells: list[Cell], p: Problem, reference: pd.DataFrame,
 
 def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.DataFrame,
                                take, features: list[str], seed: int,
-                               window_of: np.ndarray, seg_prod: np.ndarray
+                               window_of: np.ndarray, groups: GroupCodes
                                ) -> tuple[dict[str, float], list[str]]:
     """Leave-one-feature-out log-loss increase of a domain classifier over the drifted
     rows (production rows of the data-flagged cells, read with ``take(positions)``,
@@ -219,12 +219,15 @@ def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.Data
     if len(features) < 2:
         return {}, list(features)
     flagged = [c for c in cells if c.data.get("flagged")]
-    mask = np.zeros(len(window_of), bool)
+    # the flagged (window, group) pairs as one lookup table over integer keys
+    n_codes = len(groups.names) + 1                  # the last: a group with no rows
+    hit = np.zeros((int(window_of.max()) + 2) * n_codes, bool)
     seg_names = set()
     for c in flagged:
-        in_window = window_of == c._window
-        mask |= in_window if c.segment == ALL else (in_window & (seg_prod == c.segment))
+        codes = range(n_codes) if c.segment == ALL else [groups.code(c.segment) % n_codes]
+        hit[[(c._window + 1) * n_codes + code for code in codes]] = True
         seg_names.add(c.segment)
+    mask = hit[(window_of + 1) * n_codes + groups.codes]
     if ALL in seg_names or p.segment is None:
         ref_mask = np.ones(len(reference), bool)
     else:

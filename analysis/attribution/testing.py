@@ -16,6 +16,7 @@ from analysis.attribution import series
 from analysis.attribution.cells import (Cell, CellRows, decompose_cell, examine, holm_step,
                                         judge_concept, judge_data, settle)
 from analysis.attribution.domain import SharedDomain, group_pi
+from analysis.attribution.encoding import GroupCodes
 from analysis.attribution.problem import ALL, MIN_ROWS, Problem
 from analysis.attribution.samples import Side
 from analysis.attribution.windows import Windows
@@ -27,26 +28,33 @@ class CellJudge:
     and the user's model's full-table loss levels."""
 
     def __init__(self, p: Problem, ref: Side, win: Side, domain: SharedDomain, bins: dict,
-                 windows: Windows, levels, full_segments: np.ndarray,
+                 windows: Windows, levels, groups: GroupCodes,
                  confidence: np.ndarray | None = None):
         self.p, self.ref, self.win, self.domain, self.bins = p, ref, win, domain, bins
-        self.windows, self.levels, self.full_segments = windows, levels, full_segments
+        self.windows, self.levels, self.groups = windows, levels, groups
+        self._window_rows: tuple[int, np.ndarray] = (-1, np.zeros(0, dtype=np.int64))
         self.confidence = confidence   # CBPE: each production row's chance of being right
         self.segments = sorted(set(ref.segment) | set(win.segment)) if p.segment else []
+
+    def full_rows(self, w: int) -> np.ndarray:
+        """Every production row of window ``w`` (the last window's kept: its cells are
+        judged one after the other)."""
+        if self._window_rows[0] != w:
+            self._window_rows = (w, np.flatnonzero(self.windows.of == w))
+        return self._window_rows[1]
 
     def cell(self, w: int, segment: str, examined: bool) -> Cell | None:
         """The cell of window ``w`` and ``segment`` (ALL: every group), judged; None when
         the window holds no row of the group."""
-        full_rows = np.flatnonzero(self.windows.of == w)
-        in_full = full_rows.size if segment == ALL else int((self.full_segments[full_rows] == segment).sum())
+        full_rows = self.full_rows(w)
+        in_group = self.groups.member(segment, full_rows)
+        in_full = int(in_group.sum())
         if in_full == 0:
             return None
         cell = Cell(segment, self.windows.start(w), self.windows.end(w), in_full, _window=w)
         if self.confidence is not None:
-            conf = self.confidence[full_rows]
-            if segment != ALL:
-                conf = conf[self.full_segments[full_rows] == segment]
-            cell.estimated = estimate_from_confidence(conf).to_dict()
+            cell.estimated = estimate_from_confidence(
+                self.confidence[full_rows][in_group]).to_dict()
         sample = np.flatnonzero(self.win.window == w)
         in_ref = np.ones(len(self.ref.frame), bool) if segment == ALL else self.ref.segment == segment
         in_win = np.ones(sample.size, bool) if segment == ALL else self.win.segment[sample] == segment

@@ -14,36 +14,56 @@ from analysis.calendar_windows import window_end, window_numbers, window_start
 def cell_sizes(timestamps, segments=None) -> dict[str, dict[str, float]]:
     """Per calendar unit: ``windows`` (how many), ``window_rows`` (the median rows of a
     window) and ``cell_rows`` (the median rows of a window x group cell; the window's
-    when there is no segment), over the rows with a timestamp. Counted on integer
-    window and group numbers (at millions of rows, grouping the labels themselves cost
-    seconds)."""
-    stamps = pd.to_datetime(pd.Series(timestamps), errors="coerce")
-    ok = stamps.notna().to_numpy()
-    ts = stamps[ok].to_numpy(dtype="datetime64[us]")
-    groups = None
+    when there is no segment), over the rows with a timestamp.
+
+    Counted on integers: each row's hour and group once, then every unit from the
+    (hour, group) counts, since hours nest in days, weeks and months (at millions of
+    rows, grouping the labels or every row's stamp per unit cost seconds)."""
+    if isinstance(timestamps, np.ndarray) and timestamps.dtype.kind == "M":
+        ts = timestamps.astype("datetime64[us]", copy=False)
+    else:
+        ts = pd.to_datetime(pd.Series(timestamps), errors="coerce").to_numpy(dtype="datetime64[us]")
+    ok = ~np.isnat(ts)
+    hours = window_numbers(ts if ok.all() else ts[ok], "hour")
+    groups, n_groups = np.zeros(hours.size, dtype=np.int64), 1
     if segments is not None:
-        groups, labels = pd.factorize(np.asarray(segments, dtype=object)[ok])
+        segments = np.asarray(segments)
+        groups, labels = pd.factorize(segments if ok.all() else segments[ok],
+                                      use_na_sentinel=False)
         n_groups = max(len(labels), 1)
-    out = {}
+    out = {u: {"windows": 0, "window_rows": 0.0, "cell_rows": 0.0} for u in UNITS}
+    if not hours.size:
+        return out
+    first = hours.min()
+    keys, counts = _tally((hours - first) * n_groups + groups)
+    hour_of = keys // n_groups + first
+    group_of = keys % n_groups
+    hour_starts = (hour_of * _HOUR_US).astype("datetime64[us]")
     for u in UNITS:
-        window = window_numbers(ts, u)
-        window = window - window.min() if window.size else window
-        window_rows = _present_counts(window)
-        cell_rows = window_rows if groups is None else _present_counts(window * n_groups + groups)
+        window = window_numbers(hour_starts, u)
+        window -= window.min()
+        window_rows = _tally(window, counts)[1]
+        cell_rows = window_rows if segments is None else _tally(window * n_groups + group_of,
+                                                                 counts)[1]
         out[u] = {"windows": int(window_rows.size),
-                  "window_rows": float(np.median(window_rows)) if window_rows.size else 0.0,
-                  "cell_rows": float(np.median(cell_rows)) if cell_rows.size else 0.0}
+                  "window_rows": float(np.median(window_rows)),
+                  "cell_rows": float(np.median(cell_rows))}
     return out
 
 
-def _present_counts(keys: np.ndarray) -> np.ndarray:
-    """How many times each non-negative integer that occurs in ``keys`` occurs."""
-    if not keys.size:
-        return np.zeros(0, dtype=np.int64)
+_HOUR_US = 3_600_000_000
+
+
+def _tally(keys: np.ndarray, weights: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The non-negative integers that occur in ``keys`` (sorted) and how many times
+    each occurs (the sum of their ``weights`` when given)."""
     if keys.max() < 8 * keys.size + 1024:    # a dense range: count by position
-        counts = np.bincount(keys)
-        return counts[counts > 0]
-    return np.unique(keys, return_counts=True)[1]
+        counts = np.bincount(keys, weights)
+        present = np.flatnonzero(counts)
+        return present, counts[present]
+    present, inverse = np.unique(keys, return_inverse=True)
+    return present, np.bincount(inverse, weights)
 
 
 def choose_unit(timestamps, unit: str = "auto", segments=None) -> str | None:
@@ -129,7 +149,9 @@ def assign_windows(production: pd.DataFrame, timestamp: str | None, segment: str
     one = np.array([np.datetime64("NaT")])
     if timestamp is None:
         return Windows(None, one, np.zeros(len(production), dtype=int))
-    stamps = pd.to_datetime(production[timestamp], errors="coerce", utc=None)
+    stamps = production[timestamp]
+    if not pd.api.types.is_datetime64_any_dtype(stamps):   # parsed when not already
+        stamps = pd.to_datetime(stamps, errors="coerce", utc=None)
     if isinstance(stamps.dtype, pd.DatetimeTZDtype):
         stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)   # windows in UTC
     if stamps.isna().all():
@@ -139,8 +161,9 @@ def assign_windows(production: pd.DataFrame, timestamp: str | None, segment: str
                      f"{timestamp} were left out")
     ok = stamps.notna().to_numpy()
     ts = stamps.to_numpy(dtype="datetime64[us]")
-    sizes = cell_sizes(stamps[ok], None if segment is None else segments[ok])
-    chosen = unit_for(sizes) if unit == "auto" else choose_unit(stamps[ok], unit)
+    valid = ts if ok.all() else ts[ok]         # (a copy of millions of rows only if needed)
+    sizes = cell_sizes(valid, None if segment is None else segments if ok.all() else segments[ok])
+    chosen = unit_for(sizes) if unit == "auto" else choose_unit(valid, unit)
     if chosen is None:
         notes.append(f"too few production rows for calendar windows (a {UNITS[-1]} holds "
                      f"a median {sizes[UNITS[-1]]['window_rows']:,.0f} rows; at least "
@@ -150,9 +173,13 @@ def assign_windows(production: pd.DataFrame, timestamp: str | None, segment: str
     if unit == "auto":
         notes.append(f"window: {chosen} (auto: windows that hold enough rows to judge; "
                      f"{_sizes_text(sizes, chosen, segment)})")
-    starts = np.full(len(production), np.datetime64("NaT"), dtype="datetime64[us]")
-    starts[ok] = window_start(ts[ok], chosen)
-    unique = np.unique(starts[ok])
+    # windows as integer numbers (in time order), each one's start from one of its rows
+    number = window_numbers(valid, chosen)
+    number -= number.min()
+    present, _ = _tally(number)
+    index = np.searchsorted(present, number)
+    one_row = np.zeros(present.size, dtype=np.int64)
+    one_row[index] = np.arange(index.size)
     of = np.full(len(production), -1)
-    of[ok] = np.searchsorted(unique, starts[ok])
-    return Windows(chosen, unique, of, sizes, ts)
+    of[ok] = index
+    return Windows(chosen, window_start(valid[one_row], chosen), of, sizes, ts)
