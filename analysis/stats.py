@@ -13,6 +13,7 @@ Conventions used throughout
 from __future__ import annotations
 
 import numpy as np
+from scipy import special
 from scipy import stats as sps
 from scipy.spatial import distance as spd
 
@@ -125,11 +126,14 @@ def hellinger_distance(reference_counts, production_counts) -> float:
 def chisquare_homogeneity(reference_counts, production_counts) -> tuple[float, float]:
     """Pearson chi-square test that two binned samples come from one distribution.
 
-    The 2 x k contingency table (reference row, production row) is tested with
-    ``scipy.stats.chi2_contingency`` (no continuity correction): expected counts are
-    :math:`E_{ij} = R_i C_j / N`, :math:`\\chi^2 = \\sum (O - E)^2 / E`, with
+    The 2 x k contingency table (reference row, production row) is tested as
+    ``scipy.stats.chi2_contingency`` (no continuity correction) tests it: expected
+    counts are :math:`E_{ij} = R_i C_j / N`, :math:`\\chi^2 = \\sum (O - E)^2 / E`, with
     :math:`k - 1` degrees of freedom, where *k* counts bins that are non-empty in at
-    least one sample (bins empty in both carry no information and are dropped).
+    least one sample (bins empty in both carry no information and are dropped); the
+    p-value is the chi-square survival function (``scipy.special.chdtrc``). Computed
+    here rather than through ``chi2_contingency``, whose generality costs a millisecond
+    a call, and an investigation makes thousands.
 
     Returns
     -------
@@ -152,8 +156,9 @@ def chisquare_homogeneity(reference_counts, production_counts) -> tuple[float, f
     table = np.vstack([ref[keep], prod[keep]])
     if table.shape[1] < 2:
         return 0.0, 1.0
-    statistic, p_value, _, _ = sps.chi2_contingency(table, correction=False)
-    return float(statistic), float(p_value)
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0) / table.sum()
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    return statistic, float(special.chdtrc(table.shape[1] - 1, statistic))
 
 
 def chisquare_goodness_of_fit(reference_counts, production_counts) -> tuple[float, float]:

@@ -61,6 +61,53 @@ def test_weighted_means_equal_one_weighted_mean_at_a_time():
     assert point == pytest.approx(25 / 8) and rep[1] == pytest.approx(8 / 4)
 
 
+def test_row_replicates_multiply_as_the_gathered_counts_do():
+    from analysis.attribution.samples import RowReplicates
+    rng = np.random.default_rng(6)
+    counts = rng.poisson(1.0, (3000, 40)).astype(np.uint8)
+    columns = rng.normal(size=(1300, 3))
+    for rows in (rng.choice(3000, 1300, replace=False), np.arange(5, 1305)):
+        expected = counts[rows].astype(float).T @ columns       # 1300 rows: 3 blocks
+        np.testing.assert_allclose(RowReplicates(counts, rows) @ columns, expected,
+                                   rtol=1e-12)
+    assert (RowReplicates(counts, np.arange(0)) @ np.zeros((0, 2))).shape == (40, 2)
+
+
+def test_loss_levels_equal_pandas_group_means():
+    """The full-table levels a cell's decomposition is anchored to: the mean absolute
+    error of a reference group and of a window x group of production, missing labels
+    left out, a group absent from a window NaN."""
+    from analysis.attribution.encoding import GroupCodes
+    from analysis.attribution.estimates import _LossLevels
+    rng = np.random.default_rng(12)
+
+    def frame(n):
+        y = rng.normal(10, 2, n)
+        y[rng.random(n) < 0.1] = np.nan
+        return pd.DataFrame({"y": y, "yhat": rng.normal(10, 2, n),
+                             "g": pd.Categorical(rng.choice(["a", "b", "c"], n))})
+
+    reference, production = frame(500), frame(900)
+    window = np.r_[np.zeros(100, int), rng.integers(-1, 3, 800)]   # -1: no timestamp
+    production.loc[:99, "g"] = "c"
+    production.loc[(window == 2).nonzero()[0], "g"] = "a"          # window 2: only a
+    p = at.Problem({"x": "numeric"}, "y", "yhat", None, "g", "regression", "mae")
+    levels = _LossLevels(reference, production, p, GroupCodes.of(production, "g"), window, 3)
+    ref_err = (reference.y - reference.yhat).abs()
+    prod_err = (production.y - production.yhat).abs()
+    for w in range(3):
+        for g in ("a", "b", "c", at.ALL):
+            in_ref = reference.g == g if g != at.ALL else np.ones(500, bool)
+            in_win = (window == w) & ((production.g == g) if g != at.ALL else True)
+            ref_level, win_level = levels.of(g, g, w)
+            assert ref_level == pytest.approx(ref_err[in_ref].mean(), rel=1e-12)
+            if in_win.sum() == 0:
+                assert math.isnan(win_level)
+            else:
+                assert win_level == pytest.approx(prod_err[in_win].mean(), rel=1e-12)
+    assert math.isnan(levels.of("zzz", "zzz", 0)[0])
+
+
 def test_row_losses_match_sklearn():
     y = pd.Series([100.0, 200.0, 0.0, 50.0])
     pred = pd.Series([110.0, 180.0, 5.0, 50.0])

@@ -63,6 +63,19 @@ def test_chisquare_hand_value_and_scipy():
     # bins empty on both sides are dropped (they carry no information)
     assert stats.chisquare_homogeneity([10, 0, 20], [20, 0, 10]) == pytest.approx((100 / 15, p))
     assert stats.chisquare_homogeneity([7, 0], [3, 0]) == (0.0, 1.0)
+    # random tables, from equal to very different samples (p down to 1e-300)
+    rng = np.random.default_rng(9)
+    for _ in range(200):
+        k = rng.integers(2, 14)
+        ref = rng.multinomial(rng.integers(20, 20_000), rng.dirichlet(np.ones(k)))
+        prod = rng.multinomial(rng.integers(20, 20_000), rng.dirichlet(np.ones(k)))
+        keep = (ref + prod) > 0
+        if keep.sum() < 2:
+            continue
+        expected = sps.chi2_contingency(np.vstack([ref[keep], prod[keep]]), correction=False)
+        got = stats.chisquare_homogeneity(ref, prod)
+        assert got[0] == pytest.approx(expected.statistic, rel=1e-10)
+        assert got[1] == pytest.approx(expected.pvalue, rel=1e-8, abs=1e-300)
 
 
 def test_ks_matches_scipy_and_hand():

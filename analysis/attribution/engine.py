@@ -29,13 +29,13 @@ from analysis.attribution.problem import (ALL, ALPHA, AUC_MIN, BIAS_MIN, BOOTSTR
                                           MIN_ROWS, PSI_MIN, REGRESSION_METRICS, SAMPLE_CAP,
                                           WINDOW_CAP,
                                           SUPPORT_RATIO, AttributionError, Problem,
-                                          default_metric, prediction_kind)
+                                          as_float, default_metric, prediction_kind)
 from analysis.attribution.reference_model import score_reference_model
 from analysis.attribution.samples import make_side
 from analysis.attribution.testing import CellJudge, date_changes, judge_all
 from analysis.attribution.text import _cell_notes, _judged, _perfect, verdict_text
 from analysis.attribution.windows import assign_windows
-from analysis.binning import bins_for
+from analysis.binning import bins_for, quantile_bins
 from analysis.drift import CATEGORICAL, NUMERIC
 from analysis.monitoring.cbpe import estimate_from_confidence
 
@@ -127,8 +127,7 @@ def _check(reference: pd.DataFrame, production: pd.DataFrame, p: Problem) -> Non
 
 def _drop_empty_features(reference: pd.DataFrame, p: Problem, notes: list[str]) -> None:
     empty = [c for c in p.features if reference[c].isna().all()
-             or (p.features[c] == NUMERIC and not np.isfinite(
-                 pd.to_numeric(reference[c], errors="coerce")).any())]
+             or (p.features[c] == NUMERIC and not np.isfinite(as_float(reference[c])).any())]
     if empty:
         notes.append(f"no reference values, not compared: {', '.join(empty)}")
         p.features = {c: k for c, k in p.features.items() if c not in empty}
@@ -198,7 +197,7 @@ def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Pro
         columns = {**columns, p.segment: CATEGORICAL}
     ref_frame, prod_frame = reference.iloc[ref_rows], take(prod_rows)
     encoder = Encoder([ref_frame, prod_frame], columns)
-    bins = {c: bins_for(clean_values(reference[c], k), k) for c, k in p.features.items()}
+    bins = {c: reference_bins(reference[c], k) for c, k in p.features.items()}
     ref = make_side(ref_frame, p, encoder, bins, rng)
     win = make_side(prod_frame, p, encoder, bins, rng)
     win.window, win.position = windows.of[prod_rows], prod_rows
@@ -210,7 +209,8 @@ def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Pro
     # the user's model's mean loss on every row (not only the samples) of each group's
     # reference and each cell's window: the decomposition's levels are anchored to them,
     # so they are the numbers the other pages show (see _anchored)
-    levels = _LossLevels(reference, production, p, groups) if p.has_model else None
+    levels = _LossLevels(reference, production, p, groups, windows.of,
+                         len(windows.starts)) if p.has_model else None
     confidence, estimation = cbpe_confidence(reference, production, p)
     if estimation is not None:
         notes.append(estimation["note"])
@@ -242,6 +242,16 @@ def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Pro
         inv.estimation = {k: v for k, v in estimation.items() if k != "note"}
     inv.summary = verdict_text(inv)
     return inv
+
+
+def reference_bins(column: pd.Series, kind: str):
+    """A feature's bins from every reference row: :func:`analysis.binning.bins_for` of
+    its cleaned values (numbers: the finite ones). Numbers are read without the cleaned
+    copies, which at millions of rows cost more than the quantiles."""
+    if kind != NUMERIC:
+        return bins_for(clean_values(column, kind), kind)
+    values = as_float(column)
+    return quantile_bins(values[np.isfinite(values)])
 
 
 def _problem_notes(p: Problem, decomposition: dict | None) -> list[str]:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from analysis.attribution.encoding import GroupCodes, segments_of
+from analysis.attribution.encoding import GroupCodes
 from analysis.attribution.problem import ALL, Problem, label_text, metric_level, row_losses
 
 
@@ -28,7 +28,9 @@ def weighted_means(pairs: list[tuple[np.ndarray, np.ndarray]], replicates: np.nd
     """:func:`weighted_mean` of several (values, weights) pairs of the same rows, with
     their bootstrap replicates from one matrix product: each pair adds the columns
     ``w v`` and ``w`` (a weights array shared by pairs adds one column), so the counts
-    (B x n, the dominant cost) are read once rather than twice per mean."""
+    (B x n, the dominant cost; an array or a
+    :class:`analysis.attribution.samples.RowReplicates`) are read once rather than
+    twice per mean."""
     columns, weight_column, spec = [], {}, []
     for values, weights in pairs:
         if id(weights) not in weight_column:
@@ -87,33 +89,52 @@ def null_se(var_ref: np.ndarray, w_ref: np.ndarray, var_win: np.ndarray, w_win: 
     return math.sqrt(total)
 
 
+def group_tallies(values: np.ndarray, keys: np.ndarray, size: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and count of the finite ``values`` per integer key in ``range(size)`` (rows
+    with a negative key are left out): one pass over millions of rows, after which any
+    group's mean is a ratio of two numbers."""
+    ok = np.isfinite(values) & (keys >= 0)
+    if not ok.all():
+        keys, values = keys[ok], values[ok]
+    return (np.bincount(keys, values, minlength=size),
+            np.bincount(keys, minlength=size).astype(float))
+
+
 class _LossLevels:
     """The user's model's mean loss over *every* row of a group's reference and of a
-    cell's window (the investigation itself works on samples)."""
+    window x group cell (the investigation itself works on samples), from the losses'
+    sums and counts per reference group and per production window x group."""
 
     def __init__(self, reference: pd.DataFrame, production: pd.DataFrame, p: Problem,
-                 groups: GroupCodes):
-        self.ref_loss = row_losses(reference[p.target], reference[p.prediction], p.metric,
-                                   p.positive)
-        self.prod_loss = row_losses(production[p.target], production[p.prediction], p.metric,
-                                    p.positive)
-        self.seg_ref = segments_of(reference, p.segment)
-        self.groups = groups     # every production row's group
-        self._ref_levels: dict[str, float] = {}   # per group: the same in every window
+                 groups: GroupCodes, window_of: np.ndarray, n_windows: int):
+        ref_groups = GroupCodes.of(reference, p.segment)
+        self.ref_groups, self.groups = ref_groups, groups
+        ref_loss = row_losses(reference[p.target], reference[p.prediction], p.metric, p.positive)
+        prod_loss = row_losses(production[p.target], production[p.prediction], p.metric,
+                               p.positive)
+        self._ref = group_tallies(ref_loss, ref_groups.codes, len(ref_groups.names))
+        width = len(groups.names)
+        keys = window_of * width     # negative for rows without a window, as codes < width
+        keys += groups.codes
+        sums, counts = group_tallies(prod_loss, keys, n_windows * width)
+        self._win = sums.reshape(n_windows, width), counts.reshape(n_windows, width)
 
     @staticmethod
-    def _mean(values: np.ndarray) -> float:
-        values = values[np.isfinite(values)]
-        return float(values.mean()) if values.size else math.nan
+    def _level(tally: tuple[np.ndarray, np.ndarray], code: int | None) -> float:
+        """Mean of one entry of ``tally`` (None: of all; -1, a group without rows: NaN)."""
+        sums, counts = tally
+        total, n = (sums.sum(), counts.sum()) if code is None else \
+            (sums[code], counts[code]) if code >= 0 else (0.0, 0.0)
+        return float(total / n) if n > 0 else math.nan
 
-    def of(self, ref_segment: str, win_segment: str, rows: np.ndarray) -> tuple[float, float]:
-        """(reference level of ``ref_segment``, level of ``win_segment`` in window ``rows``);
+    def of(self, ref_segment: str, win_segment: str, window: int) -> tuple[float, float]:
+        """(reference level of ``ref_segment``, level of ``win_segment`` in ``window``);
         ALL takes every group."""
-        if ref_segment not in self._ref_levels:
-            self._ref_levels[ref_segment] = self._mean(
-                self.ref_loss if ref_segment == ALL else self.ref_loss[self.seg_ref == ref_segment])
-        win = self.prod_loss[rows][self.groups.member(win_segment, rows)]
-        return self._ref_levels[ref_segment], self._mean(win)
+        ref_code = None if ref_segment == ALL else self.ref_groups.code(ref_segment)
+        win_code = None if win_segment == ALL else self.groups.code(win_segment)
+        return (self._level(self._ref, ref_code),
+                self._level((self._win[0][window], self._win[1][window]), win_code))
 
 
 def _anchored(anchors: tuple[float, float] | None, lp: tuple, e_iw: tuple, e_sa: tuple,

@@ -160,12 +160,12 @@ def row_losses(y: pd.Series, prediction: pd.Series, metric: str, positive=None) 
     if metric not in METRICS:
         raise AttributionError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     if metric in REGRESSION_METRICS:
-        yv, pv = _as_float(y), _as_float(prediction)
+        yv, pv = as_float(y), as_float(prediction)
         err = yv - pv
         if metric == "mae":
-            return np.abs(err)
+            return np.abs(err, out=err)
         if metric == "rmse":
-            return err ** 2
+            return np.square(err, out=err)
         with np.errstate(divide="ignore", invalid="ignore"):
             out = 100.0 * np.abs(err) / np.abs(yv)
         out[yv == 0] = np.nan
@@ -173,12 +173,12 @@ def row_losses(y: pd.Series, prediction: pd.Series, metric: str, positive=None) 
     missing = (y.isna() | prediction.isna()).to_numpy()
     if metric == "accuracy" and positive is not None:
         # probabilities: the predicted class is the positive one when p >= 0.5
-        p = _as_float(prediction)
+        p = as_float(prediction)
         out = ((label_text(y) == str(positive)) != (p >= 0.5)).astype(float)
     elif metric == "accuracy":
         out = (label_text(y) != label_text(prediction)).astype(float)
     else:
-        p = _as_float(prediction)
+        p = as_float(prediction)
         is_pos = label_text(y) == str(positive)
         p_obs = np.where(is_pos, p, 1.0 - p)
         out = -np.log(np.clip(p_obs, PROBABILITY_EPS, 1.0))
@@ -186,9 +186,11 @@ def row_losses(y: pd.Series, prediction: pd.Series, metric: str, positive=None) 
     return out
 
 
-def _as_float(values: pd.Series) -> np.ndarray:
+def as_float(values: pd.Series) -> np.ndarray:
     """Numbers as floats, text that is not a number as NaN; a numeric column without a
     copy through ``to_numeric`` (at millions of rows the copy costs a second)."""
+    if values.dtype == np.float64:
+        return values.to_numpy()
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return values.to_numpy(dtype=float, na_value=np.nan)
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)

@@ -33,8 +33,23 @@ class CellJudge:
         self.p, self.ref, self.win, self.domain, self.bins = p, ref, win, domain, bins
         self.windows, self.levels, self.groups = windows, levels, groups
         self._window_rows: tuple[int, np.ndarray] = (-1, np.zeros(0, dtype=np.int64))
+        self._cell_rows: np.ndarray | None = None   # rows per window x group, counted once
         self.confidence = confidence   # CBPE: each production row's chance of being right
         self.segments = sorted(set(ref.segment) | set(win.segment)) if p.segment else []
+
+    def cell_rows(self, w: int, segment: str) -> int:
+        """How many production rows window ``w`` holds of ``segment`` (ALL: of all)."""
+        if self._cell_rows is None:
+            width = len(self.groups.names)
+            keys = self.windows.of * width
+            keys += self.groups.codes
+            self._cell_rows = np.bincount(keys if (keys >= 0).all() else keys[keys >= 0],
+                                          minlength=len(self.windows.starts) * width
+                                          ).reshape(-1, width)
+        if segment == ALL:
+            return int(self._cell_rows[w].sum())
+        code = self.groups.code(segment)
+        return int(self._cell_rows[w, code]) if code >= 0 else 0
 
     def full_rows(self, w: int) -> np.ndarray:
         """Every production row of window ``w`` (the last window's kept: its cells are
@@ -46,15 +61,14 @@ class CellJudge:
     def cell(self, w: int, segment: str, examined: bool) -> Cell | None:
         """The cell of window ``w`` and ``segment`` (ALL: every group), judged; None when
         the window holds no row of the group."""
-        full_rows = self.full_rows(w)
-        in_group = self.groups.member(segment, full_rows)
-        in_full = int(in_group.sum())
+        in_full = self.cell_rows(w, segment)
         if in_full == 0:
             return None
         cell = Cell(segment, self.windows.start(w), self.windows.end(w), in_full, _window=w)
         if self.confidence is not None:
+            full_rows = self.full_rows(w)
             cell.estimated = estimate_from_confidence(
-                self.confidence[full_rows][in_group]).to_dict()
+                self.confidence[full_rows][self.groups.member(segment, full_rows)]).to_dict()
         sample = np.flatnonzero(self.win.window == w)
         in_ref = np.ones(len(self.ref.frame), bool) if segment == ALL else self.ref.segment == segment
         in_win = np.ones(sample.size, bool) if segment == ALL else self.win.segment[sample] == segment
@@ -69,11 +83,11 @@ class CellJudge:
             cell.data = {"judged": False, "reason": "rows"}
             cell.concept = {"judged": False, "reason": "rows"}
             return cell
-        rows = self._rows(w, segment, sample, in_ref, in_win, new_group, full_rows)
+        rows = self._rows(w, segment, sample, in_ref, in_win, new_group)
         self._judge(cell, rows, examined)
         return cell
 
-    def _rows(self, w, segment, sample, in_ref, in_win, new_group, full_rows) -> CellRows:
+    def _rows(self, w, segment, sample, in_ref, in_win, new_group) -> CellRows:
         d = self.domain
         score_ref, score_win = d.ref_score(w), d.prod_score[sample]
         pi_ref, pi_win = d.pi(score_ref, w), d.pi(score_win, w)
@@ -82,7 +96,7 @@ class CellJudge:
             pi_ref = group_pi(pi_ref, in_ref.mean(), in_win.mean())
             pi_win = group_pi(pi_win, in_ref.mean(), in_win.mean())
         anchors = None if self.levels is None else self.levels.of(
-            segment if by_segment else ALL, segment, full_rows)
+            segment if by_segment else ALL, segment, w)
         r, s = np.flatnonzero(in_ref), sample[in_win]
         return CellRows(r, s, score_ref[r], score_win[in_win], d.ref_fold[r],
                         d.prod_fold[s], pi_ref[r], pi_win[in_win], anchors)

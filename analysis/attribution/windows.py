@@ -28,14 +28,20 @@ def cell_sizes(timestamps, segments=None) -> dict[str, dict[str, float]]:
     groups, n_groups = np.zeros(hours.size, dtype=np.int64), 1
     if segments is not None:
         segments = np.asarray(segments)
-        groups, labels = pd.factorize(segments if ok.all() else segments[ok],
-                                      use_na_sentinel=False)
-        n_groups = max(len(labels), 1)
+        groups = segments if ok.all() else segments[ok]
+        if groups.dtype.kind in "iu" and groups.size and groups.min() >= 0:
+            n_groups = int(groups.max()) + 1        # codes already (see GroupCodes)
+        else:
+            groups, labels = pd.factorize(groups, use_na_sentinel=False)
+            n_groups = max(len(labels), 1)
     out = {u: {"windows": 0, "window_rows": 0.0, "cell_rows": 0.0} for u in UNITS}
     if not hours.size:
         return out
     first = hours.min()
-    keys, counts = _tally((hours - first) * n_groups + groups)
+    hours -= first                  # in place: at millions of rows every copy counts
+    hours *= n_groups
+    hours += groups
+    keys, counts = _tally(hours)
     hour_of = keys // n_groups + first
     group_of = keys % n_groups
     hour_starts = (hour_of * _HOUR_US).astype("datetime64[us]")
@@ -180,6 +186,9 @@ def assign_windows(production: pd.DataFrame, timestamp: str | None, segment: str
     index = np.searchsorted(present, number)
     one_row = np.zeros(present.size, dtype=np.int64)
     one_row[index] = np.arange(index.size)
-    of = np.full(len(production), -1)
-    of[ok] = index
+    if ok.all():
+        of = index
+    else:
+        of = np.full(len(production), -1)
+        of[ok] = index
     return Windows(chosen, window_start(valid[one_row], chosen), of, sizes, ts)
