@@ -19,13 +19,15 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import ibis
 import pandas as pd
 
 from analysis.queries import Filters, parquet_source
 from analysis.store import Store
+
+if TYPE_CHECKING:
+    import ibis
 
 #: The segment label of rows whose segment column is NULL.
 MISSING_SEGMENT = "(missing)"
@@ -138,6 +140,7 @@ def unpivot(t, common: dict, parts: list[dict]):
     """The rows ``t`` as one row per (row, part): the ``common`` columns, then the
     fields of that part (every part has the same field names and types), from one scan
     (an array of one struct per part, unnested). The "unpivot" shape's source."""
+    import ibis   # here, not at the top: importing it costs a quarter of a second
     return t.select(**common, __part=ibis.array([ibis.struct(part) for part in parts])
                     .unnest()).unpack("__part")
 
@@ -145,6 +148,7 @@ def unpivot(t, common: dict, parts: list[dict]):
 def present_or_null(x):
     """``x`` where :func:`present`, else NULL: what an aggregate over unpivoted rows
     takes in place of ``where=present(x)``."""
+    import ibis
     return ibis.ifelse(present(x), x, ibis.null(x.type()))
 
 
@@ -172,6 +176,7 @@ def files_view(con, name: str, files: Sequence) -> "ibis.Table":
 
 def to_arrow(con, expr):
     """Execute ``expr`` on ``con`` and return the (small) result as Arrow."""
+    import ibis
     if is_spark(con):
         from analysis import spark
         return spark.execute(con, str(ibis.to_sql(expr, dialect="pyspark")))
@@ -192,6 +197,7 @@ def new_con():
     Ibis sets the session time zone to UTC: day truncation of a timestamp with a time
     zone happens in UTC, which the one-pass profiler (:mod:`analysis.onepass`) relies on.
     """
+    import ibis
     con = ibis.duckdb.connect()
     con.raw_sql("SET enable_progress_bar = false")
     return con
@@ -206,6 +212,7 @@ def connect_slice(store: Store, dataset: str, slice: str, filters: Filters | Non
     The view name is fixed and the filters live in the view, so that compiled SQL depends
     on neither the file list nor the filter values and can be reused (compiling a
     1000-leaf bin tree costs more than running it)."""
+    import ibis
     if runs_on_spark(engine):
         from analysis import spark
         return spark.connect_slice(store, dataset, slice, filters, files, engine)
@@ -264,6 +271,7 @@ def compiled(key: tuple, build, folder: Path | None = None, dialect: str = "duck
     bins' folder), on disk: it is a pure function of the frozen bins and the query's
     shape (never of filter values, which live in the source view), and compiling large
     bin trees costs more than running them."""
+    import ibis
     key = (_BUILDER_VERSION, *key) if dialect == "duckdb" else (_BUILDER_VERSION, dialect, *key)
     sql = _SQL_CACHE.get(key)
     path = None
@@ -342,6 +350,7 @@ def sample_rows(store: Store, dataset: str, slice: str, columns: Sequence[str],
     ``limit / rows`` (a Bernoulli sample drawn in the engine, so only the sample leaves
     a lake; not seeded, since Ibis cannot seed a sample on every backend). For pictures
     of a distribution, never for a statistic: those come from the binned counts."""
+    import ibis
     con, t = connect_slice(store, dataset, slice, filters, engine=engine)
     if t is None:
         return pd.DataFrame(columns=list(columns))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import ibis
 import pandas as pd
 
 from analysis.engine import MISSING_SEGMENT, UNIT_CODES, Engine, connect_slice, to_arrow
@@ -59,6 +58,7 @@ def error_table(store: Store, dataset: str, slice: str, filters: Filters | None 
 
 def _error_aggregates(t, roles) -> dict:
     """The aggregates of :func:`error_table` over the rows ``t``."""
+    import ibis   # here, not at the top: importing it costs a quarter of a second
     if not (roles.prediction and roles.target):
         return {"rows": t.count(), "labelled": ibis.literal(0, type="int64"),
                 "mae": ibis.null("float64"), "mape": ibis.null("float64")}
