@@ -231,7 +231,11 @@ def judge_concept(cell: Cell, p: Problem, ref: Side, win: Side, rows: CellRows,
         return
     r_rows, w_rows, t_r, t_w, pi_w = found
     gr, gw = ref.model, win.model
-    means = _concept_means(gr, gw, r_rows, w_rows, t_r, t_w, ref.replicates(r_rows),
+    centre = None   # the reference's prediction mean on the shared region
+    if gr.get("resid") is not None:
+        pred_r = gr["pred"][r_rows]
+        centre = float(np.average(pred_r, weights=t_r)) if t_r.sum() > 0 else float(pred_r.mean())
+    means = _concept_means(gr, gw, r_rows, w_rows, t_r, t_w, centre, ref.replicates(r_rows),
                            win.replicates(w_rows))
     s_ref, s_win = means["loss"]
     base = float(np.mean(gr["loss"][r_rows]))
@@ -248,8 +252,9 @@ def judge_concept(cell: Cell, p: Problem, ref: Side, win: Side, rows: CellRows,
                "reference_model_error": base,
                "shared_weight_window": float((1 - pi_w).sum() / len(pi_w))}
     tests = [("loss", loss_p, abs(loss_change) >= CONCEPT_MIN * base)]
-    if gr.get("resid") is not None:
-        tests += _residual_tests(concept, means, gr, gw, r_rows, w_rows, t_r, t_w, floors)
+    if centre is not None:
+        tests += _residual_tests(concept, means, centre, gr, gw, r_rows, w_rows, t_r, t_w,
+                                 floors)
     cell.concept = concept
     cell._concept_tests = tests if examined else []
     cell._held_concept_tests = [] if examined else tests
@@ -272,20 +277,15 @@ def _null_floors(gr: dict, gw: dict, r_rows, w_rows, t_r, t_w) -> dict:
             "v_r": v_r, "v_w": v_w}
 
 
-def _centre(gr: dict, r_rows: np.ndarray, t_r: np.ndarray) -> float:
-    """The reference's prediction mean on the shared region (weights ``t_r``)."""
-    pred_r = gr["pred"][r_rows]
-    return float(np.average(pred_r, weights=t_r)) if t_r.sum() > 0 else float(pred_r.mean())
-
-
-def _concept_means(gr: dict, gw: dict, r_rows, w_rows, t_r, t_w, rr, rw) -> dict:
+def _concept_means(gr: dict, gw: dict, r_rows, w_rows, t_r, t_w, centre: float | None,
+                   rr, rw) -> dict:
     """The concept tests' weighted means of the reference model's adjusted loss, and
-    when it has residuals of the adjusted residual and its product with the centred
-    prediction: name -> (reference, window), each (point, replicates)."""
+    when it has residuals (``centre`` not None) of the adjusted residual and its product
+    with the prediction minus ``centre``: name -> (reference, window), each (point,
+    replicates)."""
     names, ref_pairs, win_pairs = ["loss"], [(gr["loss_adj"][r_rows], t_r)], \
         [(gw["loss_adj"][w_rows], t_w)]
-    if gr.get("resid") is not None:
-        centre = _centre(gr, r_rows, t_r)
+    if centre is not None:
         names += ["bias", "covariance"]
         ref_pairs += [(gr["resid_adj"][r_rows], t_r),
                       (gr["resid_adj"][r_rows] * (gr["pred"][r_rows] - centre), t_r)]
@@ -294,12 +294,12 @@ def _concept_means(gr: dict, gw: dict, r_rows, w_rows, t_r, t_w, rr, rw) -> dict
     return dict(zip(names, zip(weighted_means(ref_pairs, rr), weighted_means(win_pairs, rw))))
 
 
-def _residual_tests(concept: dict, means: dict, gr: dict, gw: dict, r_rows, w_rows, t_r,
-                    t_w, floors: dict) -> list:
+def _residual_tests(concept: dict, means: dict, centre: float, gr: dict, gw: dict, r_rows,
+                    w_rows, t_r, t_w, floors: dict) -> list:
     """Bias (the mean residual) and slope (the residual's covariance with the centred
     prediction, over the prediction's SD: a rule that got weaker or stronger leaves the
     mean residual alone but tilts it against the prediction) changes, with p-values;
-    ``means`` from :func:`_concept_means`."""
+    ``means`` from :func:`_concept_means` with the same ``centre``."""
     res_r = gr["resid"][r_rows]
     b_ref, b_win = means["bias"]
     scale = float(np.mean(np.abs(res_r)))
@@ -311,7 +311,6 @@ def _residual_tests(concept: dict, means: dict, gr: dict, gw: dict, r_rows, w_ro
     concept.update(bias_change=bias_change, bias_p=bias_p,
                    bias_change_interval=interval(b_win[1] - b_ref[1]))
     pred_r, pred_w = gr["pred"][r_rows], gw["pred"][w_rows]
-    centre = _centre(gr, r_rows, t_r)
     spread = float(np.std(pred_r)) or 1.0
     c_ref, c_win = means["covariance"]
     slope_change = (c_win[0] - c_ref[0]) / spread

@@ -107,6 +107,13 @@ class GroupCodes:
         """The code of group ``name`` (-1 when no row has it)."""
         return self._code.get(name, -1)
 
+    def cell_keys(self, window_of: np.ndarray) -> np.ndarray:
+        """Each row's window x group cell as one integer, ``window * len(names) + code``
+        (negative for a row without a window, ``window_of`` -1)."""
+        keys = window_of * len(self.names)
+        keys += self.codes
+        return keys
+
     def member(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Whether each row (of ``rows`` when given) is in group ``name``; ALL: every row."""
         codes = self.codes if rows is None else self.codes[rows]

@@ -14,13 +14,14 @@ from analysis.attribution.problem import ALL, Problem, label_text, metric_level,
 def weighted_mean(values: np.ndarray, weights: np.ndarray, replicates: np.ndarray | None = None):
     """Self-normalised ``sum w v / sum w`` for the point estimate, and for each bootstrap
     replicate (rows of ``replicates``: per-row resampling counts) when given."""
-    point = float(np.dot(weights, values) / weights.sum()) if weights.sum() > 0 else float("nan")
     if replicates is None:
-        return point
-    num = replicates @ (weights * values)
-    den = replicates @ weights
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return point, num / den
+        return _point(values, weights)
+    return weighted_means([(values, weights)], replicates)[0]
+
+
+def _point(values: np.ndarray, weights: np.ndarray) -> float:
+    total = weights.sum()
+    return float(np.dot(weights, values) / total) if total > 0 else float("nan")
 
 
 def weighted_means(pairs: list[tuple[np.ndarray, np.ndarray]], replicates: np.ndarray
@@ -39,13 +40,9 @@ def weighted_means(pairs: list[tuple[np.ndarray, np.ndarray]], replicates: np.nd
         spec.append((len(columns), weight_column[id(weights)]))
         columns.append(weights * values)
     sums = replicates @ np.column_stack(columns)
-    out = []
     with np.errstate(invalid="ignore", divide="ignore"):
-        for (values, weights), (num, den) in zip(pairs, spec):
-            total = weights.sum()
-            point = float(np.dot(weights, values) / total) if total > 0 else float("nan")
-            out.append((point, sums[:, num] / sums[:, den]))
-    return out
+        return [(_point(values, weights), sums[:, num] / sums[:, den])
+                for (values, weights), (num, den) in zip(pairs, spec)]
 
 
 def effective_sample_size(weights: np.ndarray) -> float:
@@ -115,18 +112,19 @@ class _LossLevels:
                                p.positive)
         self._ref = group_tallies(ref_loss, ref_groups.codes, len(ref_groups.names))
         width = len(groups.names)
-        keys = window_of * width     # negative for rows without a window, as codes < width
-        keys += groups.codes
-        sums, counts = group_tallies(prod_loss, keys, n_windows * width)
+        sums, counts = group_tallies(prod_loss, groups.cell_keys(window_of), n_windows * width)
         self._win = sums.reshape(n_windows, width), counts.reshape(n_windows, width)
 
     @staticmethod
     def _level(tally: tuple[np.ndarray, np.ndarray], code: int | None) -> float:
         """Mean of one entry of ``tally`` (None: of all; -1, a group without rows: NaN)."""
         sums, counts = tally
-        total, n = (sums.sum(), counts.sum()) if code is None else \
-            (sums[code], counts[code]) if code >= 0 else (0.0, 0.0)
-        return float(total / n) if n > 0 else math.nan
+        if code is not None:
+            if code < 0:
+                return math.nan
+            sums, counts = sums[code], counts[code]
+        n = counts.sum()
+        return float(sums.sum() / n) if n > 0 else math.nan
 
     def of(self, ref_segment: str, win_segment: str, window: int) -> tuple[float, float]:
         """(reference level of ``ref_segment``, level of ``win_segment`` in ``window``);

@@ -219,15 +219,12 @@ def _conditional_contributions(cells: list[Cell], p: Problem, reference: pd.Data
     if len(features) < 2:
         return {}, list(features)
     flagged = [c for c in cells if c.data.get("flagged")]
-    # the flagged (window, group) pairs as one lookup table over integer keys
-    n_codes = len(groups.names) + 1                  # the last: a group with no rows
-    hit = np.zeros((int(window_of.max()) + 2) * n_codes, bool)
-    seg_names = set()
-    for c in flagged:
-        codes = range(n_codes) if c.segment == ALL else [groups.code(c.segment) % n_codes]
-        hit[[(c._window + 1) * n_codes + code for code in codes]] = True
-        seg_names.add(c.segment)
-    mask = hit[(window_of + 1) * n_codes + groups.codes]
+    width = len(groups.names)
+    flagged_keys = {c._window * width + code for c in flagged
+                    for code in (range(width) if c.segment == ALL else [groups.code(c.segment)])
+                    if code >= 0}
+    seg_names = {c.segment for c in flagged}
+    mask = np.isin(groups.cell_keys(window_of), list(flagged_keys))
     if ALL in seg_names or p.segment is None:
         ref_mask = np.ones(len(reference), bool)
     else:

@@ -40,12 +40,10 @@ class CellJudge:
     def cell_rows(self, w: int, segment: str) -> int:
         """How many production rows window ``w`` holds of ``segment`` (ALL: of all)."""
         if self._cell_rows is None:
-            width = len(self.groups.names)
-            keys = self.windows.of * width
-            keys += self.groups.codes
-            self._cell_rows = np.bincount(keys if (keys >= 0).all() else keys[keys >= 0],
-                                          minlength=len(self.windows.starts) * width
-                                          ).reshape(-1, width)
+            keys = self.groups.cell_keys(self.windows.of)
+            self._cell_rows = np.bincount(keys[keys >= 0], minlength=len(self.windows.starts)
+                                          * len(self.groups.names)
+                                          ).reshape(-1, len(self.groups.names))
         if segment == ALL:
             return int(self._cell_rows[w].sum())
         code = self.groups.code(segment)

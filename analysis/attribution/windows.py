@@ -25,7 +25,7 @@ def cell_sizes(timestamps, segments=None) -> dict[str, dict[str, float]]:
         ts = pd.to_datetime(pd.Series(timestamps), errors="coerce").to_numpy(dtype="datetime64[us]")
     ok = ~np.isnat(ts)
     hours = window_numbers(ts if ok.all() else ts[ok], "hour")
-    groups, n_groups = np.zeros(hours.size, dtype=np.int64), 1
+    groups, n_groups = None, 1
     if segments is not None:
         segments = np.asarray(segments)
         groups = segments if ok.all() else segments[ok]
@@ -39,12 +39,12 @@ def cell_sizes(timestamps, segments=None) -> dict[str, dict[str, float]]:
         return out
     first = hours.min()
     hours -= first                  # in place: at millions of rows every copy counts
-    hours *= n_groups
-    hours += groups
+    if groups is not None:
+        hours *= n_groups
+        hours += groups
     keys, counts = _tally(hours)
-    hour_of = keys // n_groups + first
     group_of = keys % n_groups
-    hour_starts = (hour_of * _HOUR_US).astype("datetime64[us]")
+    hour_starts = (keys // n_groups + first).astype("datetime64[h]")
     for u in UNITS:
         window = window_numbers(hour_starts, u)
         window -= window.min()
@@ -55,9 +55,6 @@ def cell_sizes(timestamps, segments=None) -> dict[str, dict[str, float]]:
                   "window_rows": float(np.median(window_rows)),
                   "cell_rows": float(np.median(cell_rows))}
     return out
-
-
-_HOUR_US = 3_600_000_000
 
 
 def _tally(keys: np.ndarray, weights: np.ndarray | None = None
@@ -167,9 +164,8 @@ def assign_windows(production: pd.DataFrame, timestamp: str | None, segment: str
                      f"{timestamp} were left out")
     ok = stamps.notna().to_numpy()
     ts = stamps.to_numpy(dtype="datetime64[us]")
-    valid = ts if ok.all() else ts[ok]         # (a copy of millions of rows only if needed)
-    sizes = cell_sizes(valid, None if segment is None else segments if ok.all() else segments[ok])
-    chosen = unit_for(sizes) if unit == "auto" else choose_unit(valid, unit)
+    sizes = cell_sizes(ts, None if segment is None else segments)   # (leaves NaT out)
+    chosen = unit_for(sizes) if unit == "auto" else choose_unit(ts, unit)
     if chosen is None:
         notes.append(f"too few production rows for calendar windows (a {UNITS[-1]} holds "
                      f"a median {sizes[UNITS[-1]]['window_rows']:,.0f} rows; at least "
@@ -180,6 +176,7 @@ def assign_windows(production: pd.DataFrame, timestamp: str | None, segment: str
         notes.append(f"window: {chosen} (auto: windows that hold enough rows to judge; "
                      f"{_sizes_text(sizes, chosen, segment)})")
     # windows as integer numbers (in time order), each one's start from one of its rows
+    valid = ts if ok.all() else ts[ok]         # (a copy of millions of rows only if needed)
     number = window_numbers(valid, chosen)
     number -= number.min()
     present, _ = _tally(number)
