@@ -17,8 +17,9 @@ from analysis.attribution.reference_model import fit_reference_model
 from analysis.attribution.samples import Side
 from analysis.drift import CATEGORICAL
 
-# rows a side for the root-cause classifiers (1 + k of them, 2 folds), and rows a group's
-# concept retraining and its disagreement tree use: their rankings settle long before
+# rows a side for the root-cause classifiers (1 + k of them, 2 folds), and rows per
+# concept-flagged group for the concept retraining and the disagreement trees: their
+# rankings settle long before
 FEATURE_ROWS = 10_000
 
 
@@ -89,20 +90,24 @@ def describe_path(path) -> str:
 
 def _concept_regions(cells: list[Cell], p: Problem, encoder: Encoder, g_model, seed: int,
                      win: Side) -> list[dict]:
-    """Where the concept changed: per group (all groups together being one), pool the
-    labelled rows of its concept-flagged cells, retrain on them (2-fold cross-fitted),
-    fit a shallow tree on the disagreement with the reference model over the shared
-    region, and record its rule on each of those cells; rank the features by the trees'
-    importances (weighted by the cells' rows). One retraining per group, however many
-    windows it spans."""
+    """Where the concept changed: retrain once on the labelled rows of every
+    concept-flagged cell (2-fold cross-fitted; the group is one of its inputs), then per
+    group (all groups together being one) fit a shallow tree on the disagreement with the
+    reference model over that group's flagged rows, and record its rule on each of its
+    cells; rank the features by the trees' importances (weighted by the cells' rows).
+    One retraining per investigation, however many groups and windows it spans."""
     flagged = [c for c in cells if c.concept.get("flagged") and c._where]
     if not flagged or g_model is None:
         return []
+    segments = list(dict.fromkeys(c.segment for c in flagged))
+    retrained = _retrained_disagreement(flagged, len(segments), p, encoder, g_model, seed, win)
+    if retrained is None:
+        return []
     importance: dict[str, float] = {}
     total_rows = 0
-    for segment in dict.fromkeys(c.segment for c in flagged):
+    for segment in segments:
         group = [c for c in flagged if c.segment == segment]
-        found = _retrained_rule(group, p, encoder, g_model, seed, win)
+        found = _disagreement_rule(group, retrained, p, encoder, win)
         if found is None:
             continue
         rule, disagreement, by_column = found
@@ -123,41 +128,56 @@ def _concept_regions(cells: list[Cell], p: Problem, encoder: Encoder, g_model, s
             for k, v in ranked if v >= 0.1]
 
 
-def _retrained_rule(group: list[Cell], p: Problem, encoder: Encoder, g_model, seed: int,
-                    win: Side) -> tuple[str, float, dict[str, float]] | None:
-    """The disagreement tree's rule, the mean disagreement and the features' importances
-    over the pooled rows of ``group``'s cells (None: too few labelled rows)."""
-    rows = np.concatenate([c._where["rows"].win for c in group])
-    pi_win = np.concatenate([c._where["rows"].pi_win for c in group])
-    # the rule is a shallow tree: a sample of the pooled rows draws it as well
-    keep = _sample(rows.size, FEATURE_ROWS, np.random.default_rng(seed + 3))
-    rows, pi_win = rows[keep], pi_win[keep]
-    frame = win.frame.iloc[rows]
-    lab = frame[p.target].notna().to_numpy()
-    if lab.sum() < 2 * MIN_ROWS:
+def _retrained_disagreement(flagged: list[Cell], n_groups: int, p: Problem, encoder: Encoder,
+                            g_model, seed: int, win: Side) -> tuple[np.ndarray, np.ndarray] | None:
+    """The sampled production rows (sorted positions in ``win``) of the flagged cells that
+    carry a label, and on each the disagreement ``d`` between a model retrained on them
+    (out of fold: no row scores itself) and the reference model: the prediction's
+    difference (regression), the positive class's probability's (two classes), or the
+    total variation distance ``0.5 * sum_k |new_k - old_k|`` over the classes both know.
+    At most ``FEATURE_ROWS`` rows per flagged group, at random: a shallow tree draws the
+    rule long before more. None when too few rows carry a label."""
+    rows = np.unique(np.concatenate([c._where["rows"].win for c in flagged]))
+    rows = rows[_sample(rows.size, FEATURE_ROWS * n_groups, np.random.default_rng(seed + 3))]
+    rows = rows[win.frame[p.target].iloc[rows].notna().to_numpy()]
+    if rows.size < 2 * MIN_ROWS:
         return None
-    frame, Xw, pi_win = frame[lab], win.X[rows][lab], pi_win[lab]
-    # out-of-fold predictions of the retrained model: no row scores itself
-    retrained, new = fit_reference_model(Xw, frame[p.target], p.task, encoder.categorical_mask,
-                                         seed, n_folds=2)
+    Xw = win.X[rows]
+    retrained, new = fit_reference_model(Xw, win.frame[p.target].iloc[rows], p.task,
+                                         encoder.categorical_mask, seed, n_folds=2)
     old = g_model.predict(Xw, np.arange(len(Xw)) % len(g_model.models))
     if p.task == "regression":
-        d = new - old
-    elif g_model.positive_index is not None and retrained.positive_index is not None \
+        return rows, new - old
+    if g_model.positive_index is not None and retrained.positive_index is not None \
             and list(retrained.classes) == list(g_model.classes):
-        d = new[:, retrained.positive_index] - old[:, g_model.positive_index]
-    else:
-        common = [i for i, k in enumerate(g_model.classes) if k in set(retrained.classes)]
-        idx = pd.Index(retrained.classes).get_indexer(g_model.classes[common])
-        d = 0.5 * np.abs(new[:, idx] - old[:, common]).sum(axis=1)
-    design, names = encoder.one_hot(frame)
-    tree, rule = disagreement_tree(design, d, 1 - pi_win, names)
+        return rows, new[:, retrained.positive_index] - old[:, g_model.positive_index]
+    common = [i for i, k in enumerate(g_model.classes) if k in set(retrained.classes)]
+    idx = pd.Index(retrained.classes).get_indexer(g_model.classes[common])
+    return rows, 0.5 * np.abs(new[:, idx] - old[:, common]).sum(axis=1)
+
+
+def _disagreement_rule(group: list[Cell], retrained: tuple[np.ndarray, np.ndarray],
+                       p: Problem, encoder: Encoder, win: Side
+                       ) -> tuple[str, float, dict[str, float]] | None:
+    """The disagreement tree's rule, the mean disagreement and the features' importances
+    over ``group``'s retrained rows, each weighted by ``1 - pi`` of its cell (None: too
+    few of its rows were retrained on)."""
+    rows, d = retrained
+    mine = np.concatenate([c._where["rows"].win for c in group])
+    pi_win = np.concatenate([c._where["rows"].pi_win for c in group])
+    at = np.minimum(np.searchsorted(rows, mine), rows.size - 1)
+    kept = rows[at] == mine
+    if kept.sum() < 2 * MIN_ROWS:
+        return None
+    mine, d, weight = mine[kept], d[at[kept]], 1 - pi_win[kept]
+    design, names = encoder.one_hot(win.frame.iloc[mine])
+    tree, rule = disagreement_tree(design, d, weight, names)
     by_column: dict[str, float] = {}
     for name, imp in zip(names, tree.feature_importances_):
         col = name.split(" = ", 1)[0]
         by_column[col] = by_column.get(col, 0.0) + float(imp)
     ranked = {k: v for k, v in sorted(by_column.items(), key=lambda kv: -kv[1]) if v > 0}
-    return rule, float(np.average(np.abs(d), weights=1 - pi_win)), ranked
+    return rule, float(np.average(np.abs(d), weights=weight)), ranked
 
 
 def _drifted_features(cells: list[Cell], p: Problem, reference: pd.DataFrame,
