@@ -173,6 +173,26 @@ def test_ks_test_asymptotic_method_matches_scipy():
     assert d == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
 
 
+def test_ks_test_asymptotic_matches_scipy_on_random_samples():
+    """The direct computation against ks_2samp(method='asymp') on samples of unequal
+    sizes, with ties, a one-sided shift, identical samples and disjoint ones."""
+    rng = np.random.default_rng(21)
+    for _ in range(100):
+        n, m = rng.integers(1, 400, size=2)
+        a = rng.normal(size=n)
+        b = rng.normal(rng.uniform(-1, 1), rng.uniform(0.5, 2), size=m)
+        if rng.random() < 0.4:   # heavy ties: values on a coarse grid
+            a, b = np.round(a, 1), np.round(b, 1)
+        d, p = stats.ks_test(a, b, method="asymp")
+        ref = sps.ks_2samp(a, b, method="asymp")
+        assert d == pytest.approx(ref.statistic, rel=1e-12, abs=1e-15)
+        assert p == pytest.approx(ref.pvalue, rel=1e-12, abs=1e-300)
+    assert stats.ks_test([1.0, 2.0, 2.0], [1.0, 2.0, 2.0], method="asymp") == (0.0, 1.0)
+    d, p = stats.ks_test(np.arange(50.0), np.arange(50.0) + 100, method="asymp")
+    assert d == 1.0 and p == pytest.approx(sps.ks_2samp(np.arange(50.0), np.arange(50.0) + 100,
+                                                        method="asymp").pvalue)
+
+
 # -- noise levels (analysis/noise.py) -------------------------------------------------------
 from analysis import noise  # noqa: E402
 
@@ -351,3 +371,26 @@ def test_pool_moments_is_the_variance_of_the_whole():
     assert pooled_mean == pytest.approx(whole.mean(), rel=1e-15)
     assert var == pytest.approx(whole.var(), rel=1e-9)
     assert np.isnan(stats.pool_moments([0], [np.nan], [0.0])[1])
+
+
+def test_mann_whitney_greater_matches_scipy():
+    """U and the one-sided z-score against scipy's mannwhitneyu (asymptotic, ties
+    corrected, continuity corrected): its U, and its p-value as 1 - Phi(z); on unequal
+    sizes, heavy ties, and a hand case."""
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        n, m = rng.integers(1, 300, size=2)
+        a, b = rng.normal(rng.uniform(-1, 1), 1, n), rng.normal(size=m)
+        if rng.random() < 0.5:
+            a, b = np.round(a), np.round(b)
+        if np.ptp(np.r_[a, b]) == 0:
+            continue
+        u, z = stats.mann_whitney_greater(a, b)
+        ref = sps.mannwhitneyu(a, b, alternative="greater", method="asymptotic")
+        assert u == pytest.approx(ref.statistic, rel=1e-12)
+        assert sps.norm.sf(z) == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
+    # by hand: first = [3, 4], second = [1, 2, 3]; ranks 1, 2, 3.5, 3.5, 5 -> R1 = 8.5,
+    # U = 8.5 - 3 = 5.5; one tie of two: sum t^3 - t = 6; var = 6/12 (6 - 6/20) = 2.85
+    u, z = stats.mann_whitney_greater([3, 4], [1, 2, 3])
+    assert u == 5.5 and z == pytest.approx((5.5 - 3 - 0.5) / math.sqrt(2.85))
+    assert math.isnan(stats.mann_whitney_greater([2.0, 2.0], [2.0])[1])
