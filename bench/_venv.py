@@ -7,6 +7,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB: ``VmHWM`` on Linux, where
+    ``ru_maxrss`` also counts the peak of the process that launched it (an exec'd child
+    inherits it, and a bench that has just built its data holds gigabytes)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status
+                        if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def use_project_python() -> None:
     try:
         import duckdb  # noqa: F401

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -46,12 +45,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench._venv import use_project_python  # noqa: E402
+from bench._venv import peak_rss_mb, use_project_python  # noqa: E402
 
 use_project_python()
 
 EVIDENTLY_SIDE = """
-import json, resource, sys, time
+import json, sys, time
+from bench._venv import peak_rss_mb   # standard library only: imports in any environment
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
@@ -64,12 +64,8 @@ snap = Report([DataDriftPreset()]).run(Dataset.from_pandas(cur, data_definition=
 elapsed = time.perf_counter() - t
 drifted = snap.dict()["metrics"][0]["value"]["count"]
 print(json.dumps({"seconds": elapsed, "drifted": drifted,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak_rss_mb()}))
 """
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def phase_floor(store_dir: str) -> dict:
@@ -88,7 +84,7 @@ def phase_floor(store_dir: str) -> dict:
             t = time.perf_counter()
             con.execute(sql).fetchall()
             times.append(time.perf_counter() - t)
-    return {"floor_s": times[-1], "floor_first_s": times[0], "peak_rss_mb": _peak_mb()}
+    return {"floor_s": times[-1], "floor_first_s": times[0], "peak_rss_mb": peak_rss_mb()}
 
 
 def phase_codes(store_dir: str) -> dict:
@@ -105,7 +101,7 @@ def phase_codes(store_dir: str) -> dict:
     t = time.perf_counter()
     for slice_ in ("reference", "production"):
         profiles.ensure_codes(store, DATASET, bins, slice=slice_)
-    return {"codes_s": time.perf_counter() - t, "peak_rss_mb": _peak_mb()}
+    return {"codes_s": time.perf_counter() - t, "peak_rss_mb": peak_rss_mb()}
 
 
 def phase_ours(store_dir: str) -> dict:
@@ -134,7 +130,7 @@ def phase_ours(store_dir: str) -> dict:
         heatmap.grid(heatmap.select(cube, unit, segments=None if group is None else [group]),
                      "psi", bins)
         warm.append(time.perf_counter() - t)
-    peak = _peak_mb()  # of the heatmap itself, before the recount below
+    peak = peak_rss_mb()  # of the heatmap itself, before the recount below
     t = time.perf_counter()
     for slice_ in ("production", "reference"):
         counts.day_counts_from_codes(store, DATASET, bins, "user_group", slice=slice_)
@@ -142,11 +138,10 @@ def phase_ours(store_dir: str) -> dict:
     return {"heatmap_cold_s": t3 - t0, "heatmap_from_codes_s": from_codes,
             "edges_read_s": t1 - t0, "aggregate_s": t2 - t1,
             "grids_s": t3 - t2, "cells": cells, "heatmap_warm_s": max(warm),
-            "peak_rss_mb": peak, "peak_with_recount_mb": _peak_mb()}
+            "peak_rss_mb": peak, "peak_with_recount_mb": peak_rss_mb()}
 
 
 def phase_pandas(store_dir: str) -> dict:
-    import numpy as np
     import pandas as pd
 
     from analysis import reference_bins, stats
@@ -170,7 +165,7 @@ def phase_pandas(store_dir: str) -> dict:
             for f, b in bins.items():
                 stats.psi(ref_counts[f], b.counts(window[f]))
                 cells += 1
-    return {"pandas_s": time.perf_counter() - t0, "cells": cells, "peak_rss_mb": _peak_mb(),
+    return {"pandas_s": time.perf_counter() - t0, "cells": cells, "peak_rss_mb": peak_rss_mb(),
             "rows_checked": int(len(prod))}
 
 
@@ -197,7 +192,7 @@ def phase_ours_1m(store_dir: str) -> dict:
     assert np.allclose(rows["statistic"].to_numpy(float), table["statistic"].to_numpy(float),
                        rtol=1e-9, atol=1e-12, equal_nan=True)
     return {"ours_1m_s": elapsed, "ours_1m_from_rows_s": from_rows,
-            "drifted": int(table["drifted"].fillna(False).sum()), "peak_rss_mb": _peak_mb()}
+            "drifted": int(table["drifted"].fillna(False).sum()), "peak_rss_mb": peak_rss_mb()}
 
 
 def _one_million_end(store):
@@ -228,7 +223,7 @@ def phase_evidently(store_dir: str) -> dict:
         out = subprocess.run([str(evidently_python()), "-c", EVIDENTLY_SIDE,
                               f"{tmp}/reference.parquet", f"{tmp}/production.parquet",
                               json.dumps(NUMERIC), json.dumps(CATEGORICAL)],
-                             check=True, capture_output=True, text=True)
+                             check=True, capture_output=True, text=True, cwd=ROOT)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return {"evidently_1m_s": result["seconds"], "evidently_drifted": result["drifted"],
             "evidently_peak_rss_mb": result["peak_rss_mb"]}
@@ -272,9 +267,9 @@ def ensure_store(rows: int) -> Path:
     from analysis.queries import Filters
     t = time.perf_counter()
     end = _one_million_end(store)
-    for profiles in (True, False):
+    for with_profiles in (True, False):
         heatmap.binned_drift_table(store, widegen.DATASET, Filters(end=end), bins=bins,
-                                   profiles=profiles)
+                                   profiles=with_profiles)
     print(f"first 1M-row drift tables in this set-up (compile and persist their SQL when "
           f"absent): {time.perf_counter() - t:.2f} s")
     return folder

@@ -56,7 +56,7 @@ BEFORE = "966f5ec"   # the last commit with analysis/attribution.py as one modul
 DATA = ROOT / "bench" / "data"
 
 RUN = r"""
-import json, resource, sys, time
+import json, sys, time
 kind, where, method = sys.argv[1], sys.argv[2], sys.argv[3]
 t = time.perf_counter()
 # the libraries every method loads, imported first so their start-up (about 2 s, the
@@ -105,9 +105,11 @@ else:
         from analysis.attribution import investigate
         result = investigate(ref, prod, problem).to_dict()
 cells = result.get("cells", [])
+
+from bench._venv import peak_rss_mb
 print(json.dumps({"seconds": round(time.perf_counter() - t, 2),
                   "compute_seconds": round(time.perf_counter() - ready, 2),
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                  "peak_rss_mb": round(peak_rss_mb()),
                   "verdict": result["verdict"], "cells": len(cells), "window": result.get("window"),
                   "cell_verdicts": {f"{c['segment']} {c['start']}": c["verdict"] for c in cells}}))
 """
