@@ -3,7 +3,7 @@ and groups and on the rental demo, against the method before the shared fit and 
 plain per-feature baseline, in one run.
 
     .venv/bin/python bench/investigate.py [--cases gen-20k,gen-200k,demo-x1,demo-x10]
-                                          [--no-before]
+                                          [--no-before] [--repeat N]
 
 Cases
 -----
@@ -24,6 +24,9 @@ in a fresh Python process so its peak memory is its own; the process reads the d
 * ``plain``: the baseline to beat: per-feature two-sample tests (KS, chi-square) of all
   production against the reference, and an importance-weighted error comparison from
   one domain classifier (no windows, no groups, no intervals).
+
+``--repeat N`` runs ours and the method before N times each, in turn, and reports each
+one's median run: runs on this machine vary by up to a fifth from one to the next.
 
 Per case the table gives rows, cells, seconds (in brackets: after the libraries every
 method loads were imported, about 2 s) and peak memory of each method, whether
@@ -278,6 +281,9 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--no-before", action="store_true",
                         help="skip the method before the shared fit (slow on big cases)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of ours and of the method before per case, taken in turn; "
+                             "each figure is its method's median run (by compute seconds)")
     args = parser.parse_args()
     rows_out = []
     print(f"{'case':<10} {'rows':>10} {'cells':>6} {'ours s':>13} {'MB':>6} {'before s':>13} "
@@ -286,15 +292,28 @@ def main() -> None:
           f"{'(compute)':>13} {'(compute)':>13}")
     for name in args.cases.split(","):
         kind, folder, rows = ensure_case(name)
-        ours = run(kind, folder, "ours")
+        runs: dict[str, list[dict]] = {"ours": [], "before": []}
+        for _ in range(max(1, args.repeat)):
+            # in turn, so a machine that slows down for a while slows both alike
+            for method in ("ours",) if args.no_before else ("ours", "before"):
+                runs[method].append(run(kind, folder, method))
+        ours, before = median_run(runs["ours"]), median_run(runs["before"])
         plain = run(kind, folder, "plain")
-        before = None if args.no_before else run(kind, folder, "before")
         same = None if before is None else (ours["verdict"] == before["verdict"] and
                                             ours["cell_verdicts"] == before["cell_verdicts"])
         figures = _figures(name, rows, ours, plain, before, same)
         rows_out.append(figures)
         print(_table_row(figures), flush=True)
     print(json.dumps(rows_out))
+
+
+def median_run(runs: list[dict]) -> dict | None:
+    """The run with the median compute time (the lower middle one of an even count),
+    its other figures with it."""
+    if not runs:
+        return None
+    ordered = sorted(runs, key=lambda r: r["compute_seconds"])
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def _figures(name: str, rows: int, ours: dict, plain: dict, before: dict | None,

@@ -621,3 +621,19 @@ def test_problem_from_frames_leaves_out_ids_partitions_and_predicted_labels():
     for skipped in ("id (row identifier)", "period (constant within each file)",
                     "y_pred (the model's predicted label)"):
         assert skipped in text
+
+
+def test_reference_bins_of_a_categorical_equal_those_of_its_labels():
+    """A categorical column's bins come from its categories present (unused ones left
+    out, 1 and "1" one level, missing not a level): the same bins as from its labels."""
+    from analysis.attribution.engine import reference_bins
+    from analysis.attribution.encoding import clean_values
+
+    column = pd.Series(pd.Categorical([1, "1", "b", None, "a", "b"],
+                                      categories=[1, "1", "a", "b", "unused"]))
+    bins = reference_bins(column, "categorical")
+    assert bins == bins_for(clean_values(column.astype(object), "categorical"), "categorical")
+    assert bins.categories == ("1", "a", "b")
+    numbers = pd.Series([1.0, np.inf, 2.0, np.nan, 3.0, 4.0])
+    assert reference_bins(numbers, "numeric") == bins_for(pd.Series([1.0, 2.0, 3.0, 4.0]),
+                                                           "numeric")

@@ -247,8 +247,14 @@ def _investigate(reference: pd.DataFrame, production: pd.DataFrame, problem: Pro
 def reference_bins(column: pd.Series, kind: str):
     """A feature's bins from every reference row: :func:`analysis.binning.bins_for` of
     its cleaned values (numbers: the finite ones). Numbers are read without the cleaned
-    copies, which at millions of rows cost more than the quantiles."""
+    copies, which at millions of rows cost more than the quantiles; a categorical
+    column's bins are its levels present, read from its categories (each once) rather
+    than from a label per row."""
     if kind != NUMERIC:
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes = column.cat.codes.to_numpy()
+            present = np.bincount(codes[codes >= 0], minlength=len(column.cat.categories)) > 0
+            column = pd.Series(column.cat.categories[present])
         return bins_for(clean_values(column, kind), kind)
     values = as_float(column)
     return quantile_bins(values[np.isfinite(values)])
