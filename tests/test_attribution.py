@@ -637,3 +637,16 @@ def test_reference_bins_of_a_categorical_equal_those_of_its_labels():
     numbers = pd.Series([1.0, np.inf, 2.0, np.nan, 3.0, 4.0])
     assert reference_bins(numbers, "numeric") == bins_for(pd.Series([1.0, 2.0, 3.0, 4.0]),
                                                            "numeric")
+
+
+def test_two_sided_p_is_the_normal_approximation_with_the_bootstrap_se():
+    """p = 2 (1 - Phi(|estimate| / SE)), SE the replicates' standard deviation (ddof 1)
+    or the floor when larger; nan with fewer than 10 finite replicates."""
+    reps = np.random.default_rng(3).normal(0.0, 0.4, 500)
+    se = reps.std(ddof=1)
+    assert at.two_sided_p(0.5, reps) == pytest.approx(2 * sps.norm.sf(0.5 / se), rel=1e-12)
+    assert at.two_sided_p(-0.5, np.r_[reps, np.nan]) == pytest.approx(
+        2 * sps.norm.sf(0.5 / se), rel=1e-12)
+    assert at.two_sided_p(0.5, reps, se_floor=1.0) == pytest.approx(2 * sps.norm.sf(0.5), rel=1e-12)
+    assert math.isnan(at.two_sided_p(0.5, reps[:9]))
+    assert at.two_sided_p(0.5, np.zeros(20)) == 0.0 and at.two_sided_p(0.0, np.zeros(20)) == 1.0
