@@ -61,9 +61,12 @@ def test_clicking_a_heatmap_cell_drills_into_it(page: Page, server_url, screensh
     expect(page.get_by_text("Drill-down").first).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=TIMEOUT)
     window_box = page.get_by_role("combobox", name="Month starting")
-    expect(window_box).to_have_value("2025-12-01")  # default: the latest window
+    # default: the latest window (the drill-down's widgets can follow the status widget
+    # by a few seconds on a busy machine)
+    expect(window_box).to_have_value("2025-12-01", timeout=TIMEOUT)
     # the first marker is the top feature (largest PSI) in the first month, April
     point = page.locator(".js-plotly-plot .scatterlayer .trace .points path").first
+    expect(point).to_be_visible(timeout=TIMEOUT)
     box = point.bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     expect(window_box).to_have_value("2025-04-01", timeout=TIMEOUT)
