@@ -267,7 +267,7 @@ def format_investigation(result: dict) -> str:
     where = [c for c in cells if c["concept"].get("where")]
     if where:
         lines.append("")
-        lines.append("where the concept moved (disagreement of a model retrained on the window)")
+        lines.append("where the concept moved (disagreement of a model retrained on the flagged cells)")
         for c in where:
             lines.append(f"  {c['segment']} {str(c['start'])[:10]}: {c['concept']['where']}")
     notes = list(result["notes"]) + cell_notes(result)[:8]
