@@ -229,7 +229,7 @@ def mann_whitney_greater(first, second) -> tuple[float, float]:
     n = n1 + n2
     u = float(average_rank[where[:n1]].sum()) - n1 * (n1 + 1) / 2
     tie_term = float((ties.astype(float) ** 3 - ties).sum())
-    spread = math.sqrt(n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1)))) if n > 1 else 0.0
+    spread = math.sqrt(n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1))))   # n >= 2
     z = (u - n1 * n2 / 2 - 0.5) / spread if spread > 0 else float("nan")
     return u, z
 

@@ -1,5 +1,7 @@
 """Re-run a benchmark under the project's virtual environment when started with a python
-that lacks the project's packages (standard library only, so it imports anywhere)."""
+that lacks the project's packages, and read a process's peak memory (standard library
+only, so it imports anywhere: the benchmarks' side processes in other environments use
+it too)."""
 import os
 import sys
 from pathlib import Path

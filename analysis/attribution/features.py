@@ -100,14 +100,14 @@ def _concept_regions(cells: list[Cell], p: Problem, encoder: Encoder, g_model, s
     if not flagged or g_model is None:
         return []
     segments = list(dict.fromkeys(c.segment for c in flagged))
-    retrained = _retrained_disagreement(flagged, len(segments), p, encoder, g_model, seed, win)
-    if retrained is None:
+    by_row = _retrained_disagreement(flagged, len(segments), p, encoder, g_model, seed, win)
+    if by_row is None:
         return []
     importance: dict[str, float] = {}
     total_rows = 0
     for segment in segments:
         group = [c for c in flagged if c.segment == segment]
-        found = _disagreement_rule(group, retrained, p, encoder, win)
+        found = _disagreement_rule(group, by_row, encoder, win)
         if found is None:
             continue
         rule, disagreement, by_column = found
@@ -129,9 +129,9 @@ def _concept_regions(cells: list[Cell], p: Problem, encoder: Encoder, g_model, s
 
 
 def _retrained_disagreement(flagged: list[Cell], n_groups: int, p: Problem, encoder: Encoder,
-                            g_model, seed: int, win: Side) -> tuple[np.ndarray, np.ndarray] | None:
-    """The sampled production rows (sorted positions in ``win``) of the flagged cells that
-    carry a label, and on each the disagreement ``d`` between a model retrained on them
+                            g_model, seed: int, win: Side) -> np.ndarray | None:
+    """For every sampled production row (NaN for those not retrained on), the
+    disagreement between a model retrained on the labelled rows of the flagged cells
     (out of fold: no row scores itself) and the reference model: the prediction's
     difference (regression), the positive class's probability's (two classes), or the
     total variation distance ``0.5 * sum_k |new_k - old_k|`` over the classes both know.
@@ -139,38 +139,41 @@ def _retrained_disagreement(flagged: list[Cell], n_groups: int, p: Problem, enco
     rule long before more. None when too few rows carry a label."""
     rows = np.unique(np.concatenate([c._where["rows"].win for c in flagged]))
     rows = rows[_sample(rows.size, FEATURE_ROWS * n_groups, np.random.default_rng(seed + 3))]
-    rows = rows[win.frame[p.target].iloc[rows].notna().to_numpy()]
+    target = win.frame[p.target].iloc[rows]
+    labelled = target.notna().to_numpy()
+    rows, target = rows[labelled], target[labelled]
     if rows.size < 2 * MIN_ROWS:
         return None
     Xw = win.X[rows]
-    retrained, new = fit_reference_model(Xw, win.frame[p.target].iloc[rows], p.task,
-                                         encoder.categorical_mask, seed, n_folds=2)
+    retrained, new = fit_reference_model(Xw, target, p.task, encoder.categorical_mask, seed,
+                                         n_folds=2)
     old = g_model.predict(Xw, np.arange(len(Xw)) % len(g_model.models))
+    out = np.full(len(win.frame), np.nan)
     if p.task == "regression":
-        return rows, new - old
-    if g_model.positive_index is not None and retrained.positive_index is not None \
+        out[rows] = new - old
+    elif g_model.positive_index is not None and retrained.positive_index is not None \
             and list(retrained.classes) == list(g_model.classes):
-        return rows, new[:, retrained.positive_index] - old[:, g_model.positive_index]
-    common = [i for i, k in enumerate(g_model.classes) if k in set(retrained.classes)]
-    idx = pd.Index(retrained.classes).get_indexer(g_model.classes[common])
-    return rows, 0.5 * np.abs(new[:, idx] - old[:, common]).sum(axis=1)
+        out[rows] = new[:, retrained.positive_index] - old[:, g_model.positive_index]
+    else:
+        common = [i for i, k in enumerate(g_model.classes) if k in set(retrained.classes)]
+        idx = pd.Index(retrained.classes).get_indexer(g_model.classes[common])
+        out[rows] = 0.5 * np.abs(new[:, idx] - old[:, common]).sum(axis=1)
+    return out
 
 
-def _disagreement_rule(group: list[Cell], retrained: tuple[np.ndarray, np.ndarray],
-                       p: Problem, encoder: Encoder, win: Side
-                       ) -> tuple[str, float, dict[str, float]] | None:
+def _disagreement_rule(group: list[Cell], disagreement: np.ndarray, encoder: Encoder,
+                       win: Side) -> tuple[str, float, dict[str, float]] | None:
     """The disagreement tree's rule, the mean disagreement and the features' importances
     over ``group``'s retrained rows, each weighted by ``1 - pi`` of its cell (None: too
     few of its rows were retrained on)."""
-    rows, d = retrained
-    mine = np.concatenate([c._where["rows"].win for c in group])
+    rows = np.concatenate([c._where["rows"].win for c in group])
     pi_win = np.concatenate([c._where["rows"].pi_win for c in group])
-    at = np.minimum(np.searchsorted(rows, mine), rows.size - 1)
-    kept = rows[at] == mine
+    d = disagreement[rows]
+    kept = ~np.isnan(d)
     if kept.sum() < 2 * MIN_ROWS:
         return None
-    mine, d, weight = mine[kept], d[at[kept]], 1 - pi_win[kept]
-    design, names = encoder.one_hot(win.frame.iloc[mine])
+    rows, d, weight = rows[kept], d[kept], 1 - pi_win[kept]
+    design, names = encoder.one_hot(win.frame.iloc[rows])
     tree, rule = disagreement_tree(design, d, weight, names)
     by_column: dict[str, float] = {}
     for name, imp in zip(names, tree.feature_importances_):

@@ -33,17 +33,16 @@ class CellJudge:
         self.p, self.ref, self.win, self.domain, self.bins = p, ref, win, domain, bins
         self.windows, self.levels, self.groups = windows, levels, groups
         self._window_rows: tuple[int, np.ndarray] = (-1, np.zeros(0, dtype=np.int64))
-        self._cell_rows: np.ndarray | None = None   # rows per window x group, counted once
+        width = len(groups.names)
+        keys = groups.cell_keys(windows.of)
+        # production rows per window x group, counted once
+        self._cell_rows = np.bincount(keys[keys >= 0], minlength=len(windows.starts) * width
+                                      ).reshape(-1, width)
         self.confidence = confidence   # CBPE: each production row's chance of being right
         self.segments = sorted(set(ref.segment) | set(win.segment)) if p.segment else []
 
     def cell_rows(self, w: int, segment: str) -> int:
         """How many production rows window ``w`` holds of ``segment`` (ALL: of all)."""
-        if self._cell_rows is None:
-            keys = self.groups.cell_keys(self.windows.of)
-            self._cell_rows = np.bincount(keys[keys >= 0], minlength=len(self.windows.starts)
-                                          * len(self.groups.names)
-                                          ).reshape(-1, len(self.groups.names))
         if segment == ALL:
             return int(self._cell_rows[w].sum())
         code = self.groups.code(segment)
